@@ -1,0 +1,29 @@
+# ses-dkim-rotator: `make test` and `make demo` do all set-up on a fresh machine.
+.PHONY: test demo tools build release lint clean
+
+## test: fmt, clippy, cfn-lint, unit + integration tests against local AWS stand-ins
+test:
+	scripts/testbed.sh scripts/check.sh
+
+## demo: one real rotation through the Lambda Runtime API on the emulators
+demo:
+	scripts/testbed.sh scripts/demo.sh
+
+## tools: install the pinned tools the test bed needs (also done by test and demo)
+tools:
+	scripts/tools.sh >/dev/null
+
+## build: debug build of the Lambda binary
+build:
+	cargo build --locked
+
+## release: the deployable arm64 bootstrap (cargo lambda, zig)
+release: tools
+	PATH="$$HOME/.cache/ses-dkim-rotator/venv/bin:$$PATH" cargo lambda build --release --arm64 --locked
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --all-targets --locked -- -D warnings
+
+clean:
+	cargo clean

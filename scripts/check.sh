@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The checks of `make test`, run inside scripts/testbed.sh (stand-ins up, env set).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+step "cargo clippy --all-targets -D warnings"
+cargo clippy --all-targets --locked -- -D warnings
+step "cfn-lint template.yaml"
+cfn-lint template.yaml
+step "cargo test (unit, mocked SDK, emulated AWS, dkimpy)"
+cargo test --locked --all-targets

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Runs a command with the local AWS stand-ins up, and always stops them afterwards.
+#
+#   scripts/testbed.sh <command> [args...]
+#
+# Starts, on free loopback ports:
+#   - moto_server: Secrets Manager and Route 53 (closest to AWS's rotation semantics);
+#   - awsim:       SESv2 (the only stand-in with PutEmailIdentityDkimSigningAttributes).
+# Exports AWS_ENDPOINT_URL_* for the Rust SDK, fake credentials and a region, runs the command,
+# and stops both servers on exit, whether the command passed, failed or was interrupted.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+VENV=$(scripts/tools.sh)
+STATE=$(mktemp -d "${TMPDIR:-/tmp}/ses-dkim-testbed.XXXXXX")
+PIDS=()
+
+stop_all() {
+  local status=$?
+  for pid in "${PIDS[@]:-}"; do
+    [ -n "${pid}" ] && kill "${pid}" 2>/dev/null || true
+  done
+  for pid in "${PIDS[@]:-}"; do
+    [ -n "${pid}" ] && wait "${pid}" 2>/dev/null || true
+  done
+  if [ "${status}" -ne 0 ] && [ -z "${TESTBED_QUIET:-}" ]; then
+    for log in "${STATE}"/*.log; do
+      [ -s "${log}" ] || continue
+      echo "---- last lines of $(basename "${log}") ----" >&2
+      tail -n 15 "${log}" >&2
+    done
+  fi
+  rm -rf "${STATE}"
+  exit "${status}"
+}
+trap stop_all EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+  "${VENV}/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+wait_for_port() {
+  local name=$1 port=$2 pid=$3
+  for _ in $(seq 1 150); do
+    if ! kill -0 "${pid}" 2>/dev/null; then
+      echo "${name} exited during start-up; its log:" >&2
+      cat "${STATE}/${name}.log" >&2
+      exit 1
+    fi
+    if (exec 3<>"/dev/tcp/127.0.0.1/${port}") 2>/dev/null; then
+      return
+    fi
+    sleep 0.2
+  done
+  echo "${name} did not listen on 127.0.0.1:${port} within 30 s" >&2
+  exit 1
+}
+
+MOTO_PORT=$(free_port)
+"${VENV}/bin/moto_server" -H 127.0.0.1 -p "${MOTO_PORT}" >"${STATE}/moto.log" 2>&1 &
+PIDS+=($!)
+wait_for_port moto "${MOTO_PORT}" "${PIDS[-1]}"
+
+AWSIM_PORT=$(free_port)
+awsim --bind 127.0.0.1 --port "${AWSIM_PORT}" >"${STATE}/awsim.log" 2>&1 &
+PIDS+=($!)
+wait_for_port awsim "${AWSIM_PORT}" "${PIDS[-1]}"
+
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
+export AWS_EC2_METADATA_DISABLED=true
+export AWS_ENDPOINT_URL_SECRETS_MANAGER="http://127.0.0.1:${MOTO_PORT}"
+export AWS_ENDPOINT_URL_ROUTE_53="http://127.0.0.1:${MOTO_PORT}"
+export AWS_ENDPOINT_URL_SESV2="http://127.0.0.1:${AWSIM_PORT}"
+export AWS_ENDPOINT_URL_SNS="http://127.0.0.1:${AWSIM_PORT}"
+export SES_DKIM_TESTBED_VENV="${VENV}"
+export PATH="${VENV}/bin:${PATH}"
+[ -n "${TESTBED_QUIET:-}" ] || echo "==> stand-ins up: moto (Secrets Manager, Route 53) on :${MOTO_PORT}, awsim (SESv2) on :${AWSIM_PORT}" >&2
+
+"$@"

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs, when missing, every tool `make test` and `make demo` need, at pinned versions.
+# Python tools go into one virtualenv outside the repo, so fresh clones on the same machine
+# reuse it; awsim is a cargo binary in ~/.cargo/bin.
+set -euo pipefail
+
+AWSIM_VERSION=0.8.0
+PY_PINS=(
+  "moto[server]==5.2.5"
+  "cfn-lint==1.58.0"
+  "dkimpy==1.1.8"
+  "dnspython==2.7.0"
+  "cargo-lambda==1.9.2"
+)
+VENV="${SES_DKIM_VENV:-$HOME/.cache/ses-dkim-rotator/venv}"
+
+say() { printf '==> %s\n' "$*" >&2; }
+
+ensure_rust_components() {
+  command -v cargo >/dev/null || { echo "cargo is not installed; install Rust with rustup first" >&2; exit 1; }
+  for component in rustfmt clippy; do
+    if ! rustup component list --installed 2>/dev/null | grep -q "^${component}"; then
+      say "rustup component add ${component}"
+      rustup component add "${component}"
+    fi
+  done
+}
+
+ensure_awsim() {
+  if command -v awsim >/dev/null && cargo install --list | grep -q "^awsim v${AWSIM_VERSION}:"; then
+    return
+  fi
+  say "installing awsim ${AWSIM_VERSION} (about 15 minutes on 2 cores, once per machine)"
+  cargo install awsim --version "${AWSIM_VERSION}" --locked
+}
+
+ensure_python_tools() {
+  local stamp="${VENV}/.pins"
+  local wanted
+  wanted=$(printf '%s\n' "${PY_PINS[@]}")
+  if [ -x "${VENV}/bin/python" ] && [ "$(cat "${stamp}" 2>/dev/null)" = "${wanted}" ]; then
+    return
+  fi
+  say "installing Python tools into ${VENV}: ${PY_PINS[*]}"
+  python3 -m venv "${VENV}"
+  "${VENV}/bin/pip" install --quiet --disable-pip-version-check "${PY_PINS[@]}"
+  printf '%s' "${wanted}" > "${stamp}"
+}
+
+ensure_rust_components
+ensure_python_tools
+ensure_awsim
+echo "${VENV}"

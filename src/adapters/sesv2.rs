@@ -1,0 +1,75 @@
+//! [`DkimSigningService`] over the AWS SDK's SESv2 client.
+
+use aws_sdk_sesv2::Client;
+use aws_sdk_sesv2::types::{DkimSigningAttributes, DkimSigningAttributesOrigin};
+
+use super::port_error;
+use crate::engine::ports::{DkimSigningService, FailureKind, PortError, SesDkimState};
+use crate::secret_text::SecretText;
+
+const SERVICE: &str = "SESv2";
+
+/// SESv2 through the SDK.
+#[derive(Debug, Clone)]
+pub struct SesV2Signing {
+    client: Client,
+}
+
+impl SesV2Signing {
+    /// Wraps a configured client.
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+}
+
+impl DkimSigningService for SesV2Signing {
+    async fn dkim_state(&self, identity: &str) -> Result<Option<SesDkimState>, PortError> {
+        let out = match self
+            .client
+            .get_email_identity()
+            .email_identity(identity)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) => {
+                let error = port_error(SERVICE, "GetEmailIdentity", e);
+                return if error.kind == FailureKind::NotFound {
+                    Ok(None)
+                } else {
+                    Err(error)
+                };
+            }
+        };
+        let Some(dkim) = out.dkim_attributes() else {
+            return Ok(Some(SesDkimState::default()));
+        };
+        Ok(Some(SesDkimState {
+            signing_enabled: dkim.signing_enabled(),
+            status: dkim.status().map(|s| s.as_str().to_owned()),
+            origin: dkim.signing_attributes_origin().map(|o| o.as_str().to_owned()),
+            selectors: dkim.tokens().to_vec(),
+        }))
+    }
+
+    async fn sign_with_external_key(
+        &self,
+        identity: &str,
+        selector: &str,
+        private_key: &SecretText,
+    ) -> Result<(), PortError> {
+        let attributes = DkimSigningAttributes::builder()
+            .domain_signing_selector(selector)
+            .domain_signing_private_key(private_key.expose())
+            .build();
+        self.client
+            .put_email_identity_dkim_signing_attributes()
+            .email_identity(identity)
+            .signing_attributes_origin(DkimSigningAttributesOrigin::External)
+            .signing_attributes(attributes)
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, "PutEmailIdentityDkimSigningAttributes", e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,15 @@
+//! The rotation engine: pure Rust, no AWS SDK types.
+//!
+//! - [`key`]: RSA key generation and the encodings SES and DNS want.
+//! - [`selector`]: DKIM selector names SES accepts.
+//! - [`identity`]: domain identities and the allow-list that guards against a confused deputy.
+//! - [`secret_doc`]: the JSON document kept in each Secrets Manager version.
+//! - [`ports`]: the traits through which the engine reaches Secrets Manager, SES and the clock.
+//! - [`rotation`]: the four Secrets Manager rotation steps, driven through the ports.
+
+pub mod identity;
+pub mod key;
+pub mod ports;
+pub mod rotation;
+pub mod secret_doc;
+pub mod selector;

@@ -1,0 +1,582 @@
+//! The four Secrets Manager rotation steps, as one engine over the ports.
+//!
+//! Every step starts with the same preamble (`DescribeSecret`): rotation must be on, the
+//! event's token must be a staged version; a token that is already `AWSCURRENT` means the step
+//! has nothing left to do; anything else not `AWSPENDING` is an error. Each step is idempotent,
+//! so Secrets Manager may retry any of them:
+//!
+//! | step | does | on retry |
+//! |---|---|---|
+//! | `createSecret` | new key + selector into `AWSPENDING` | finds the pending key, makes no second one |
+//! | `setSecret` | publishes the TXT record (hint: logged and returned) | same record again |
+//! | `testSecret` | checks the pending key, its size, its TXT value and identity | same checks |
+//! | `finishSecret` | points SES at the new selector, then moves `AWSCURRENT` | SES already switched: only the stage move |
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Serialize;
+use time::format_description::well_known::Rfc3339;
+
+use super::identity::{AllowedIdentities, DomainIdentity};
+use super::key::{DkimKeyPair, KeyBits, txt_presentation};
+use super::ports::{
+    Clock, DkimSigningService, FailureKind, STAGE_CURRENT, STAGE_PENDING, SecretDescription,
+    SecretStore, SesDkimState, VersionRef,
+};
+use super::secret_doc::{DkimSecret, PublishedKey};
+use super::selector::{Selector, SelectorPrefix};
+use crate::error::RotatorError;
+use crate::secret_text::SecretText;
+
+/// One of Secrets Manager's four rotation steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Step {
+    /// Make the new key and store it as `AWSPENDING`.
+    CreateSecret,
+    /// Publish the new key's DNS record.
+    SetSecret,
+    /// Check the pending key before it goes live.
+    TestSecret,
+    /// Switch SES to the new key and make it `AWSCURRENT`.
+    FinishSecret,
+}
+
+impl Step {
+    /// The name Secrets Manager uses for the step.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::CreateSecret => "createSecret",
+            Step::SetSecret => "setSecret",
+            Step::TestSecret => "testSecret",
+            Step::FinishSecret => "finishSecret",
+        }
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Step {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "createSecret" => Ok(Step::CreateSecret),
+            "setSecret" => Ok(Step::SetSecret),
+            "testSecret" => Ok(Step::TestSecret),
+            "finishSecret" => Ok(Step::FinishSecret),
+            other => Err(format!(
+                "`Step` is `{other}`; expected one of createSecret, setSecret, testSecret, finishSecret"
+            )),
+        }
+    }
+}
+
+/// What the engine needs to know from configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotationPolicy {
+    /// Size of new keys (`DKIM_KEY_BITS`).
+    pub key_bits: KeyBits,
+    /// Start of new selectors (`DKIM_SELECTOR_PREFIX`).
+    pub selector_prefix: SelectorPrefix,
+    /// Identities this deployment may rotate (`DKIM_ALLOWED_IDENTITIES`).
+    pub allowed_identities: AllowedIdentities,
+}
+
+impl Default for RotationPolicy {
+    fn default() -> Self {
+        Self {
+            key_bits: KeyBits::Rsa1024,
+            selector_prefix: SelectorPrefix::default(),
+            allowed_identities: AllowedIdentities::Unset,
+        }
+    }
+}
+
+/// One invocation of a rotation step.
+#[derive(Debug, Clone)]
+pub struct RotationRequest {
+    /// Which step.
+    pub step: Step,
+    /// The secret's ARN or name.
+    pub secret_id: String,
+    /// The version being rotated in (`ClientRequestToken`).
+    pub token: String,
+    /// Secrets Manager's `RotationToken`, passed on to `PutSecretValue` (redacted in `Debug`).
+    pub rotation_token: Option<SecretText>,
+}
+
+/// What a step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The token is already `AWSCURRENT`: nothing to do.
+    AlreadyCurrent,
+    /// A new key was stored as `AWSPENDING`.
+    KeyCreated,
+    /// `AWSPENDING` already held this rotation's key (a retried step).
+    KeyAlreadyCreated,
+    /// The TXT record to publish was logged and returned.
+    RecordHintPublished,
+    /// The pending key passed every check.
+    PendingKeyTested,
+    /// SES now signs with the new key, and it is `AWSCURRENT`.
+    SesSwitched,
+    /// SES already signed with the new key (a retried step); the stage was moved.
+    SesAlreadySwitched,
+}
+
+/// The DNS record that publishes a key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DnsRecord {
+    /// `<selector>._domainkey.<domain>`.
+    pub name: String,
+    /// Always `TXT`.
+    #[serde(rename = "type")]
+    pub record_type: &'static str,
+    /// The value, unsplit.
+    pub value: String,
+    /// The value as one record of quoted strings of at most 255 characters.
+    pub presentation: String,
+}
+
+impl DnsRecord {
+    /// The record for `key` under `identity`.
+    pub fn for_key(identity: &DomainIdentity, key: &PublishedKey) -> Self {
+        let value = key.key.txt_value();
+        Self {
+            name: key.dns_name(identity),
+            record_type: "TXT",
+            presentation: txt_presentation(&value),
+            value,
+        }
+    }
+}
+
+/// The result of a step: safe to log and to return (no key material).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StepReport {
+    /// The step run.
+    pub step: Step,
+    /// The secret.
+    pub secret_id: String,
+    /// What happened.
+    pub outcome: Outcome,
+    /// The identity, when the step read it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    /// The selector being rotated in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    /// The selector being rotated out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_selector: Option<String>,
+    /// The TXT record that must be published for the new selector.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns_record: Option<DnsRecord>,
+    /// SES's DKIM state after the step, when the step read it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ses_origin: Option<String>,
+    /// SES's DKIM status after the step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ses_status: Option<String>,
+}
+
+impl StepReport {
+    fn new(request: &RotationRequest, outcome: Outcome) -> Self {
+        Self {
+            step: request.step,
+            secret_id: request.secret_id.clone(),
+            outcome,
+            identity: None,
+            selector: None,
+            previous_selector: None,
+            dns_record: None,
+            ses_origin: None,
+            ses_status: None,
+        }
+    }
+
+    fn with_pending(mut self, pending: &DkimSecret, key: &PublishedKey) -> Self {
+        self.identity = Some(pending.identity.to_string());
+        self.selector = Some(key.selector.to_string());
+        self.previous_selector = pending.previous_selector.as_ref().map(|s| s.to_string());
+        self.dns_record = Some(DnsRecord::for_key(&pending.identity, key));
+        self
+    }
+
+    fn with_ses(mut self, state: &SesDkimState) -> Self {
+        self.ses_origin = state.origin.clone();
+        self.ses_status = state.status.clone();
+        self
+    }
+}
+
+/// The pending version of a rotation, parsed, with its key.
+struct PendingKey {
+    doc: DkimSecret,
+    key: PublishedKey,
+}
+
+/// Drives rotation steps through the ports.
+#[derive(Debug, Clone)]
+pub struct RotationEngine<S, E, C> {
+    store: S,
+    ses: E,
+    clock: C,
+    policy: RotationPolicy,
+}
+
+impl<S: SecretStore, E: DkimSigningService, C: Clock> RotationEngine<S, E, C> {
+    /// An engine over the given ports and policy.
+    pub fn new(store: S, ses: E, clock: C, policy: RotationPolicy) -> Self {
+        Self {
+            store,
+            ses,
+            clock,
+            policy,
+        }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &RotationPolicy {
+        &self.policy
+    }
+
+    /// Runs one rotation step.
+    pub async fn run_step(&self, request: &RotationRequest) -> Result<StepReport, RotatorError> {
+        let description = self.store.describe(&request.secret_id).await?;
+        if self.check_staging(request, &description)? {
+            return Ok(StepReport::new(request, Outcome::AlreadyCurrent));
+        }
+        match request.step {
+            Step::CreateSecret => self.create_secret(request).await,
+            Step::SetSecret => self.set_secret(request).await,
+            Step::TestSecret => self.test_secret(request).await,
+            Step::FinishSecret => self.finish_secret(request, &description).await,
+        }
+    }
+
+    /// The preamble every step shares; `Ok(true)` means the token is already current.
+    fn check_staging(
+        &self,
+        request: &RotationRequest,
+        description: &SecretDescription,
+    ) -> Result<bool, RotatorError> {
+        if !description.rotation_enabled {
+            return Err(RotatorError::RotationNotEnabled {
+                secret_id: request.secret_id.clone(),
+            });
+        }
+        let stages = description.versions.get(&request.token).ok_or_else(|| {
+            RotatorError::TokenNotStaged {
+                secret_id: request.secret_id.clone(),
+                token: request.token.clone(),
+            }
+        })?;
+        if stages.iter().any(|s| s == STAGE_CURRENT) {
+            return Ok(true);
+        }
+        if !stages.iter().any(|s| s == STAGE_PENDING) {
+            return Err(RotatorError::TokenNotPending {
+                secret_id: request.secret_id.clone(),
+                token: request.token.clone(),
+                stages: if stages.is_empty() {
+                    "none".into()
+                } else {
+                    stages.join(",")
+                },
+            });
+        }
+        Ok(false)
+    }
+
+    async fn read_current(&self, secret_id: &str) -> Result<DkimSecret, RotatorError> {
+        let stored = self
+            .store
+            .read(secret_id, VersionRef::Current)
+            .await?
+            .ok_or_else(|| RotatorError::NoCurrentVersion {
+                secret_id: secret_id.to_owned(),
+            })?;
+        DkimSecret::parse(stored.secret_string.expose()).map_err(|reason| {
+            RotatorError::CorruptSecret {
+                secret_id: secret_id.to_owned(),
+                version: STAGE_CURRENT,
+                reason,
+            }
+        })
+    }
+
+    /// Reads the current version and applies the identity guards shared by every step.
+    async fn read_current_checked(
+        &self,
+        secret_id: &str,
+    ) -> Result<(DkimSecret, SesDkimState), RotatorError> {
+        let current = self.read_current(secret_id).await?;
+        self.policy
+            .allowed_identities
+            .check(&current.identity)
+            .map_err(RotatorError::IdentityNotAllowed)?;
+        let state = self
+            .ses
+            .dkim_state(current.identity.as_str())
+            .await?
+            .ok_or_else(|| RotatorError::IdentityNotInSes {
+                identity: current.identity.to_string(),
+            })?;
+        Ok((current, state))
+    }
+
+    async fn read_pending(
+        &self,
+        request: &RotationRequest,
+    ) -> Result<Option<PendingKey>, RotatorError> {
+        let Some(stored) = self
+            .store
+            .read(&request.secret_id, VersionRef::Pending(&request.token))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let conflict = |reason: String| RotatorError::PendingConflict {
+            secret_id: request.secret_id.clone(),
+            reason: format!(
+                "AWSPENDING version {} {reason}; cancel this rotation (aws secretsmanager cancel-rotate-secret) and rotate again",
+                request.token
+            ),
+        };
+        let doc = DkimSecret::parse(stored.secret_string.expose())
+            .map_err(|e| conflict(format!("is not a valid DKIM secret ({e})")))?;
+        let key = doc
+            .key
+            .clone()
+            .ok_or_else(|| conflict("holds no key".into()))?;
+        Ok(Some(PendingKey { doc, key }))
+    }
+
+    async fn require_pending(&self, request: &RotationRequest) -> Result<PendingKey, RotatorError> {
+        self.read_pending(request)
+            .await?
+            .ok_or_else(|| RotatorError::PendingMissing {
+                secret_id: request.secret_id.clone(),
+                token: request.token.clone(),
+            })
+    }
+
+    fn check_same_identity(
+        request: &RotationRequest,
+        current: &DkimSecret,
+        pending: &PendingKey,
+    ) -> Result<(), RotatorError> {
+        if current.identity != pending.doc.identity {
+            return Err(RotatorError::IdentityMismatch {
+                secret_id: request.secret_id.clone(),
+                current: current.identity.to_string(),
+                pending: pending.doc.identity.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    fn check_pending_is_new(
+        request: &RotationRequest,
+        current: &DkimSecret,
+        pending: &PendingKey,
+    ) -> Result<(), RotatorError> {
+        if let Some(current_key) = &current.key
+            && (current_key.selector == pending.key.selector
+                || current_key.key.public_key() == pending.key.key.public_key())
+        {
+            return Err(RotatorError::PendingConflict {
+                secret_id: request.secret_id.clone(),
+                reason: format!(
+                    "AWSPENDING version {} holds the current key or selector, not a new one; cancel this rotation (aws secretsmanager cancel-rotate-secret) and rotate again",
+                    request.token
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    async fn create_secret(&self, request: &RotationRequest) -> Result<StepReport, RotatorError> {
+        let (current, ses_state) = self.read_current_checked(&request.secret_id).await?;
+        if let Some(pending) = self.read_pending(request).await? {
+            Self::check_same_identity(request, &current, &pending)?;
+            Self::check_pending_is_new(request, &current, &pending)?;
+            return Ok(StepReport::new(request, Outcome::KeyAlreadyCreated)
+                .with_pending(&pending.doc, &pending.key));
+        }
+
+        let now = self.clock.now();
+        let taken: Vec<Selector> = current
+            .key
+            .iter()
+            .map(|k| k.selector.clone())
+            .chain(current.previous_selector.clone())
+            .chain(
+                ses_state
+                    .selectors
+                    .iter()
+                    .filter_map(|s| Selector::parse(s).ok()),
+            )
+            .collect();
+        let taken_refs: Vec<&Selector> = taken.iter().collect();
+        let selector = Selector::generate(
+            &self.policy.selector_prefix,
+            now.date(),
+            &taken_refs,
+            rand::random::<u16>,
+        );
+        let key = DkimKeyPair::generate(self.policy.key_bits)?;
+        let published = PublishedKey {
+            selector,
+            key,
+            created_at: Some(now.format(&Rfc3339).unwrap_or_else(|_| now.to_string())),
+        };
+        let next = current.rotated(published.clone());
+
+        let put = self
+            .store
+            .put_pending(
+                &request.secret_id,
+                &request.token,
+                &next.to_secret_string(),
+                request.rotation_token.as_ref(),
+            )
+            .await;
+        match put {
+            Ok(()) => {}
+            // A concurrent invocation stored this token's version first: use its key.
+            Err(e) if e.kind == FailureKind::Conflict => {
+                let pending = self.read_pending(request).await?.ok_or(e)?;
+                Self::check_same_identity(request, &current, &pending)?;
+                return Ok(StepReport::new(request, Outcome::KeyAlreadyCreated)
+                    .with_pending(&pending.doc, &pending.key));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tracing::info!(
+            secret_id = %request.secret_id,
+            identity = %next.identity,
+            selector = %published.selector,
+            key_bits = published.key.bits().bits(),
+            "stored new DKIM key as AWSPENDING"
+        );
+        Ok(StepReport::new(request, Outcome::KeyCreated).with_pending(&next, &published))
+    }
+
+    async fn set_secret(&self, request: &RotationRequest) -> Result<StepReport, RotatorError> {
+        let pending = self.require_pending(request).await?;
+        self.policy
+            .allowed_identities
+            .check(&pending.doc.identity)
+            .map_err(RotatorError::IdentityNotAllowed)?;
+        let report = StepReport::new(request, Outcome::RecordHintPublished)
+            .with_pending(&pending.doc, &pending.key);
+        if let Some(record) = &report.dns_record {
+            tracing::info!(
+                secret_id = %request.secret_id,
+                identity = %pending.doc.identity,
+                selector = %pending.key.selector,
+                dns_name = %record.name,
+                dns_type = "TXT",
+                dns_value = %record.value,
+                dns_presentation = %record.presentation,
+                "publish this DKIM TXT record"
+            );
+        }
+        Ok(report)
+    }
+
+    async fn test_secret(&self, request: &RotationRequest) -> Result<StepReport, RotatorError> {
+        let (current, _) = self.read_current_checked(&request.secret_id).await?;
+        let pending = self.require_pending(request).await?;
+        Self::check_same_identity(request, &current, &pending)?;
+        Self::check_pending_is_new(request, &current, &pending)?;
+        // Parsing already proved the key is PKCS#1, a size SES takes, and that the stored
+        // public key, TXT value and record name belong to it. What is left is policy.
+        let bits = pending.key.key.bits();
+        if bits != self.policy.key_bits {
+            return Err(RotatorError::PendingKeyInvalid {
+                secret_id: request.secret_id.clone(),
+                reason: format!(
+                    "it is {bits} bits but DKIM_KEY_BITS is {}; cancel this rotation and rotate again",
+                    self.policy.key_bits
+                ),
+            });
+        }
+        Ok(StepReport::new(request, Outcome::PendingKeyTested)
+            .with_pending(&pending.doc, &pending.key))
+    }
+
+    async fn finish_secret(
+        &self,
+        request: &RotationRequest,
+        description: &SecretDescription,
+    ) -> Result<StepReport, RotatorError> {
+        let (current, state) = self.read_current_checked(&request.secret_id).await?;
+        let pending = self.require_pending(request).await?;
+        Self::check_same_identity(request, &current, &pending)?;
+        Self::check_pending_is_new(request, &current, &pending)?;
+        let identity = pending.doc.identity.as_str();
+        let selector = pending.key.selector.as_str();
+
+        let outcome = if state.uses_external_selector(selector) {
+            Outcome::SesAlreadySwitched
+        } else {
+            self.ses
+                .sign_with_external_key(identity, selector, pending.key.key.private_key())
+                .await?;
+            tracing::info!(
+                secret_id = %request.secret_id,
+                identity,
+                selector,
+                "SES now signs with the new external key"
+            );
+            Outcome::SesSwitched
+        };
+        self.store
+            .promote(
+                &request.secret_id,
+                &request.token,
+                description.version_with_stage(STAGE_CURRENT),
+            )
+            .await?;
+        let after = self.ses.dkim_state(identity).await?.unwrap_or_default();
+        tracing::info!(
+            secret_id = %request.secret_id,
+            identity,
+            selector,
+            ses = %after,
+            "rotation finished: new key is AWSCURRENT"
+        );
+        Ok(StepReport::new(request, outcome)
+            .with_pending(&pending.doc, &pending.key)
+            .with_ses(&after))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_names_round_trip() {
+        for step in [
+            Step::CreateSecret,
+            Step::SetSecret,
+            Step::TestSecret,
+            Step::FinishSecret,
+        ] {
+            assert_eq!(step.as_str().parse::<Step>(), Ok(step));
+        }
+        let err = "CreateSecret".parse::<Step>().unwrap_err();
+        assert!(err.contains("createSecret, setSecret"), "{err}");
+    }
+}

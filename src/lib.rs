@@ -1,0 +1,17 @@
+//! ses-dkim-rotator: rotates Amazon SES "Bring Your Own DKIM" keys held in Secrets Manager.
+//!
+//! The crate is laid out hexagonally:
+//! - [`engine`] is the pure rotation logic (keys, selectors, the secret document, the four
+//!   Secrets Manager steps). It knows nothing of the AWS SDK; it talks to the outside world
+//!   through the small traits in [`engine::ports`].
+//! - [`adapters`] implements those traits with the AWS SDK and the system clock.
+//! - [`handler`] turns a Lambda event into an engine call and the result into a response.
+//! - [`config`] reads and checks the settings once, at start-up.
+//! - [`error`] is the one error type every entry point returns.
+
+pub mod adapters;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod handler;
+pub mod secret_text;

@@ -1,0 +1,294 @@
+//! The SDK adapters and the engine's call order, with `aws-smithy-mocks` rules that go
+//! through the SDK's real request builders and serialisers.
+
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput;
+use aws_sdk_secretsmanager::operation::get_secret_value::{
+    GetSecretValueError, GetSecretValueOutput,
+};
+use aws_sdk_secretsmanager::operation::put_secret_value::PutSecretValueOutput;
+use aws_sdk_secretsmanager::operation::update_secret_version_stage::UpdateSecretVersionStageOutput;
+use aws_sdk_secretsmanager::types::error::ResourceNotFoundException;
+use aws_sdk_sesv2::operation::get_email_identity::{GetEmailIdentityError, GetEmailIdentityOutput};
+use aws_sdk_sesv2::operation::put_email_identity_dkim_signing_attributes::{
+    PutEmailIdentityDkimSigningAttributesError, PutEmailIdentityDkimSigningAttributesOutput,
+};
+use aws_sdk_sesv2::types::error::{BadRequestException, NotFoundException, TooManyRequestsException};
+use aws_sdk_sesv2::types::{DkimAttributes, DkimSigningAttributesOrigin, DkimStatus};
+use aws_smithy_mocks::{RuleMode, mock, mock_client};
+use ses_dkim_rotator::adapters::clock::SystemClock;
+use ses_dkim_rotator::adapters::secrets_manager::SecretsManagerStore;
+use ses_dkim_rotator::adapters::sesv2::SesV2Signing;
+use ses_dkim_rotator::engine::identity::AllowedIdentities;
+use ses_dkim_rotator::engine::key::{DkimKeyPair, KeyBits};
+use ses_dkim_rotator::engine::ports::{
+    DkimSigningService, FailureKind, SecretStore, VersionRef,
+};
+use ses_dkim_rotator::engine::rotation::{
+    Outcome, RotationEngine, RotationPolicy, RotationRequest, Step,
+};
+use ses_dkim_rotator::engine::secret_doc::{DkimSecret, PublishedKey};
+use ses_dkim_rotator::engine::selector::Selector;
+use ses_dkim_rotator::secret_text::SecretText;
+
+const ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:dkim/example.com-AbCdEf";
+const DOMAIN: &str = "example.com";
+const TOKEN: &str = "11111111-2222-3333-4444-555555555555";
+const OLD_VERSION: &str = "00000000-0000-0000-0000-000000000000";
+
+#[tokio::test]
+async fn ses_put_sends_external_origin_selector_and_bare_key() {
+    let key = DkimKeyPair::generate(KeyBits::Rsa1024).unwrap();
+    let expected_key = key.private_key().expose().to_owned();
+    let put = mock!(aws_sdk_sesv2::Client::put_email_identity_dkim_signing_attributes)
+        .match_requests(move |req| {
+            let attrs = req.signing_attributes().unwrap();
+            req.email_identity() == Some(DOMAIN)
+                && req.signing_attributes_origin() == Some(&DkimSigningAttributesOrigin::External)
+                && attrs.domain_signing_selector() == Some("ses-20261126-abcd")
+                && attrs.domain_signing_private_key() == Some(expected_key.as_str())
+        })
+        .then_output(|| PutEmailIdentityDkimSigningAttributesOutput::builder().build());
+    let ses = SesV2Signing::new(mock_client!(aws_sdk_sesv2, [&put]));
+    ses.sign_with_external_key(DOMAIN, "ses-20261126-abcd", key.private_key())
+        .await
+        .unwrap();
+    assert_eq!(put.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn ses_errors_are_classified() {
+    let missing = mock!(aws_sdk_sesv2::Client::get_email_identity).then_error(|| {
+        GetEmailIdentityError::NotFoundException(NotFoundException::builder().message("no such identity").build())
+    });
+    let ses = SesV2Signing::new(mock_client!(aws_sdk_sesv2, [&missing]));
+    assert_eq!(ses.dkim_state(DOMAIN).await.unwrap(), None);
+
+    let throttled = mock!(aws_sdk_sesv2::Client::put_email_identity_dkim_signing_attributes)
+        .then_error(|| {
+            PutEmailIdentityDkimSigningAttributesError::TooManyRequestsException(
+                TooManyRequestsException::builder().message("slow down").build(),
+            )
+        });
+    let ses = SesV2Signing::new(mock_client!(aws_sdk_sesv2, RuleMode::MatchAny, [&throttled]));
+    let err = ses
+        .sign_with_external_key(DOMAIN, "s1", &SecretText::new("AAAA"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, FailureKind::Throttled);
+    assert!(err.message.contains("slow down"), "{err}");
+    assert!(!err.to_string().contains("AAAA"));
+
+    let bad = mock!(aws_sdk_sesv2::Client::put_email_identity_dkim_signing_attributes).then_error(|| {
+        PutEmailIdentityDkimSigningAttributesError::BadRequestException(
+            BadRequestException::builder().message("invalid key").build(),
+        )
+    });
+    let ses = SesV2Signing::new(mock_client!(aws_sdk_sesv2, [&bad]));
+    let err = ses
+        .sign_with_external_key(DOMAIN, "s1", &SecretText::new("AAAA"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, FailureKind::InvalidRequest);
+}
+
+#[tokio::test]
+async fn secrets_manager_put_pending_stages_awspending_and_passes_rotation_token() {
+    let put = mock!(aws_sdk_secretsmanager::Client::put_secret_value)
+        .match_requests(|req| {
+            req.secret_id() == Some(ARN)
+                && req.client_request_token() == Some(TOKEN)
+                && req.version_stages() == ["AWSPENDING".to_owned()]
+                && req.rotation_token() == Some("opaque")
+                && req.secret_string() == Some("{}")
+        })
+        .then_output(|| PutSecretValueOutput::builder().build());
+    let missing = mock!(aws_sdk_secretsmanager::Client::get_secret_value)
+        .match_requests(|req| {
+            req.version_id() == Some(TOKEN) && req.version_stage() == Some("AWSPENDING")
+        })
+        .then_error(|| {
+            GetSecretValueError::ResourceNotFoundException(ResourceNotFoundException::builder().build())
+        });
+    let store = SecretsManagerStore::new(mock_client!(
+        aws_sdk_secretsmanager,
+        RuleMode::MatchAny,
+        [&put, &missing]
+    ));
+    assert_eq!(store.read(ARN, VersionRef::Pending(TOKEN)).await.unwrap(), None);
+    store
+        .put_pending(ARN, TOKEN, &SecretText::new("{}"), Some(&SecretText::new("opaque")))
+        .await
+        .unwrap();
+    assert_eq!((put.num_calls(), missing.num_calls()), (1, 1));
+}
+
+/// The secret's versions: the seed as current, a rotated key as pending.
+fn versions() -> (String, String, String) {
+    let current = DkimSecret::parse(&format!(r#"{{"identity":"{DOMAIN}"}}"#)).unwrap();
+    let pending = current.rotated(PublishedKey {
+        selector: Selector::parse("ses-20261126-abcd").unwrap(),
+        key: DkimKeyPair::generate(KeyBits::Rsa1024).unwrap(),
+        created_at: None,
+    });
+    let private_key = pending.key.as_ref().unwrap().key.private_key().expose().to_owned();
+    (
+        current.to_secret_string().expose().to_owned(),
+        pending.to_secret_string().expose().to_owned(),
+        private_key,
+    )
+}
+
+/// Mocked clients for a finishSecret, recording the order of calls across both services.
+struct FinishFixture {
+    calls: Arc<Mutex<Vec<&'static str>>>,
+    engine: RotationEngine<SecretsManagerStore, SesV2Signing, SystemClock>,
+    put_ses: aws_smithy_mocks::Rule,
+    promote: aws_smithy_mocks::Rule,
+}
+
+fn finish_fixture(ses_put_fails: bool) -> FinishFixture {
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let (current, pending, private_key) = versions();
+    let log = |name: &'static str, calls: &Arc<Mutex<Vec<&'static str>>>| {
+        let calls = calls.clone();
+        move || calls.lock().unwrap().push(name)
+    };
+
+    let record = log("DescribeSecret", &calls);
+    let describe = mock!(aws_sdk_secretsmanager::Client::describe_secret)
+        .match_requests(move |_| {
+            record();
+            true
+        })
+        .then_output(|| {
+            DescribeSecretOutput::builder()
+                .arn(ARN)
+                .rotation_enabled(true)
+                .version_ids_to_stages(OLD_VERSION, vec!["AWSCURRENT".into()])
+                .version_ids_to_stages(TOKEN, vec!["AWSPENDING".into()])
+                .build()
+        });
+    let record = log("GetSecretValue", &calls);
+    let get = mock!(aws_sdk_secretsmanager::Client::get_secret_value)
+        .match_requests(move |_| {
+            record();
+            true
+        })
+        .then_compute_output(move |req| {
+            let body = if req.version_stage() == Some("AWSPENDING") {
+                &pending
+            } else {
+                &current
+            };
+            GetSecretValueOutput::builder()
+                .arn(ARN)
+                .secret_string(body.clone())
+                .build()
+        });
+    let record = log("UpdateSecretVersionStage", &calls);
+    let promote = mock!(aws_sdk_secretsmanager::Client::update_secret_version_stage)
+        .match_requests(move |req| {
+            record();
+            req.version_stage() == Some("AWSCURRENT")
+                && req.move_to_version_id() == Some(TOKEN)
+                && req.remove_from_version_id() == Some(OLD_VERSION)
+        })
+        .then_output(|| UpdateSecretVersionStageOutput::builder().build());
+    let record = log("GetEmailIdentity", &calls);
+    let get_identity = mock!(aws_sdk_sesv2::Client::get_email_identity)
+        .match_requests(move |_| {
+            record();
+            true
+        })
+        .then_output(|| {
+            GetEmailIdentityOutput::builder()
+                .dkim_attributes(
+                    DkimAttributes::builder()
+                        .signing_enabled(true)
+                        .status(DkimStatus::Success)
+                        .signing_attributes_origin(DkimSigningAttributesOrigin::AwsSes)
+                        .build(),
+                )
+                .build()
+        });
+    let record = log("PutEmailIdentityDkimSigningAttributes", &calls);
+    let put_ses = mock!(aws_sdk_sesv2::Client::put_email_identity_dkim_signing_attributes)
+        .match_requests(move |req| {
+            record();
+            req.signing_attributes()
+                .and_then(|a| a.domain_signing_private_key())
+                == Some(private_key.as_str())
+        });
+    let put_ses = if ses_put_fails {
+        put_ses.then_error(|| {
+            PutEmailIdentityDkimSigningAttributesError::BadRequestException(
+                BadRequestException::builder().message("key rejected").build(),
+            )
+        })
+    } else {
+        put_ses.then_output(|| PutEmailIdentityDkimSigningAttributesOutput::builder().build())
+    };
+
+    let secrets = mock_client!(
+        aws_sdk_secretsmanager,
+        RuleMode::MatchAny,
+        [&describe, &get, &promote]
+    );
+    let ses = mock_client!(aws_sdk_sesv2, RuleMode::MatchAny, [&get_identity, &put_ses]);
+    let engine = RotationEngine::new(
+        SecretsManagerStore::new(secrets),
+        SesV2Signing::new(ses),
+        SystemClock,
+        RotationPolicy {
+            allowed_identities: AllowedIdentities::Any,
+            ..RotationPolicy::default()
+        },
+    );
+    FinishFixture {
+        calls,
+        engine,
+        put_ses,
+        promote,
+    }
+}
+
+fn finish_request() -> RotationRequest {
+    RotationRequest {
+        step: Step::FinishSecret,
+        secret_id: ARN.into(),
+        token: TOKEN.into(),
+        rotation_token: None,
+    }
+}
+
+#[tokio::test]
+async fn finish_switches_ses_before_moving_awscurrent() {
+    let fixture = finish_fixture(false);
+    let report = fixture.engine.run_step(&finish_request()).await.unwrap();
+    assert_eq!(report.outcome, Outcome::SesSwitched);
+    let calls = fixture.calls.lock().unwrap().clone();
+    let put = calls
+        .iter()
+        .position(|c| *c == "PutEmailIdentityDkimSigningAttributes")
+        .expect("SES was switched");
+    let promote = calls
+        .iter()
+        .position(|c| *c == "UpdateSecretVersionStage")
+        .expect("stage was moved");
+    assert!(put < promote, "{calls:?}");
+    assert_eq!(calls[0], "DescribeSecret", "{calls:?}");
+    assert_eq!((fixture.put_ses.num_calls(), fixture.promote.num_calls()), (1, 1));
+}
+
+#[tokio::test]
+async fn finish_keeps_awscurrent_when_ses_refuses_the_key() {
+    let fixture = finish_fixture(true);
+    let err = fixture.engine.run_step(&finish_request()).await.unwrap_err();
+    assert_eq!(err.error_type(), "AwsCallFailed");
+    assert!(err.to_string().contains("key rejected"), "{err}");
+    assert_eq!(fixture.promote.num_calls(), 0, "AWSCURRENT must not move");
+    let calls = fixture.calls.lock().unwrap().clone();
+    assert!(!calls.contains(&"UpdateSecretVersionStage"), "{calls:?}");
+}

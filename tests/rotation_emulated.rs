@@ -1,0 +1,403 @@
+//! End-to-end rotation through the real SDK clients against the emulators
+//! (moto: Secrets Manager; awsim: SESv2). Each test seeds its own identity and secret, and
+//! checks SES's state and the secret's stages after the steps it runs.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use common::*;
+use serde_json::json;
+use ses_dkim_rotator::adapters::clock::SystemClock;
+use ses_dkim_rotator::adapters::secrets_manager::SecretsManagerStore;
+use ses_dkim_rotator::adapters::sesv2::SesV2Signing;
+use ses_dkim_rotator::engine::identity::AllowedIdentities;
+use ses_dkim_rotator::engine::key::KeyBits;
+use ses_dkim_rotator::engine::ports::{
+    FailureKind, PortError, SecretDescription, SecretStore, StoredVersion, VersionRef,
+};
+use ses_dkim_rotator::engine::rotation::{Outcome, RotationEngine, RotationPolicy, Step};
+use ses_dkim_rotator::secret_text::SecretText;
+
+/// SES must not have been touched: no external key configured.
+async fn assert_ses_untouched(bed: &TestBed, domain: &str) {
+    let state = bed.ses_dkim(domain).await;
+    assert_ne!(state.origin.as_deref(), Some("EXTERNAL"), "{state:?}");
+}
+
+/// The secret still has exactly one version, AWSCURRENT, holding the seed document.
+async fn assert_secret_unchanged(bed: &TestBed, arn: &str, token: &str) {
+    assert!(!bed.has_value(arn, token).await, "a pending value was stored");
+    let current = bed.secret_json(arn, "AWSCURRENT").await;
+    assert!(current.get("private_key").is_none(), "{current}");
+}
+
+#[tokio::test]
+async fn happy_path_switches_ses_and_promotes_the_new_key() {
+    let bed = TestBed::connect().await;
+    let seeded = bed.seed("happy", json!({"owner": "mail-team"})).await;
+    let engine = bed.engine(allow_all());
+    let token = bed.start_rotation(&seeded.arn).await;
+    let old_version = bed.version_with_stage(&seeded.arn, "AWSCURRENT").await.unwrap();
+
+    let reports = rotate(&engine, &seeded.arn, &token).await;
+    let outcomes: Vec<Outcome> = reports.iter().map(|r| r.outcome).collect();
+    assert_eq!(
+        outcomes,
+        [
+            Outcome::KeyCreated,
+            Outcome::RecordHintPublished,
+            Outcome::PendingKeyTested,
+            Outcome::SesSwitched
+        ]
+    );
+
+    let current = bed.secret_json(&seeded.arn, "AWSCURRENT").await;
+    let selector = current["selector"].as_str().unwrap().to_owned();
+    assert!(selector.starts_with("ses-"), "{selector}");
+    assert_eq!(current["identity"], seeded.domain.as_str());
+    assert_eq!(current["owner"], "mail-team", "unknown fields are kept");
+    assert_eq!(current["key_bits"], 1024);
+    assert_eq!(
+        current["dns_name"],
+        format!("{selector}._domainkey.{}", seeded.domain)
+    );
+    assert_eq!(
+        current["dns_value"],
+        format!("v=DKIM1; k=rsa; p={}", current["public_key"].as_str().unwrap())
+    );
+    assert!(current["created_at"].as_str().unwrap().ends_with('Z'));
+    assert!(current.get("previous_selector").is_none());
+
+    let hint = reports[1].dns_record.as_ref().unwrap();
+    assert_eq!(hint.name, current["dns_name"].as_str().unwrap());
+    assert_eq!(hint.value, current["dns_value"].as_str().unwrap());
+
+    let state = bed.ses_dkim(&seeded.domain).await;
+    assert_eq!(state.origin.as_deref(), Some("EXTERNAL"));
+    assert_eq!(state.selectors, vec![selector.clone()]);
+    assert_eq!(reports[3].ses_origin.as_deref(), Some("EXTERNAL"));
+
+    let stages = bed.stages(&seeded.arn).await;
+    assert!(stages[&token].contains(&"AWSCURRENT".to_owned()), "{stages:?}");
+    assert!(
+        !stages[&old_version].contains(&"AWSCURRENT".to_owned()),
+        "{stages:?}"
+    );
+
+    // The reports never carry the private key.
+    let private_key = current["private_key"].as_str().unwrap();
+    let shown = serde_json::to_string(&reports).unwrap();
+    assert!(!shown.contains(private_key));
+
+    // A second rotation remembers the first selector and picks a new one.
+    let token2 = bed.start_rotation(&seeded.arn).await;
+    rotate(&engine, &seeded.arn, &token2).await;
+    let next = bed.secret_json(&seeded.arn, "AWSCURRENT").await;
+    assert_eq!(next["previous_selector"], selector.as_str());
+    assert_ne!(next["selector"], selector.as_str());
+    let state = bed.ses_dkim(&seeded.domain).await;
+    assert_eq!(state.selectors, vec![next["selector"].as_str().unwrap().to_owned()]);
+}
+
+#[tokio::test]
+async fn every_step_run_twice_makes_one_key_and_one_switch() {
+    let bed = TestBed::connect().await;
+    let seeded = bed.seed("twice", json!({})).await;
+    let engine = bed.engine(allow_all());
+    let token = bed.start_rotation(&seeded.arn).await;
+
+    let mut selectors = Vec::new();
+    for step in ALL_STEPS {
+        let first = engine.run_step(&request(step, &seeded.arn, &token)).await.unwrap();
+        let second = engine.run_step(&request(step, &seeded.arn, &token)).await.unwrap();
+        selectors.push(first.selector.clone());
+        match step {
+            Step::CreateSecret => {
+                assert_eq!(first.outcome, Outcome::KeyCreated);
+                assert_eq!(second.outcome, Outcome::KeyAlreadyCreated);
+                assert_eq!(first.selector, second.selector, "a retry made a second key");
+            }
+            Step::FinishSecret => {
+                assert_eq!(first.outcome, Outcome::SesSwitched);
+                assert_eq!(second.outcome, Outcome::AlreadyCurrent);
+            }
+            _ => assert_eq!(first, second),
+        }
+    }
+    assert!(selectors.iter().all(|s| s == &selectors[0]));
+    let state = bed.ses_dkim(&seeded.domain).await;
+    assert_eq!(state.selectors, vec![selectors[0].clone().unwrap()]);
+    assert_eq!(bed.stages(&seeded.arn).await.len(), 2, "exactly one new version");
+}
+
+/// A store whose first `UpdateSecretVersionStage` fails, as if the Lambda died right after
+/// switching SES.
+struct FailFirstPromote {
+    inner: SecretsManagerStore,
+    failed: AtomicBool,
+}
+
+impl SecretStore for FailFirstPromote {
+    async fn describe(&self, id: &str) -> Result<SecretDescription, PortError> {
+        self.inner.describe(id).await
+    }
+    async fn read(&self, id: &str, v: VersionRef<'_>) -> Result<Option<StoredVersion>, PortError> {
+        self.inner.read(id, v).await
+    }
+    async fn put_pending(
+        &self,
+        id: &str,
+        token: &str,
+        value: &SecretText,
+        rotation_token: Option<&SecretText>,
+    ) -> Result<(), PortError> {
+        self.inner.put_pending(id, token, value, rotation_token).await
+    }
+    async fn promote(&self, id: &str, to: &str, from: Option<&str>) -> Result<(), PortError> {
+        if !self.failed.swap(true, Ordering::SeqCst) {
+            return Err(PortError {
+                service: "SecretsManager",
+                operation: "UpdateSecretVersionStage",
+                kind: FailureKind::Unavailable,
+                message: "injected: connection reset".into(),
+            });
+        }
+        self.inner.promote(id, to, from).await
+    }
+}
+
+#[tokio::test]
+async fn failure_between_ses_switch_and_stage_move_converges_on_retry() {
+    let bed = TestBed::connect().await;
+    let seeded = bed.seed("crash", json!({})).await;
+    let engine = RotationEngine::new(
+        FailFirstPromote {
+            inner: SecretsManagerStore::new(bed.secrets.clone()),
+            failed: AtomicBool::new(false),
+        },
+        SesV2Signing::new(bed.ses.clone()),
+        SystemClock,
+        allow_all(),
+    );
+    let token = bed.start_rotation(&seeded.arn).await;
+    for step in [Step::CreateSecret, Step::SetSecret, Step::TestSecret] {
+        engine.run_step(&request(step, &seeded.arn, &token)).await.unwrap();
+    }
+    let err = engine
+        .run_step(&request(Step::FinishSecret, &seeded.arn, &token))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), "AwsCallFailed");
+
+    // In between: SES already signs with the pending key; AWSCURRENT has not moved.
+    let pending = bed.secret_json(&seeded.arn, "AWSPENDING").await;
+    let selector = pending["selector"].as_str().unwrap().to_owned();
+    assert_eq!(bed.ses_dkim(&seeded.domain).await.selectors, vec![selector.clone()]);
+    assert!(bed.stages(&seeded.arn).await[&token] == vec!["AWSPENDING".to_owned()]);
+
+    let retry = engine
+        .run_step(&request(Step::FinishSecret, &seeded.arn, &token))
+        .await
+        .unwrap();
+    assert_eq!(retry.outcome, Outcome::SesAlreadySwitched);
+    assert!(bed.stages(&seeded.arn).await[&token].contains(&"AWSCURRENT".to_owned()));
+    let current = bed.secret_json(&seeded.arn, "AWSCURRENT").await;
+    assert_eq!(current["selector"], selector.as_str());
+    assert_eq!(bed.ses_dkim(&seeded.domain).await.selectors, vec![selector]);
+}
+
+#[tokio::test]
+async fn token_not_staged_is_refused() {
+    let bed = TestBed::connect().await;
+    let seeded = bed.seed("nostage", json!({})).await;
+    let engine = bed.engine(allow_all());
+    bed.start_rotation(&seeded.arn).await;
+    let stranger = uuid::Uuid::new_v4().to_string();
+    for step in ALL_STEPS {
+        let err = expect_error(&engine, step, &seeded.arn, &stranger, "TokenNotStaged").await;
+        assert!(err.to_string().contains("RotateSecret"), "{err}");
+    }
+    assert_ses_untouched(&bed, &seeded.domain).await;
+    assert_secret_unchanged(&bed, &seeded.arn, &stranger).await;
+}
+
+#[tokio::test]
+async fn token_already_current_is_a_no_op() {
+    let bed = TestBed::connect().await;
+    let seeded = bed.seed("current", json!({})).await;
+    let engine = bed.engine(allow_all());
+    let token = bed.start_rotation(&seeded.arn).await;
+    rotate(&engine, &seeded.arn, &token).await;
+    let before = bed.secret_json(&seeded.arn, "AWSCURRENT").await;
+    let ses_before = bed.ses_dkim(&seeded.domain).await;
+    for step in ALL_STEPS {
+        let report = engine.run_step(&request(step, &seeded.arn, &token)).await.unwrap();
+        assert_eq!(report.outcome, Outcome::AlreadyCurrent);
+    }
+    assert_eq!(bed.secret_json(&seeded.arn, "AWSCURRENT").await, before);
+    assert_eq!(bed.ses_dkim(&seeded.domain).await, ses_before);
+}
+
+#[tokio::test]
+async fn rotation_disabled_is_refused() {
+    let bed = TestBed::connect().await;
+    let seeded = bed.seed("disabled", json!({})).await;
+    let engine = bed.engine(allow_all());
+    let current = bed.version_with_stage(&seeded.arn, "AWSCURRENT").await.unwrap();
+    let err = expect_error(&engine, Step::CreateSecret, &seeded.arn, &current, "RotationNotEnabled").await;
+    assert!(err.to_string().contains("rotate-secret"), "{err}");
+    assert_ses_untouched(&bed, &seeded.domain).await;
+    assert_eq!(bed.stages(&seeded.arn).await.len(), 1);
+}
+
+#[tokio::test]
+async fn identity_missing_from_ses_changes_nothing() {
+    let bed = TestBed::connect().await;
+    let domain = unique_domain("absent");
+    let arn = bed
+        .create_secret(&format!("dkim/{domain}"), &json!({"identity": domain}).to_string())
+        .await;
+    let engine = bed.engine(allow_all());
+    let token = bed.start_rotation(&arn).await;
+    let err = expect_error(&engine, Step::CreateSecret, &arn, &token, "IdentityNotInSes").await;
+    assert!(err.to_string().contains("create-email-identity"), "{err}");
+    assert_secret_unchanged(&bed, &arn, &token).await;
+    let missing = bed.ses.get_email_identity().email_identity(&domain).send().await;
+    assert!(missing.is_err(), "the identity must not have been created");
+}
+
+#[tokio::test]
+async fn identity_not_allowed_changes_nothing() {
+    let bed = TestBed::connect().await;
+    let seeded = bed.seed("denied", json!({})).await;
+    let token = bed.start_rotation(&seeded.arn).await;
+
+    let listed = bed.engine(RotationPolicy {
+        allowed_identities: AllowedIdentities::parse("other.example.org").unwrap(),
+        ..RotationPolicy::default()
+    });
+    let err = expect_error(&listed, Step::CreateSecret, &seeded.arn, &token, "IdentityNotAllowed").await;
+    assert!(err.to_string().contains("DKIM_ALLOWED_IDENTITIES"), "{err}");
+
+    let unset = bed.engine(RotationPolicy::default());
+    let err = expect_error(&unset, Step::CreateSecret, &seeded.arn, &token, "IdentityNotAllowed").await;
+    assert!(err.to_string().contains("or to `*`"), "{err}");
+
+    assert_ses_untouched(&bed, &seeded.domain).await;
+    assert_secret_unchanged(&bed, &seeded.arn, &token).await;
+}
+
+#[tokio::test]
+async fn corrupt_secrets_are_refused_and_nothing_changes() {
+    let bed = TestBed::connect().await;
+    let engine = bed.engine(allow_all());
+    for (body, hint) in [
+        ("this is not json".to_owned(), "not JSON"),
+        (json!({"domain": "example.com"}).to_string(), "`identity` is missing"),
+        (json!({"identity": "someone@example.com"}).to_string(), "email address"),
+        (json!({"identity": "x.example.com", "selector": "s1", "private_key": "Zm9v"}).to_string(), "PKCS#1"),
+    ] {
+        let name = format!("dkim/corrupt-{}", uuid::Uuid::new_v4().simple());
+        let arn = bed.create_secret(&name, &body).await;
+        let token = bed.start_rotation(&arn).await;
+        let err = expect_error(&engine, Step::CreateSecret, &arn, &token, "CorruptSecret").await;
+        assert!(err.to_string().contains(hint), "{body}: {err}");
+        assert!(err.to_string().contains("AWSCURRENT"), "{err}");
+        assert!(!bed.has_value(&arn, &token).await);
+    }
+}
+
+#[tokio::test]
+async fn pending_key_of_the_wrong_size_fails_test_secret_before_any_switch() {
+    let bed = TestBed::connect().await;
+    let seeded = bed.seed("size", json!({})).await;
+    let token = bed.start_rotation(&seeded.arn).await;
+    let big = bed.engine(RotationPolicy {
+        key_bits: KeyBits::Rsa2048,
+        ..allow_all()
+    });
+    big.run_step(&request(Step::CreateSecret, &seeded.arn, &token)).await.unwrap();
+    let pending = bed.secret_json(&seeded.arn, "AWSPENDING").await;
+    assert_eq!(pending["key_bits"], 2048);
+
+    // The configuration changed to 1024 between the steps.
+    let small = bed.engine(allow_all());
+    let err = expect_error(&small, Step::TestSecret, &seeded.arn, &token, "PendingKeyInvalid").await;
+    assert!(err.to_string().contains("2048 bits but DKIM_KEY_BITS is 1024"), "{err}");
+    assert_ses_untouched(&bed, &seeded.domain).await;
+    assert_eq!(bed.stages(&seeded.arn).await[&token], vec!["AWSPENDING".to_owned()]);
+}
+
+#[tokio::test]
+async fn rotation_token_is_passed_to_put_secret_value() {
+    let bed = TestBed::connect().await;
+    let seeded = bed.seed("rtoken", json!({})).await;
+    let engine = bed.engine(allow_all());
+    let token = bed.start_rotation(&seeded.arn).await;
+    let mut req = request(Step::CreateSecret, &seeded.arn, &token);
+    req.rotation_token = Some(SecretText::new("opaque-rotation-token"));
+    let report = engine.run_step(&req).await.unwrap();
+    assert_eq!(report.outcome, Outcome::KeyCreated);
+    assert!(bed.has_value(&seeded.arn, &token).await);
+}
+
+/// Signs with the stored key and verifies with dkimpy (a verifier not written here) against
+/// the TXT record the rotation produced.
+fn dkimpy_verdict(current: &serde_json::Value, presentation: &str) -> serde_json::Value {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let venv = std::env::var("SES_DKIM_TESTBED_VENV")
+        .expect("SES_DKIM_TESTBED_VENV is set by scripts/testbed.sh; run `make test`");
+    let mut child = Command::new(format!("{venv}/bin/python"))
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/dkim_check.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python from the test-bed venv");
+    let input = json!({
+        "private_key": current["private_key"],
+        "selector": current["selector"],
+        "domain": current["identity"],
+        "dns_name": current["dns_name"],
+        "presentation": presentation,
+    });
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "dkim_check.py failed");
+    serde_json::from_slice(&out.stdout).expect("dkim_check.py prints JSON")
+}
+
+#[tokio::test]
+async fn stored_key_signs_mail_that_dkimpy_verifies_against_the_published_txt() {
+    let bed = TestBed::connect().await;
+    for bits in [KeyBits::Rsa1024, KeyBits::Rsa2048] {
+        let seeded = bed.seed("dkimpy", json!({})).await;
+        let engine = bed.engine(RotationPolicy {
+            key_bits: bits,
+            ..allow_all()
+        });
+        let token = bed.start_rotation(&seeded.arn).await;
+        let reports = rotate(&engine, &seeded.arn, &token).await;
+        let record = reports[1].dns_record.clone().unwrap();
+        let current = bed.secret_json(&seeded.arn, "AWSCURRENT").await;
+        assert_eq!(current["key_bits"], bits.bits());
+        let expected_strings = if bits == KeyBits::Rsa1024 { 1 } else { 2 };
+        assert_eq!(record.presentation.matches("\" \"").count() + 1, expected_strings);
+
+        let verdict = dkimpy_verdict(&current, &record.presentation);
+        assert_eq!(verdict["verified"], true, "{bits}-bit: {verdict}");
+        assert_eq!(verdict["tampered_verified"], false, "{bits}-bit: {verdict}");
+
+        // Against another key's record the signature must fail: the check can fail.
+        let other = ses_dkim_rotator::engine::key::DkimKeyPair::generate(KeyBits::Rsa1024).unwrap();
+        let wrong = ses_dkim_rotator::engine::key::txt_presentation(&other.txt_value());
+        let verdict = dkimpy_verdict(&current, &wrong);
+        assert_eq!(verdict["verified"], false, "{verdict}");
+    }
+}
