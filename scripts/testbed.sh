@@ -67,7 +67,7 @@ awsim --bind 127.0.0.1 --port "${AWSIM_PORT}" >"${STATE}/awsim.log" 2>&1 &
 PIDS+=($!)
 wait_for_port awsim "${AWSIM_PORT}" "${PIDS[-1]}"
 
-export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 export AWS_EC2_METADATA_DISABLED=true
 export AWS_ENDPOINT_URL_SECRETS_MANAGER="http://127.0.0.1:${MOTO_PORT}"
 export AWS_ENDPOINT_URL_ROUTE_53="http://127.0.0.1:${MOTO_PORT}"

@@ -38,21 +38,21 @@ impl Settings {
         };
         let selector_prefix = match lookup("DKIM_SELECTOR_PREFIX") {
             None => SelectorPrefix::default(),
-            Some(text) => {
-                SelectorPrefix::parse(text.trim()).map_err(|reason| RotatorError::InvalidSetting {
-                    name: "DKIM_SELECTOR_PREFIX",
-                    reason,
-                })?
-            }
-        };
-        let allowed_identities = match lookup("DKIM_ALLOWED_IDENTITIES") {
-            None => AllowedIdentities::Unset,
-            Some(text) => AllowedIdentities::parse(&text).map_err(|reason| {
+            Some(text) => SelectorPrefix::parse(text.trim()).map_err(|reason| {
                 RotatorError::InvalidSetting {
-                    name: "DKIM_ALLOWED_IDENTITIES",
+                    name: "DKIM_SELECTOR_PREFIX",
                     reason,
                 }
             })?,
+        };
+        let allowed_identities = match lookup("DKIM_ALLOWED_IDENTITIES") {
+            None => AllowedIdentities::Unset,
+            Some(text) => {
+                AllowedIdentities::parse(&text).map_err(|reason| RotatorError::InvalidSetting {
+                    name: "DKIM_ALLOWED_IDENTITIES",
+                    reason,
+                })?
+            }
         };
         Ok(Self {
             policy: RotationPolicy {
@@ -102,7 +102,11 @@ mod tests {
     fn bad_values_name_the_variable_and_the_fix() {
         for (name, value, hint) in [
             ("DKIM_KEY_BITS", "4096", "1024 or 2048"),
-            ("DKIM_SELECTOR_PREFIX", "my_prefix", "no dots or underscores"),
+            (
+                "DKIM_SELECTOR_PREFIX",
+                "my_prefix",
+                "no dots or underscores",
+            ),
             ("DKIM_ALLOWED_IDENTITIES", "a.com,*", "stand alone"),
         ] {
             let err = settings(&[(name, value)]).unwrap_err();

@@ -22,9 +22,11 @@ const MAX_FIELD_LEN: usize = 2048;
 fn required_str(map: &Map<String, Value>, field: &str) -> Result<String, RotatorError> {
     match map.get(field) {
         Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= MAX_FIELD_LEN => Ok(s.clone()),
-        Some(Value::String(s)) if s.len() > MAX_FIELD_LEN => Err(RotatorError::InvalidEvent(
-            format!("field `{field}` is longer than {MAX_FIELD_LEN} characters; expected {ACCEPTED}"),
-        )),
+        Some(Value::String(s)) if s.len() > MAX_FIELD_LEN => {
+            Err(RotatorError::InvalidEvent(format!(
+                "field `{field}` is longer than {MAX_FIELD_LEN} characters; expected {ACCEPTED}"
+            )))
+        }
         Some(Value::String(_)) => Err(RotatorError::InvalidEvent(format!(
             "field `{field}` is empty; expected {ACCEPTED}"
         ))),
@@ -118,7 +120,10 @@ mod tests {
         assert_eq!(request.step, Step::FinishSecret);
         assert_eq!(request.secret_id, "arn:x");
         assert_eq!(request.token, "t-1");
-        assert_eq!(request.rotation_token.as_ref().unwrap().expose(), "very-secret-token");
+        assert_eq!(
+            request.rotation_token.as_ref().unwrap().expose(),
+            "very-secret-token"
+        );
         assert!(!format!("{request:?}").contains("very-secret-token"));
     }
 
@@ -127,12 +132,27 @@ mod tests {
         let cases = [
             (json!([]), "not a JSON object"),
             (json!({"source": "aws.events"}), "no `Step`"),
-            (json!({"Step": "rotate", "SecretId": "a", "ClientRequestToken": "t"}), "`Step` is `rotate`"),
+            (
+                json!({"Step": "rotate", "SecretId": "a", "ClientRequestToken": "t"}),
+                "`Step` is `rotate`",
+            ),
             (json!({"Step": 1}), "`Step` must be a string"),
-            (json!({"Step": "setSecret", "ClientRequestToken": "t"}), "`SecretId` is missing"),
-            (json!({"Step": "setSecret", "SecretId": "a", "ClientRequestToken": ""}), "`ClientRequestToken` is empty"),
-            (json!({"Step": "setSecret", "SecretId": "a", "ClientRequestToken": "t", "RotationToken": 3}), "`RotationToken` must be a string"),
-            (json!({"Step": "setSecret", "SecretId": "a".repeat(5000), "ClientRequestToken": "t"}), "longer than"),
+            (
+                json!({"Step": "setSecret", "ClientRequestToken": "t"}),
+                "`SecretId` is missing",
+            ),
+            (
+                json!({"Step": "setSecret", "SecretId": "a", "ClientRequestToken": ""}),
+                "`ClientRequestToken` is empty",
+            ),
+            (
+                json!({"Step": "setSecret", "SecretId": "a", "ClientRequestToken": "t", "RotationToken": 3}),
+                "`RotationToken` must be a string",
+            ),
+            (
+                json!({"Step": "setSecret", "SecretId": "a".repeat(5000), "ClientRequestToken": "t"}),
+                "longer than",
+            ),
         ];
         for (payload, hint) in cases {
             let err = parse_rotation_event(&payload).unwrap_err();

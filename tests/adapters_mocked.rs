@@ -14,7 +14,9 @@ use aws_sdk_sesv2::operation::get_email_identity::{GetEmailIdentityError, GetEma
 use aws_sdk_sesv2::operation::put_email_identity_dkim_signing_attributes::{
     PutEmailIdentityDkimSigningAttributesError, PutEmailIdentityDkimSigningAttributesOutput,
 };
-use aws_sdk_sesv2::types::error::{BadRequestException, NotFoundException, TooManyRequestsException};
+use aws_sdk_sesv2::types::error::{
+    BadRequestException, NotFoundException, TooManyRequestsException,
+};
 use aws_sdk_sesv2::types::{DkimAttributes, DkimSigningAttributesOrigin, DkimStatus};
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use ses_dkim_rotator::adapters::clock::SystemClock;
@@ -22,9 +24,7 @@ use ses_dkim_rotator::adapters::secrets_manager::SecretsManagerStore;
 use ses_dkim_rotator::adapters::sesv2::SesV2Signing;
 use ses_dkim_rotator::engine::identity::AllowedIdentities;
 use ses_dkim_rotator::engine::key::{DkimKeyPair, KeyBits};
-use ses_dkim_rotator::engine::ports::{
-    DkimSigningService, FailureKind, SecretStore, VersionRef,
-};
+use ses_dkim_rotator::engine::ports::{DkimSigningService, FailureKind, SecretStore, VersionRef};
 use ses_dkim_rotator::engine::rotation::{
     Outcome, RotationEngine, RotationPolicy, RotationRequest, Step,
 };
@@ -60,7 +60,11 @@ async fn ses_put_sends_external_origin_selector_and_bare_key() {
 #[tokio::test]
 async fn ses_errors_are_classified() {
     let missing = mock!(aws_sdk_sesv2::Client::get_email_identity).then_error(|| {
-        GetEmailIdentityError::NotFoundException(NotFoundException::builder().message("no such identity").build())
+        GetEmailIdentityError::NotFoundException(
+            NotFoundException::builder()
+                .message("no such identity")
+                .build(),
+        )
     });
     let ses = SesV2Signing::new(mock_client!(aws_sdk_sesv2, [&missing]));
     assert_eq!(ses.dkim_state(DOMAIN).await.unwrap(), None);
@@ -68,10 +72,16 @@ async fn ses_errors_are_classified() {
     let throttled = mock!(aws_sdk_sesv2::Client::put_email_identity_dkim_signing_attributes)
         .then_error(|| {
             PutEmailIdentityDkimSigningAttributesError::TooManyRequestsException(
-                TooManyRequestsException::builder().message("slow down").build(),
+                TooManyRequestsException::builder()
+                    .message("slow down")
+                    .build(),
             )
         });
-    let ses = SesV2Signing::new(mock_client!(aws_sdk_sesv2, RuleMode::MatchAny, [&throttled]));
+    let ses = SesV2Signing::new(mock_client!(
+        aws_sdk_sesv2,
+        RuleMode::MatchAny,
+        [&throttled]
+    ));
     let err = ses
         .sign_with_external_key(DOMAIN, "s1", &SecretText::new("AAAA"))
         .await
@@ -80,11 +90,14 @@ async fn ses_errors_are_classified() {
     assert!(err.message.contains("slow down"), "{err}");
     assert!(!err.to_string().contains("AAAA"));
 
-    let bad = mock!(aws_sdk_sesv2::Client::put_email_identity_dkim_signing_attributes).then_error(|| {
-        PutEmailIdentityDkimSigningAttributesError::BadRequestException(
-            BadRequestException::builder().message("invalid key").build(),
-        )
-    });
+    let bad =
+        mock!(aws_sdk_sesv2::Client::put_email_identity_dkim_signing_attributes).then_error(|| {
+            PutEmailIdentityDkimSigningAttributesError::BadRequestException(
+                BadRequestException::builder()
+                    .message("invalid key")
+                    .build(),
+            )
+        });
     let ses = SesV2Signing::new(mock_client!(aws_sdk_sesv2, [&bad]));
     let err = ses
         .sign_with_external_key(DOMAIN, "s1", &SecretText::new("AAAA"))
@@ -109,16 +122,26 @@ async fn secrets_manager_put_pending_stages_awspending_and_passes_rotation_token
             req.version_id() == Some(TOKEN) && req.version_stage() == Some("AWSPENDING")
         })
         .then_error(|| {
-            GetSecretValueError::ResourceNotFoundException(ResourceNotFoundException::builder().build())
+            GetSecretValueError::ResourceNotFoundException(
+                ResourceNotFoundException::builder().build(),
+            )
         });
     let store = SecretsManagerStore::new(mock_client!(
         aws_sdk_secretsmanager,
         RuleMode::MatchAny,
         [&put, &missing]
     ));
-    assert_eq!(store.read(ARN, VersionRef::Pending(TOKEN)).await.unwrap(), None);
+    assert_eq!(
+        store.read(ARN, VersionRef::Pending(TOKEN)).await.unwrap(),
+        None
+    );
     store
-        .put_pending(ARN, TOKEN, &SecretText::new("{}"), Some(&SecretText::new("opaque")))
+        .put_pending(
+            ARN,
+            TOKEN,
+            &SecretText::new("{}"),
+            Some(&SecretText::new("opaque")),
+        )
         .await
         .unwrap();
     assert_eq!((put.num_calls(), missing.num_calls()), (1, 1));
@@ -132,7 +155,14 @@ fn versions() -> (String, String, String) {
         key: DkimKeyPair::generate(KeyBits::Rsa1024).unwrap(),
         created_at: None,
     });
-    let private_key = pending.key.as_ref().unwrap().key.private_key().expose().to_owned();
+    let private_key = pending
+        .key
+        .as_ref()
+        .unwrap()
+        .key
+        .private_key()
+        .expose()
+        .to_owned();
     (
         current.to_secret_string().expose().to_owned(),
         pending.to_secret_string().expose().to_owned(),
@@ -190,10 +220,25 @@ fn finish_fixture(ses_put_fails: bool) -> FinishFixture {
     let record = log("UpdateSecretVersionStage", &calls);
     let promote = mock!(aws_sdk_secretsmanager::Client::update_secret_version_stage)
         .match_requests(move |req| {
-            record();
-            req.version_stage() == Some("AWSCURRENT")
+            let matched = req.version_stage() == Some("AWSCURRENT")
                 && req.move_to_version_id() == Some(TOKEN)
-                && req.remove_from_version_id() == Some(OLD_VERSION)
+                && req.remove_from_version_id() == Some(OLD_VERSION);
+            if matched {
+                record();
+            }
+            matched
+        })
+        .then_output(|| UpdateSecretVersionStageOutput::builder().build());
+    let record = log("UpdateSecretVersionStage(AWSPENDING)", &calls);
+    let clear = mock!(aws_sdk_secretsmanager::Client::update_secret_version_stage)
+        .match_requests(move |req| {
+            let matched = req.version_stage() == Some("AWSPENDING")
+                && req.move_to_version_id().is_none()
+                && req.remove_from_version_id() == Some(TOKEN);
+            if matched {
+                record();
+            }
+            matched
         })
         .then_output(|| UpdateSecretVersionStageOutput::builder().build());
     let record = log("GetEmailIdentity", &calls);
@@ -224,7 +269,9 @@ fn finish_fixture(ses_put_fails: bool) -> FinishFixture {
     let put_ses = if ses_put_fails {
         put_ses.then_error(|| {
             PutEmailIdentityDkimSigningAttributesError::BadRequestException(
-                BadRequestException::builder().message("key rejected").build(),
+                BadRequestException::builder()
+                    .message("key rejected")
+                    .build(),
             )
         })
     } else {
@@ -234,7 +281,7 @@ fn finish_fixture(ses_put_fails: bool) -> FinishFixture {
     let secrets = mock_client!(
         aws_sdk_secretsmanager,
         RuleMode::MatchAny,
-        [&describe, &get, &promote]
+        [&describe, &get, &promote, &clear]
     );
     let ses = mock_client!(aws_sdk_sesv2, RuleMode::MatchAny, [&get_identity, &put_ses]);
     let engine = RotationEngine::new(
@@ -278,14 +325,26 @@ async fn finish_switches_ses_before_moving_awscurrent() {
         .position(|c| *c == "UpdateSecretVersionStage")
         .expect("stage was moved");
     assert!(put < promote, "{calls:?}");
+    let clear = calls
+        .iter()
+        .position(|c| *c == "UpdateSecretVersionStage(AWSPENDING)")
+        .expect("AWSPENDING was cleared");
+    assert!(promote < clear, "{calls:?}");
     assert_eq!(calls[0], "DescribeSecret", "{calls:?}");
-    assert_eq!((fixture.put_ses.num_calls(), fixture.promote.num_calls()), (1, 1));
+    assert_eq!(
+        (fixture.put_ses.num_calls(), fixture.promote.num_calls()),
+        (1, 1)
+    );
 }
 
 #[tokio::test]
 async fn finish_keeps_awscurrent_when_ses_refuses_the_key() {
     let fixture = finish_fixture(true);
-    let err = fixture.engine.run_step(&finish_request()).await.unwrap_err();
+    let err = fixture
+        .engine
+        .run_step(&finish_request())
+        .await
+        .unwrap_err();
     assert_eq!(err.error_type(), "AwsCallFailed");
     assert!(err.to_string().contains("key rejected"), "{err}");
     assert_eq!(fixture.promote.num_calls(), 0, "AWSCURRENT must not move");

@@ -9,45 +9,56 @@ use aws_smithy_runtime_api::client::result::SdkError;
 
 use crate::engine::ports::{FailureKind, PortError};
 
-/// Turns an SDK error into a [`PortError`], classifying it by its error code and HTTP status.
+/// Turns an SDK error into a [`PortError`].
+///
+/// `typed` classifies the operation's modeled errors (the reliable way); the error code and
+/// the kind of SDK failure are the fallback for errors the model does not name.
 pub(crate) fn port_error<E, R>(
     service: &'static str,
     operation: &'static str,
     error: SdkError<E, R>,
+    typed: impl FnOnce(&E) -> Option<FailureKind>,
 ) -> PortError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug,
 {
     let code = error.code().unwrap_or_default().to_owned();
-    let kind = match (&error, code.as_str()) {
-        (_, "ResourceNotFoundException" | "NotFoundException" | "NoSuchHostedZone") => {
-            FailureKind::NotFound
-        }
-        (_, "ResourceExistsException" | "AlreadyExistsException" | "ConcurrentModificationException" | "PriorRequestNotComplete") => {
-            FailureKind::Conflict
-        }
-        (_, "TooManyRequestsException" | "ThrottlingException" | "Throttling" | "LimitExceededException") => {
-            FailureKind::Throttled
-        }
-        (_, "AccessDeniedException" | "AccessDenied" | "UnrecognizedClientException") => {
-            FailureKind::AccessDenied
-        }
-        (SdkError::ServiceError(_), code) if !code.is_empty() && !code.contains("Internal") => {
-            FailureKind::InvalidRequest
-        }
-        _ => FailureKind::Unavailable,
-    };
-    let message = match error.message() {
-        Some(message) if !code.is_empty() => format!("{code}: {message}"),
-        Some(message) => message.to_owned(),
-        None if !code.is_empty() => code,
-        None => aws_smithy_types::error::display::DisplayErrorContext(&error).to_string(),
+    let kind = error
+        .as_service_error()
+        .and_then(typed)
+        .unwrap_or_else(|| kind_from_code(&code, matches!(error, SdkError::ServiceError(_))));
+    let message = match (error.as_service_error(), error.message()) {
+        (_, Some(message)) if !code.is_empty() => format!("{code}: {message}"),
+        (_, Some(message)) => message.to_owned(),
+        (Some(service_error), None) => service_error.to_string(),
+        (None, None) => aws_smithy_types::error::display::DisplayErrorContext(&error).to_string(),
     };
     PortError {
         service,
         operation,
         kind,
         message,
+    }
+}
+
+/// Classifies by error code: for errors the operation's model does not name.
+fn kind_from_code(code: &str, is_service_error: bool) -> FailureKind {
+    match code {
+        "ResourceNotFoundException" | "NotFoundException" | "NoSuchHostedZone" => {
+            FailureKind::NotFound
+        }
+        "ResourceExistsException"
+        | "AlreadyExistsException"
+        | "ConcurrentModificationException"
+        | "PriorRequestNotComplete" => FailureKind::Conflict,
+        "TooManyRequestsException" | "ThrottlingException" | "Throttling" => FailureKind::Throttled,
+        "AccessDeniedException" | "AccessDenied" | "UnrecognizedClientException" => {
+            FailureKind::AccessDenied
+        }
+        code if is_service_error && !code.is_empty() && !code.contains("Internal") => {
+            FailureKind::InvalidRequest
+        }
+        _ => FailureKind::Unavailable,
     }
 }

@@ -3,11 +3,11 @@
 use aws_sdk_secretsmanager::Client;
 
 use super::port_error;
+use crate::engine::ports::FailureKind;
 use crate::engine::ports::{
     PortError, STAGE_CURRENT, STAGE_PENDING, SecretDescription, SecretStore, StoredVersion,
     VersionRef,
 };
-use crate::engine::ports::FailureKind;
 use crate::secret_text::SecretText;
 
 const SERVICE: &str = "SecretsManager";
@@ -33,7 +33,12 @@ impl SecretStore for SecretsManagerStore {
             .secret_id(secret_id)
             .send()
             .await
-            .map_err(|e| port_error(SERVICE, "DescribeSecret", e))?;
+            .map_err(|e| {
+                port_error(SERVICE, "DescribeSecret", e, |e| {
+                    e.is_resource_not_found_exception()
+                        .then_some(FailureKind::NotFound)
+                })
+            })?;
         Ok(SecretDescription {
             arn: out.arn().unwrap_or(secret_id).to_owned(),
             rotation_enabled: out.rotation_enabled().unwrap_or(false),
@@ -59,7 +64,10 @@ impl SecretStore for SecretsManagerStore {
                 secret_string: SecretText::new(out.secret_string().unwrap_or_default()),
             })),
             Err(e) => {
-                let error = port_error(SERVICE, "GetSecretValue", e);
+                let error = port_error(SERVICE, "GetSecretValue", e, |e| {
+                    e.is_resource_not_found_exception()
+                        .then_some(FailureKind::NotFound)
+                });
                 if error.kind == FailureKind::NotFound {
                     Ok(None)
                 } else {
@@ -85,7 +93,19 @@ impl SecretStore for SecretsManagerStore {
             .set_rotation_token(rotation_token.map(|t| t.expose().to_owned()))
             .send()
             .await
-            .map_err(|e| port_error(SERVICE, "PutSecretValue", e))?;
+            .map_err(|e| {
+                port_error(SERVICE, "PutSecretValue", e, |e| {
+                    if e.is_resource_exists_exception() {
+                        Some(FailureKind::Conflict)
+                    } else if e.is_invalid_request_exception() || e.is_invalid_parameter_exception()
+                    {
+                        Some(FailureKind::InvalidRequest)
+                    } else {
+                        e.is_resource_not_found_exception()
+                            .then_some(FailureKind::NotFound)
+                    }
+                })
+            })?;
         Ok(())
     }
 
@@ -95,15 +115,43 @@ impl SecretStore for SecretsManagerStore {
         to_version: &str,
         from_version: Option<&str>,
     ) -> Result<(), PortError> {
+        self.move_stage(STAGE_CURRENT, secret_id, Some(to_version), from_version)
+            .await
+    }
+
+    async fn clear_pending(&self, secret_id: &str, version: &str) -> Result<(), PortError> {
+        self.move_stage(STAGE_PENDING, secret_id, None, Some(version))
+            .await
+    }
+}
+
+impl SecretsManagerStore {
+    /// `UpdateSecretVersionStage` for `stage`: onto `to`, off `from`.
+    async fn move_stage(
+        &self,
+        stage: &str,
+        secret_id: &str,
+        to: Option<&str>,
+        from: Option<&str>,
+    ) -> Result<(), PortError> {
         self.client
             .update_secret_version_stage()
             .secret_id(secret_id)
-            .version_stage(STAGE_CURRENT)
-            .move_to_version_id(to_version)
-            .set_remove_from_version_id(from_version.map(str::to_owned))
+            .version_stage(stage)
+            .set_move_to_version_id(to.map(str::to_owned))
+            .set_remove_from_version_id(from.map(str::to_owned))
             .send()
             .await
-            .map_err(|e| port_error(SERVICE, "UpdateSecretVersionStage", e))?;
+            .map_err(|e| {
+                port_error(SERVICE, "UpdateSecretVersionStage", e, |e| {
+                    if e.is_invalid_parameter_exception() || e.is_invalid_request_exception() {
+                        Some(FailureKind::InvalidRequest)
+                    } else {
+                        e.is_resource_not_found_exception()
+                            .then_some(FailureKind::NotFound)
+                    }
+                })
+            })?;
         Ok(())
     }
 }

@@ -9,6 +9,23 @@ use crate::secret_text::SecretText;
 
 const SERVICE: &str = "SESv2";
 
+/// Classifies an SESv2 operation's modeled error; every operation's error type has these
+/// predicates, but no common trait, hence a macro.
+macro_rules! ses_failure_kind {
+    ($error:expr) => {{
+        let error = $error;
+        if error.is_not_found_exception() {
+            Some(FailureKind::NotFound)
+        } else if error.is_too_many_requests_exception() {
+            Some(FailureKind::Throttled)
+        } else if error.is_bad_request_exception() {
+            Some(FailureKind::InvalidRequest)
+        } else {
+            None
+        }
+    }};
+}
+
 /// SESv2 through the SDK.
 #[derive(Debug, Clone)]
 pub struct SesV2Signing {
@@ -33,7 +50,7 @@ impl DkimSigningService for SesV2Signing {
         {
             Ok(out) => out,
             Err(e) => {
-                let error = port_error(SERVICE, "GetEmailIdentity", e);
+                let error = port_error(SERVICE, "GetEmailIdentity", e, |e| ses_failure_kind!(e));
                 return if error.kind == FailureKind::NotFound {
                     Ok(None)
                 } else {
@@ -47,7 +64,9 @@ impl DkimSigningService for SesV2Signing {
         Ok(Some(SesDkimState {
             signing_enabled: dkim.signing_enabled(),
             status: dkim.status().map(|s| s.as_str().to_owned()),
-            origin: dkim.signing_attributes_origin().map(|o| o.as_str().to_owned()),
+            origin: dkim
+                .signing_attributes_origin()
+                .map(|o| o.as_str().to_owned()),
             selectors: dkim.tokens().to_vec(),
         }))
     }
@@ -69,7 +88,11 @@ impl DkimSigningService for SesV2Signing {
             .signing_attributes(attributes)
             .send()
             .await
-            .map_err(|e| port_error(SERVICE, "PutEmailIdentityDkimSigningAttributes", e))?;
+            .map_err(|e| {
+                port_error(SERVICE, "PutEmailIdentityDkimSigningAttributes", e, |e| {
+                    ses_failure_kind!(e)
+                })
+            })?;
         Ok(())
     }
 }

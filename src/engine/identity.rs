@@ -29,11 +29,15 @@ impl DomainIdentity {
             ));
         }
         if name.len() > 253 {
-            return Err(format!("`{text}` is longer than the 253 characters of a domain name"));
+            return Err(format!(
+                "`{text}` is longer than the 253 characters of a domain name"
+            ));
         }
         let labels: Vec<&str> = name.split('.').collect();
         if labels.len() < 2 {
-            return Err(format!("`{text}` has no dot; give a full domain such as `example.com`"));
+            return Err(format!(
+                "`{text}` has no dot; give a full domain such as `example.com`"
+            ));
         }
         for label in labels {
             let ok = (1..=63).contains(&label.len())
@@ -117,7 +121,10 @@ mod tests {
 
     #[test]
     fn identity_is_normalised() {
-        assert_eq!(DomainIdentity::parse(" Example.COM. ").unwrap().as_str(), "example.com");
+        assert_eq!(
+            DomainIdentity::parse(" Example.COM. ").unwrap().as_str(),
+            "example.com"
+        );
     }
 
     #[test]
@@ -142,7 +149,11 @@ mod tests {
         assert!(AllowedIdentities::parse("*").unwrap().check(&other).is_ok());
         let list = AllowedIdentities::parse("example.com, EXAMPLE.net").unwrap();
         assert!(list.check(&example).is_ok());
-        assert!(list.check(&other).unwrap_err().contains("not in DKIM_ALLOWED_IDENTITIES"));
+        assert!(
+            list.check(&other)
+                .unwrap_err()
+                .contains("not in DKIM_ALLOWED_IDENTITIES")
+        );
         let unset = AllowedIdentities::parse("").unwrap();
         assert!(unset.check(&example).unwrap_err().contains("set it to"));
         assert!(AllowedIdentities::parse("a.com,*").is_err());

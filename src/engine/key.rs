@@ -124,7 +124,8 @@ impl DkimKeyPair {
 
     fn from_rsa(key: &RsaPrivateKey) -> Result<Self, KeyError> {
         let modulus_bits = (key.size() * 8) as u32;
-        let bits = KeyBits::from_bits(modulus_bits).ok_or(KeyError::UnsupportedSize(modulus_bits))?;
+        let bits =
+            KeyBits::from_bits(modulus_bits).ok_or(KeyError::UnsupportedSize(modulus_bits))?;
         let private_der = key
             .to_pkcs1_der()
             .map_err(|e| KeyError::Generation(e.to_string()))?;
@@ -216,7 +217,11 @@ mod tests {
         assert!(!pair.private_key().expose().contains('\n'));
         assert!(!pair.private_key().expose().contains("BEGIN"));
         // SubjectPublicKeyInfo of RSA always starts with this DER prefix.
-        assert!(pair.public_key().starts_with("MIGf"), "{}", pair.public_key());
+        assert!(
+            pair.public_key().starts_with("MIGf"),
+            "{}",
+            pair.public_key()
+        );
         assert_eq!(split_txt_strings(&pair.txt_value()).len(), 1);
     }
 

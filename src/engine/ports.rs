@@ -118,6 +118,14 @@ pub trait SecretStore: Send + Sync {
         to_version: &str,
         from_version: Option<&str>,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// `UpdateSecretVersionStage`: takes `AWSPENDING` off `version` once it is current, so the
+    /// next `RotateSecret` is never blocked by a leftover pending label.
+    fn clear_pending(
+        &self,
+        secret_id: &str,
+        version: &str,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
 }
 
 /// SES's view of an identity's DKIM signing.

@@ -252,6 +252,14 @@ impl<S: SecretStore, E: DkimSigningService, C: Clock> RotationEngine<S, E, C> {
     pub async fn run_step(&self, request: &RotationRequest) -> Result<StepReport, RotatorError> {
         let description = self.store.describe(&request.secret_id).await?;
         if self.check_staging(request, &description)? {
+            // A finishSecret that died after moving AWSCURRENT may have left AWSPENDING on
+            // the same version: take it off so the next rotation can start.
+            let stages = &description.versions[&request.token];
+            if request.step == Step::FinishSecret && stages.iter().any(|s| s == STAGE_PENDING) {
+                self.store
+                    .clear_pending(&request.secret_id, &request.token)
+                    .await?;
+            }
             return Ok(StepReport::new(request, Outcome::AlreadyCurrent));
         }
         match request.step {
@@ -547,6 +555,9 @@ impl<S: SecretStore, E: DkimSigningService, C: Clock> RotationEngine<S, E, C> {
                 &request.token,
                 description.version_with_stage(STAGE_CURRENT),
             )
+            .await?;
+        self.store
+            .clear_pending(&request.secret_id, &request.token)
             .await?;
         let after = self.ses.dkim_state(identity).await?.unwrap_or_default();
         tracing::info!(

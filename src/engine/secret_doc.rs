@@ -110,7 +110,8 @@ impl DkimSecret {
             "field `identity` is missing; add the SES domain identity, e.g. \"identity\": \"example.com\""
                 .to_owned()
         })?;
-        let identity = DomainIdentity::parse(identity).map_err(|e| format!("field `identity`: {e}"))?;
+        let identity =
+            DomainIdentity::parse(identity).map_err(|e| format!("field `identity`: {e}"))?;
         let previous_selector = optional_str(&map, "previous_selector")?
             .map(|s| Selector::parse(s).map_err(|e| format!("field `previous_selector`: {e}")))
             .transpose()?;
@@ -137,10 +138,16 @@ impl DkimSecret {
             (None, None) => return Ok(None),
             (Some(s), Some(k)) => (s, k),
             (Some(_), None) => {
-                return Err("field `private_key` is missing while `selector` is set; store both or neither".into());
+                return Err(
+                    "field `private_key` is missing while `selector` is set; store both or neither"
+                        .into(),
+                );
             }
             (None, Some(_)) => {
-                return Err("field `selector` is missing while `private_key` is set; store both or neither".into());
+                return Err(
+                    "field `selector` is missing while `private_key` is set; store both or neither"
+                        .into(),
+                );
             }
         };
         let selector = Selector::parse(selector).map_err(|e| format!("field `selector`: {e}"))?;
@@ -262,7 +269,10 @@ mod tests {
             key,
             created_at: None,
         });
-        assert_eq!(next.previous_selector.unwrap().as_str(), "ses-20261126-abcd");
+        assert_eq!(
+            next.previous_selector.unwrap().as_str(),
+            "ses-20261126-abcd"
+        );
     }
 
     #[test]
@@ -284,7 +294,10 @@ mod tests {
             (with("public_key", "AAAA".into()), "does not belong"),
             (with("key_bits", 2048.into()), "1024 bits"),
             (with("dns_value", "v=DKIM1; p=".into()), "TXT value"),
-            (with("dns_name", "x._domainkey.other.com".into()), "dns_name"),
+            (
+                with("dns_name", "x._domainkey.other.com".into()),
+                "dns_name",
+            ),
             (with("selector", "bad_selector".into()), "field `selector`"),
             (with("private_key", Value::Null), "`private_key` is missing"),
         ];

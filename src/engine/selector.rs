@@ -17,7 +17,9 @@ pub const PREFIX_MAX: usize = SELECTOR_MAX - GENERATED_SUFFIX_LEN;
 /// Checks one DNS label against SES's selector rule; `what` names the value in the message.
 fn check_label(text: &str, what: &str, max: usize) -> Result<(), String> {
     if text.is_empty() {
-        return Err(format!("{what} is empty; use letters, digits and inner hyphens"));
+        return Err(format!(
+            "{what} is empty; use letters, digits and inner hyphens"
+        ));
     }
     if text.len() > max {
         return Err(format!(
@@ -25,7 +27,10 @@ fn check_label(text: &str, what: &str, max: usize) -> Result<(), String> {
             text.len()
         ));
     }
-    if let Some(bad) = text.chars().find(|c| !c.is_ascii_alphanumeric() && *c != '-') {
+    if let Some(bad) = text
+        .chars()
+        .find(|c| !c.is_ascii_alphanumeric() && *c != '-')
+    {
         return Err(format!(
             "{what} `{text}` contains {bad:?}; only letters, digits and inner hyphens are allowed (no dots or underscores)"
         ));
@@ -67,7 +72,10 @@ impl Selector {
                 date.day(),
                 random()
             ));
-            if !avoid.iter().any(|old| old.0.eq_ignore_ascii_case(&candidate.0)) {
+            if !avoid
+                .iter()
+                .any(|old| old.0.eq_ignore_ascii_case(&candidate.0))
+            {
                 return candidate;
             }
         }
@@ -117,7 +125,9 @@ mod tests {
     fn ses_accepts(s: &str) -> bool {
         let bytes = s.as_bytes();
         (1..=63).contains(&s.len())
-            && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
             && bytes[0] != b'-'
             && bytes[bytes.len() - 1] != b'-'
     }
@@ -165,7 +175,11 @@ mod tests {
             assert!(err.contains(hint), "{bad}: {err}");
             assert!(SelectorPrefix::parse(bad).is_err());
         }
-        assert!(Selector::parse(&"a".repeat(64)).unwrap_err().contains("limit is 63"));
+        assert!(
+            Selector::parse(&"a".repeat(64))
+                .unwrap_err()
+                .contains("limit is 63")
+        );
         assert!(Selector::parse("a").is_ok());
         assert!(Selector::parse("A-1").is_ok());
     }

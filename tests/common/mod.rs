@@ -181,6 +181,28 @@ impl TestBed {
         }
     }
 
+    /// The selector SES signs `domain` with. Real SES reports a BYODKIM selector in
+    /// `DkimAttributes.Tokens`; awsim leaves `Tokens` empty and puts it in a field of its own
+    /// (`DomainSigningSelector`) that the SDK does not model, so read the raw JSON as well.
+    pub async fn ses_selector(&self, domain: &str) -> Option<String> {
+        if let Some(token) = self.ses_dkim(domain).await.selectors.into_iter().next() {
+            return Some(token);
+        }
+        let endpoint = std::env::var("AWS_ENDPOINT_URL_SESV2").expect("AWS_ENDPOINT_URL_SESV2");
+        let authority = endpoint
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
+        let path = format!("/v2/email/identities/{domain}");
+        let body = tokio::task::spawn_blocking(move || raw_get(&authority, &path))
+            .await
+            .unwrap();
+        let json: Value = serde_json::from_str(&body).expect("GetEmailIdentity JSON");
+        json["DkimAttributes"]["DomainSigningSelector"]
+            .as_str()
+            .map(str::to_owned)
+    }
+
     /// A fresh identity in SES plus its secret `{"identity": domain, ...extra}`.
     pub async fn seed(&self, tag: &str, extra: Value) -> Seeded {
         let domain = unique_domain(tag);
@@ -258,4 +280,20 @@ pub async fn expect_error(
         .expect_err("the step should fail");
     assert_eq!(err.error_type(), error_type, "{err}");
     err
+}
+
+/// A plain HTTP/1.1 GET to the emulator (test-only; the emulator does not check signatures).
+fn raw_get(authority: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(authority).expect("connect to the emulator");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_owned()
 }
