@@ -2,10 +2,13 @@
 
   seed DOMAIN        create the SES identity and its secret, start a rotation; print JSON
                      {"arn", "token"}
-  show DOMAIN ARN    print SES's DKIM state and the secret's AWSCURRENT (without the key)
+  result DOMAIN ARN SETSECRET_REPORT
+                     print the outcome; exit 1 unless SES signs with the AWSCURRENT selector
 """
 import json
+import os
 import sys
+import urllib.request
 
 import boto3
 
@@ -28,13 +31,39 @@ def seed(domain):
     print(json.dumps({"arn": arn, "token": token}))
 
 
-def show(domain, arn):
+def ses_selector(domain, dkim):
+    """The selector SES signs with: `Tokens` on real SES; awsim keeps it in a field of its own
+    that boto3 does not model, so read its raw JSON too."""
+    if dkim.get("Tokens"):
+        return dkim["Tokens"][0]
+    url = os.environ["AWS_ENDPOINT_URL_SESV2"].rstrip("/") + f"/v2/email/identities/{domain}"
+    with urllib.request.urlopen(url) as response:
+        return json.load(response)["DkimAttributes"].get("DomainSigningSelector")
+
+
+def result(domain, arn, set_secret_report):
+    """Prints the outcome of the rotation; exits non-zero unless SES uses the new selector."""
     dkim = ses.get_email_identity(EmailIdentity=domain)["DkimAttributes"]
-    current = json.loads(sm.get_secret_value(SecretId=arn)["SecretString"])
-    current.pop("private_key", None)
-    print(json.dumps({"ses": dkim, "current": current}))
+    current = json.loads(sm.get_secret_value(SecretId=arn, VersionStage="AWSCURRENT")["SecretString"])
+    record = json.load(open(set_secret_report))["dns_record"]
+    selector = ses_selector(domain, dkim)
+    rows = [
+        ("new selector", f'{current.get("selector")} ({current.get("key_bits")}-bit RSA)'),
+        ("previous", current.get("previous_selector") or "(none: first rotation)"),
+        ("TXT record name", record["name"]),
+        ("TXT record value", record["presentation"]),
+        ("SES DKIM origin", dkim.get("SigningAttributesOrigin")),
+        ("SES DKIM status", dkim.get("Status")),
+        ("SES selector", selector),
+    ]
+    for label, value in rows:
+        print(f"   {label:<17} {value}")
+    ok = dkim.get("SigningAttributesOrigin") == "EXTERNAL" and selector and selector == current.get("selector")
+    if not ok:
+        print("   MISMATCH: SES does not sign with the selector in AWSCURRENT", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
-    {"seed": seed, "show": show}[command](*args)
+    {"seed": seed, "result": result}[command](*args)
