@@ -5,7 +5,9 @@
 #
 # Starts, on free loopback ports:
 #   - moto_server: Secrets Manager and Route 53 (closest to AWS's rotation semantics);
-#   - awsim:       SESv2 (the only stand-in with PutEmailIdentityDkimSigningAttributes).
+#   - awsim:       SESv2 (the only stand-in with PutEmailIdentityDkimSigningAttributes);
+#   - knotd:       a real DNS server, authoritative for `dkim.test`, taking RFC 2136 updates
+#                  signed with a TSIG key made for this run.
 # Exports AWS_ENDPOINT_URL_* for the Rust SDK, fake credentials and a region, runs the command,
 # and stops both servers on exit, whether the command passed, failed or was interrupted.
 set -euo pipefail
@@ -67,6 +69,49 @@ awsim --bind 127.0.0.1 --port "${AWSIM_PORT}" >"${STATE}/awsim.log" 2>&1 &
 PIDS+=($!)
 wait_for_port awsim "${AWSIM_PORT}" "${PIDS[-1]}"
 
+DNS_PORT=$(free_port)
+TSIG_SECRET=$("${VENV}/bin/python" -c 'import base64,os; print(base64.b64encode(os.urandom(32)).decode())')
+mkdir -p "${STATE}/knot/zones" "${STATE}/knot/db"
+cat > "${STATE}/knot/zones/dkim.test.zone" <<ZONE
+\$ORIGIN dkim.test.
+\$TTL 60
+@    SOA ns1 hostmaster 1 60 60 3600 60
+@    NS  ns1
+ns1  A   127.0.0.1
+ZONE
+cat > "${STATE}/knot/knot.conf" <<CONF
+server:
+    rundir: "${STATE}/knot"
+    listen: 127.0.0.1@${DNS_PORT}
+log:
+  - target: stderr
+    any: info
+database:
+    storage: "${STATE}/knot/db"
+key:
+  - id: rotator-test.
+    algorithm: hmac-sha256
+    secret: ${TSIG_SECRET}
+acl:
+  - id: rotator-update
+    key: rotator-test.
+    action: update
+template:
+  - id: default
+    storage: "${STATE}/knot/zones"
+    file: "%s.zone"
+    zonefile-sync: -1
+    journal-content: changes
+zone:
+  - domain: dkim.test
+    acl: rotator-update
+CONF
+knotd -c "${STATE}/knot/knot.conf" >"${STATE}/knot.log" 2>&1 &
+PIDS+=($!)
+wait_for_port knot "${DNS_PORT}" "${PIDS[-1]}"
+export DKIM_TEST_DNS_SERVER="127.0.0.1:${DNS_PORT}" DKIM_TEST_DNS_ZONE=dkim.test
+export DKIM_TEST_TSIG_NAME=rotator-test. DKIM_TEST_TSIG_ALGORITHM=hmac-sha256 DKIM_TEST_TSIG_SECRET="${TSIG_SECRET}"
+
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 export AWS_EC2_METADATA_DISABLED=true
 export AWS_ENDPOINT_URL_SECRETS_MANAGER="http://127.0.0.1:${MOTO_PORT}"
@@ -75,6 +120,6 @@ export AWS_ENDPOINT_URL_SESV2="http://127.0.0.1:${AWSIM_PORT}"
 export AWS_ENDPOINT_URL_SNS="http://127.0.0.1:${AWSIM_PORT}"
 export SES_DKIM_TESTBED_VENV="${VENV}"
 export PATH="${VENV}/bin:${PATH}"
-[ -n "${TESTBED_QUIET:-}" ] || echo "==> stand-ins up: moto (Secrets Manager, Route 53) on :${MOTO_PORT}, awsim (SESv2) on :${AWSIM_PORT}" >&2
+[ -n "${TESTBED_QUIET:-}" ] || echo "==> stand-ins up: moto (Secrets Manager, Route 53) on :${MOTO_PORT}, awsim (SESv2) on :${AWSIM_PORT}, knot (DNS, zone dkim.test) on :${DNS_PORT}" >&2
 
 "$@"

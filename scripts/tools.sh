@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs, when missing, every tool `make test` and `make demo` need, at pinned versions.
+# Installs, when missing, every tool `make test` and `make demo` need, at pinned versions
+# (Debian's knot is whatever the release ships: 3.2 on bookworm).
 # Python tools go into one virtualenv outside the repo, so fresh clones on the same machine
 # reuse it; awsim is a cargo binary in ~/.cargo/bin.
 set -euo pipefail
@@ -47,7 +48,19 @@ ensure_python_tools() {
   printf '%s' "${wanted}" > "${stamp}"
 }
 
+ensure_dns_server() {
+  # Knot DNS: the real DNS server the tests publish to (RFC 2136 + TSIG) and check against.
+  if command -v knotd >/dev/null && command -v kdig >/dev/null && command -v knsupdate >/dev/null; then
+    return
+  fi
+  say "installing knot and knot-dnsutils from Debian"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2
+  apt-get install -y -qq knot knot-dnsutils >&2
+}
+
 ensure_rust_components
+ensure_dns_server
 ensure_python_tools
 ensure_awsim
 echo "${VENV}"

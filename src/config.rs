@@ -5,18 +5,107 @@
 //! | `DKIM_KEY_BITS` | `1024` | RSA size of new keys: `1024` or `2048` |
 //! | `DKIM_SELECTOR_PREFIX` | `ses` | start of new selectors (`<prefix>-<yyyymmdd>-<hex4>`) |
 //! | `DKIM_ALLOWED_IDENTITIES` | unset = refuse all | comma list of domains, or `*` |
+//! | `DKIM_DNS_PUBLISHER` | `hint` | `hint`, `route53` or `rfc2136` |
+//! | `DKIM_HOSTED_ZONE_ID` | found by name | Route 53 zone when the secret has no `hosted_zone_id` |
+//! | `DKIM_DNS_UPDATE_SERVER` | — | RFC 2136 primary, `ip:port` |
+//! | `DKIM_DNS_ZONE` | the identity | RFC 2136 zone to update |
+//! | `DKIM_DNS_TSIG_SECRET_ID` | — | secret holding the TSIG key (RFC 2136) |
+//! | `DKIM_DNS_TTL` | `300` | TTL of published records |
+//! | `DKIM_VERIFY_DNS` | `true` | check DNS before switching SES |
+//! | `DKIM_DNS_SERVERS` | authoritative | `ip:port,...` to ask instead of the zone's NS |
+//! | `DKIM_DNS_VERIFY_INTERVAL_SECONDS` | `5` | pause between DNS checks within a step |
+//! | `DKIM_OLD_KEY_GRACE_DAYS` | `7` | days the previous selector stays published |
+//! | `DKIM_RETIRE` | `delete` | `delete` or `revoke` (publish `p=` empty) |
+
+use std::net::SocketAddr;
+use std::time::Duration;
 
 use crate::engine::identity::AllowedIdentities;
 use crate::engine::key::KeyBits;
-use crate::engine::rotation::RotationPolicy;
+use crate::engine::rotation::{RetireMode, RotationPolicy};
 use crate::engine::selector::SelectorPrefix;
 use crate::error::RotatorError;
+
+/// How DKIM records are published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublisherSetting {
+    /// Log and return the record for a person to add.
+    Hint,
+    /// Amazon Route 53.
+    Route53 {
+        /// `DKIM_HOSTED_ZONE_ID`, when set.
+        hosted_zone_id: Option<String>,
+    },
+    /// RFC 2136 dynamic update with TSIG.
+    Rfc2136 {
+        /// `DKIM_DNS_UPDATE_SERVER`.
+        server: SocketAddr,
+        /// `DKIM_DNS_ZONE`, when set.
+        zone: Option<String>,
+        /// `DKIM_DNS_TSIG_SECRET_ID`.
+        tsig_secret_id: String,
+    },
+}
+
+/// DNS publishing and checking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsSettings {
+    /// Where records go.
+    pub publisher: PublisherSetting,
+    /// TTL of published records.
+    pub ttl: u32,
+    /// `DKIM_DNS_SERVERS`: servers to check instead of the authoritative ones.
+    pub check_servers: Option<Vec<SocketAddr>>,
+}
 
 /// All settings of the function.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     /// What the rotation engine needs.
     pub policy: RotationPolicy,
+    /// DNS publishing and checking.
+    pub dns: DnsSettings,
+}
+
+fn invalid(name: &'static str, reason: impl Into<String>) -> RotatorError {
+    RotatorError::InvalidSetting {
+        name,
+        reason: reason.into(),
+    }
+}
+
+fn socket_addr(name: &'static str, text: &str) -> Result<SocketAddr, RotatorError> {
+    text.trim().parse().map_err(|_| {
+        invalid(
+            name,
+            format!(
+                "`{}` is not ip:port (e.g. 192.0.2.53:53 or [2001:db8::53]:53)",
+                text.trim()
+            ),
+        )
+    })
+}
+
+/// A lower-cased choice among `allowed`, or the default when unset.
+fn choice<'a>(
+    name: &'static str,
+    value: Option<String>,
+    allowed: &[&'a str],
+) -> Result<Option<&'a str>, RotatorError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let value = value.trim().to_ascii_lowercase();
+    allowed
+        .iter()
+        .find(|a| **a == value)
+        .map(|a| Some(*a))
+        .ok_or_else(|| {
+            invalid(
+                name,
+                format!("`{value}` is not one of {}", allowed.join(", ")),
+            )
+        })
 }
 
 impl Settings {
@@ -27,38 +116,106 @@ impl Settings {
 
     /// Reads the settings through `lookup` (the environment, or a map in tests).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, RotatorError> {
-        let key_bits = match lookup("DKIM_KEY_BITS") {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let number = |name: &'static str, default: u64, max: u64| -> Result<u64, RotatorError> {
+            match get(name) {
+                None => Ok(default),
+                Some(text) => text
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n <= max)
+                    .ok_or_else(|| {
+                        invalid(
+                            name,
+                            format!("`{text}` is not a whole number from 0 to {max}"),
+                        )
+                    }),
+            }
+        };
+        let key_bits = match get("DKIM_KEY_BITS") {
             None => KeyBits::Rsa1024,
             Some(text) => text
                 .parse()
-                .map_err(|reason| RotatorError::InvalidSetting {
-                    name: "DKIM_KEY_BITS",
-                    reason,
-                })?,
+                .map_err(|reason: String| invalid("DKIM_KEY_BITS", reason))?,
         };
-        let selector_prefix = match lookup("DKIM_SELECTOR_PREFIX") {
+        let selector_prefix = match get("DKIM_SELECTOR_PREFIX") {
             None => SelectorPrefix::default(),
-            Some(text) => SelectorPrefix::parse(text.trim()).map_err(|reason| {
-                RotatorError::InvalidSetting {
-                    name: "DKIM_SELECTOR_PREFIX",
-                    reason,
-                }
-            })?,
+            Some(text) => SelectorPrefix::parse(text.trim())
+                .map_err(|reason| invalid("DKIM_SELECTOR_PREFIX", reason))?,
         };
         let allowed_identities = match lookup("DKIM_ALLOWED_IDENTITIES") {
             None => AllowedIdentities::Unset,
-            Some(text) => {
-                AllowedIdentities::parse(&text).map_err(|reason| RotatorError::InvalidSetting {
-                    name: "DKIM_ALLOWED_IDENTITIES",
-                    reason,
-                })?
-            }
+            Some(text) => AllowedIdentities::parse(&text)
+                .map_err(|reason| invalid("DKIM_ALLOWED_IDENTITIES", reason))?,
         };
+        let verify_dns = !matches!(
+            choice(
+                "DKIM_VERIFY_DNS",
+                get("DKIM_VERIFY_DNS"),
+                &["true", "false", "1", "0", "yes", "no"]
+            )?,
+            Some("false" | "0" | "no")
+        );
+        let retire_mode = match choice("DKIM_RETIRE", get("DKIM_RETIRE"), &["delete", "revoke"])? {
+            Some("revoke") => RetireMode::Revoke,
+            _ => RetireMode::Delete,
+        };
+        let grace_days = number("DKIM_OLD_KEY_GRACE_DAYS", 7, 3650)?;
+        let interval = number("DKIM_DNS_VERIFY_INTERVAL_SECONDS", 5, 300)?;
+        let ttl = number("DKIM_DNS_TTL", 300, 86_400)? as u32;
+
+        let publisher = match choice(
+            "DKIM_DNS_PUBLISHER",
+            get("DKIM_DNS_PUBLISHER"),
+            &["hint", "route53", "rfc2136"],
+        )? {
+            None | Some("hint") => PublisherSetting::Hint,
+            Some("route53") => PublisherSetting::Route53 {
+                hosted_zone_id: get("DKIM_HOSTED_ZONE_ID").map(|z| z.trim().to_owned()),
+            },
+            _ => PublisherSetting::Rfc2136 {
+                server: socket_addr(
+                    "DKIM_DNS_UPDATE_SERVER",
+                    &get("DKIM_DNS_UPDATE_SERVER").ok_or_else(|| {
+                        invalid(
+                            "DKIM_DNS_UPDATE_SERVER",
+                            "is required with DKIM_DNS_PUBLISHER=rfc2136: the primary server's ip:port",
+                        )
+                    })?,
+                )?,
+                zone: get("DKIM_DNS_ZONE").map(|z| z.trim().trim_end_matches('.').to_owned()),
+                tsig_secret_id: get("DKIM_DNS_TSIG_SECRET_ID").ok_or_else(|| {
+                    invalid(
+                        "DKIM_DNS_TSIG_SECRET_ID",
+                        "is required with DKIM_DNS_PUBLISHER=rfc2136: the Secrets Manager secret holding {\"name\", \"algorithm\", \"secret\"}",
+                    )
+                })?,
+            },
+        };
+        let check_servers = get("DKIM_DNS_SERVERS")
+            .map(|text| {
+                text.split(',')
+                    .filter(|s| !s.trim().is_empty())
+                    .map(|s| socket_addr("DKIM_DNS_SERVERS", s))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?;
         Ok(Self {
             policy: RotationPolicy {
                 key_bits,
                 selector_prefix,
                 allowed_identities,
+                verify_dns,
+                verify_retry_interval: Duration::from_secs(interval),
+                old_key_grace: time::Duration::days(grace_days as i64),
+                retire_mode,
+                ..RotationPolicy::default()
+            },
+            dns: DnsSettings {
+                publisher,
+                ttl,
+                check_servers,
             },
         })
     }
@@ -99,6 +256,29 @@ mod tests {
     }
 
     #[test]
+    fn dns_settings() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.dns.publisher, PublisherSetting::Hint);
+        assert!(s.policy.verify_dns);
+        assert_eq!(s.policy.old_key_grace, time::Duration::days(7));
+        let s = settings(&[
+            ("DKIM_DNS_PUBLISHER", "rfc2136"),
+            ("DKIM_DNS_UPDATE_SERVER", "127.0.0.1:5353"),
+            ("DKIM_DNS_TSIG_SECRET_ID", "dns/tsig"),
+            ("DKIM_DNS_SERVERS", "127.0.0.1:5353, [::1]:53"),
+            ("DKIM_VERIFY_DNS", "false"),
+            ("DKIM_RETIRE", "revoke"),
+        ])
+        .unwrap();
+        assert!(matches!(s.dns.publisher, PublisherSetting::Rfc2136 { .. }));
+        assert_eq!(s.dns.check_servers.unwrap().len(), 2);
+        assert!(!s.policy.verify_dns);
+        assert_eq!(s.policy.retire_mode, RetireMode::Revoke);
+        let err = settings(&[("DKIM_DNS_PUBLISHER", "rfc2136")]).unwrap_err();
+        assert!(err.to_string().contains("DKIM_DNS_UPDATE_SERVER"), "{err}");
+    }
+
+    #[test]
     fn bad_values_name_the_variable_and_the_fix() {
         for (name, value, hint) in [
             ("DKIM_KEY_BITS", "4096", "1024 or 2048"),
@@ -108,6 +288,11 @@ mod tests {
                 "no dots or underscores",
             ),
             ("DKIM_ALLOWED_IDENTITIES", "a.com,*", "stand alone"),
+            ("DKIM_DNS_PUBLISHER", "bind", "hint, route53, rfc2136"),
+            ("DKIM_VERIFY_DNS", "maybe", "true, false"),
+            ("DKIM_RETIRE", "shred", "delete, revoke"),
+            ("DKIM_OLD_KEY_GRACE_DAYS", "-1", "whole number"),
+            ("DKIM_DNS_SERVERS", "dns.example.com", "ip:port"),
         ] {
             let err = settings(&[(name, value)]).unwrap_err();
             assert_eq!(err.error_type(), "InvalidSetting");

@@ -133,6 +133,52 @@ pub enum RotatorError {
         identity: String,
     },
 
+    /// DNS does not (yet) serve the new selector's TXT record: SES was not switched.
+    #[error("secret {secret_id}: DNS check failed, SES not switched: {detail}")]
+    DnsNotVerified {
+        /// The secret.
+        secret_id: String,
+        /// The outcome (`missing`, `mismatch`, …).
+        outcome: &'static str,
+        /// What is wrong and what to do.
+        detail: String,
+    },
+
+    /// The DNS provider refused or failed to publish the record.
+    #[error("secret {secret_id}: publishing {name} failed: {source}")]
+    DnsPublishFailed {
+        /// The secret.
+        secret_id: String,
+        /// The record name.
+        name: String,
+        /// The provider's error.
+        source: PortError,
+    },
+
+    /// SES reported `FAILED` for the new key; the previous key was put back when there was one.
+    #[error(
+        "identity `{identity}`: SES reports DKIM status {status} for selector {selector}; {action}"
+    )]
+    SesRejectedKey {
+        /// The identity.
+        identity: String,
+        /// The selector SES refused.
+        selector: String,
+        /// SES's status.
+        status: String,
+        /// What was done and what to do.
+        action: String,
+    },
+
+    /// The retirement guard refused to remove a selector still in use.
+    #[error("refusing to retire selector {selector}: {reason}")]
+    RetireRefused {
+        /// The selector.
+        selector: String,
+        /// Why.
+        reason: String,
+    },
+
     /// Key generation failed.
     #[error(transparent)]
     Key(#[from] KeyError),
@@ -159,6 +205,10 @@ impl RotatorError {
             Self::IdentityMismatch { .. } => "IdentityMismatch",
             Self::IdentityNotAllowed(_) => "IdentityNotAllowed",
             Self::IdentityNotInSes { .. } => "IdentityNotInSes",
+            Self::DnsNotVerified { .. } => "DnsNotVerified",
+            Self::DnsPublishFailed { .. } => "DnsPublishFailed",
+            Self::SesRejectedKey { .. } => "SesRejectedKey",
+            Self::RetireRefused { .. } => "RetireRefused",
             Self::Key(_) => "KeyGenerationFailed",
             Self::Aws(_) => "AwsCallFailed",
         }

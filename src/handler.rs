@@ -8,7 +8,9 @@
 use lambda_runtime::LambdaEvent;
 use serde_json::{Map, Value};
 
-use crate::engine::ports::{Clock, DkimSigningService, SecretStore};
+use time::OffsetDateTime;
+
+use crate::engine::ports::{Clock, DkimSigningService, DnsPublisher, DnsTxtLookup, SecretStore};
 use crate::engine::rotation::{RotationEngine, RotationRequest, StepReport};
 use crate::error::RotatorError;
 use crate::secret_text::SecretText;
@@ -70,20 +72,32 @@ pub fn parse_rotation_event(payload: &Value) -> Result<RotationRequest, RotatorE
         secret_id,
         token,
         rotation_token,
+        deadline: None,
     })
 }
 
+/// The invocation's deadline (Lambda gives milliseconds since the epoch; 0 when unknown).
+fn deadline_of(context: &lambda_runtime::Context) -> Option<OffsetDateTime> {
+    if context.deadline == 0 {
+        return None;
+    }
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(context.deadline) * 1_000_000).ok()
+}
+
 /// Handles one invocation: parse, run the step, return its report as JSON.
-pub async fn handle<S, E, C>(
-    engine: &RotationEngine<S, E, C>,
+pub async fn handle<S, E, D, L, C>(
+    engine: &RotationEngine<S, E, D, L, C>,
     event: LambdaEvent<Value>,
 ) -> Result<Value, RotatorError>
 where
     S: SecretStore,
     E: DkimSigningService,
+    D: DnsPublisher,
+    L: DnsTxtLookup,
     C: Clock,
 {
-    let request = parse_rotation_event(&event.payload)?;
+    let mut request = parse_rotation_event(&event.payload)?;
+    request.deadline = deadline_of(&event.context);
     let result = engine.run_step(&request).await;
     match &result {
         Ok(report) => tracing::info!(

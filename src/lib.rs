@@ -6,10 +6,12 @@
 //!   through the small traits in [`engine::ports`].
 //! - [`adapters`] implements those traits with the AWS SDK and the system clock.
 //! - [`handler`] turns a Lambda event into an engine call and the result into a response.
+//! - [`assembly`] picks the adapters the settings ask for and builds the engine.
 //! - [`config`] reads and checks the settings once, at start-up.
 //! - [`error`] is the one error type every entry point returns.
 
 pub mod adapters;
+pub mod assembly;
 pub mod config;
 pub mod engine;
 pub mod error;

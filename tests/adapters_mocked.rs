@@ -20,17 +20,20 @@ use aws_sdk_sesv2::types::error::{
 use aws_sdk_sesv2::types::{DkimAttributes, DkimSigningAttributesOrigin, DkimStatus};
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use ses_dkim_rotator::adapters::clock::SystemClock;
+use ses_dkim_rotator::adapters::dns_lookup::{HickoryTxtLookup, LookupServers};
+use ses_dkim_rotator::adapters::dns_publisher::ConfiguredPublisher;
 use ses_dkim_rotator::adapters::secrets_manager::SecretsManagerStore;
 use ses_dkim_rotator::adapters::sesv2::SesV2Signing;
 use ses_dkim_rotator::engine::identity::AllowedIdentities;
 use ses_dkim_rotator::engine::key::{DkimKeyPair, KeyBits};
 use ses_dkim_rotator::engine::ports::{DkimSigningService, FailureKind, SecretStore, VersionRef};
 use ses_dkim_rotator::engine::rotation::{
-    Outcome, RotationEngine, RotationPolicy, RotationRequest, Step,
+    Outcome, Ports, RotationEngine, RotationPolicy, RotationRequest, Step,
 };
 use ses_dkim_rotator::engine::secret_doc::{DkimSecret, PublishedKey};
 use ses_dkim_rotator::engine::selector::Selector;
 use ses_dkim_rotator::secret_text::SecretText;
+use std::time::Duration;
 
 const ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:dkim/example.com-AbCdEf";
 const DOMAIN: &str = "example.com";
@@ -173,7 +176,13 @@ fn versions() -> (String, String, String) {
 /// Mocked clients for a finishSecret, recording the order of calls across both services.
 struct FinishFixture {
     calls: Arc<Mutex<Vec<&'static str>>>,
-    engine: RotationEngine<SecretsManagerStore, SesV2Signing, SystemClock>,
+    engine: RotationEngine<
+        SecretsManagerStore,
+        SesV2Signing,
+        ConfiguredPublisher,
+        HickoryTxtLookup,
+        SystemClock,
+    >,
     put_ses: aws_smithy_mocks::Rule,
     promote: aws_smithy_mocks::Rule,
 }
@@ -278,18 +287,27 @@ fn finish_fixture(ses_put_fails: bool) -> FinishFixture {
         put_ses.then_output(|| PutEmailIdentityDkimSigningAttributesOutput::builder().build())
     };
 
+    let tag = mock!(aws_sdk_secretsmanager::Client::tag_resource).then_output(|| {
+        aws_sdk_secretsmanager::operation::tag_resource::TagResourceOutput::builder().build()
+    });
     let secrets = mock_client!(
         aws_sdk_secretsmanager,
         RuleMode::MatchAny,
-        [&describe, &get, &promote, &clear]
+        [&describe, &get, &promote, &clear, &tag]
     );
     let ses = mock_client!(aws_sdk_sesv2, RuleMode::MatchAny, [&get_identity, &put_ses]);
     let engine = RotationEngine::new(
-        SecretsManagerStore::new(secrets),
-        SesV2Signing::new(ses),
-        SystemClock,
+        Ports {
+            secrets: SecretsManagerStore::new(secrets),
+            ses: SesV2Signing::new(ses),
+            dns: ConfiguredPublisher::Hint,
+            // Never asked: DNS checks are off for these call-order tests.
+            lookup: HickoryTxtLookup::new(LookupServers::Fixed(vec![]), Duration::from_secs(1)),
+            clock: SystemClock,
+        },
         RotationPolicy {
             allowed_identities: AllowedIdentities::Any,
+            verify_dns: false,
             ..RotationPolicy::default()
         },
     );
@@ -307,6 +325,7 @@ fn finish_request() -> RotationRequest {
         secret_id: ARN.into(),
         token: TOKEN.into(),
         rotation_token: None,
+        deadline: None,
     }
 }
 

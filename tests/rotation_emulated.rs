@@ -8,15 +8,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::*;
 use serde_json::json;
-use ses_dkim_rotator::adapters::clock::SystemClock;
 use ses_dkim_rotator::adapters::secrets_manager::SecretsManagerStore;
 use ses_dkim_rotator::adapters::sesv2::SesV2Signing;
 use ses_dkim_rotator::engine::identity::AllowedIdentities;
 use ses_dkim_rotator::engine::key::KeyBits;
 use ses_dkim_rotator::engine::ports::{
-    FailureKind, PortError, SecretDescription, SecretStore, StoredVersion, VersionRef,
+    FailureKind, PortError, SecretDescription, SecretStore, StoredVersion, VersionInfo, VersionRef,
 };
-use ses_dkim_rotator::engine::rotation::{Outcome, RotationEngine, RotationPolicy, Step};
+use ses_dkim_rotator::engine::rotation::{Outcome, RotationPolicy, Step};
 use ses_dkim_rotator::secret_text::SecretText;
 
 /// SES must not have been touched: no external key configured.
@@ -39,20 +38,20 @@ async fn assert_secret_unchanged(bed: &TestBed, arn: &str, token: &str) {
 async fn happy_path_switches_ses_and_promotes_the_new_key() {
     let bed = TestBed::connect().await;
     let seeded = bed.seed("happy", json!({"owner": "mail-team"})).await;
-    let engine = bed.engine(allow_all());
+    let engine = bed.engine(allow_all()).await;
     let token = bed.start_rotation(&seeded.arn).await;
     let old_version = bed
         .version_with_stage(&seeded.arn, "AWSCURRENT")
         .await
         .unwrap();
 
-    let reports = rotate(&engine, &seeded.arn, &token).await;
+    let reports = rotate(&bed, &engine, &seeded, &token).await;
     let outcomes: Vec<Outcome> = reports.iter().map(|r| r.outcome).collect();
     assert_eq!(
         outcomes,
         [
             Outcome::KeyCreated,
-            Outcome::RecordHintPublished,
+            Outcome::RecordPublished,
             Outcome::PendingKeyTested,
             Outcome::SesSwitched
         ]
@@ -107,7 +106,7 @@ async fn happy_path_switches_ses_and_promotes_the_new_key() {
 
     // A second rotation remembers the first selector and picks a new one.
     let token2 = bed.start_rotation(&seeded.arn).await;
-    rotate(&engine, &seeded.arn, &token2).await;
+    rotate(&bed, &engine, &seeded, &token2).await;
     let next = bed.secret_json(&seeded.arn, "AWSCURRENT").await;
     assert_eq!(next["previous_selector"], selector.as_str());
     assert_ne!(next["selector"], selector.as_str());
@@ -121,7 +120,7 @@ async fn happy_path_switches_ses_and_promotes_the_new_key() {
 async fn every_step_run_twice_makes_one_key_and_one_switch() {
     let bed = TestBed::connect().await;
     let seeded = bed.seed("twice", json!({})).await;
-    let engine = bed.engine(allow_all());
+    let engine = bed.engine(allow_all()).await;
     let token = bed.start_rotation(&seeded.arn).await;
 
     let mut selectors = Vec::new();
@@ -182,6 +181,12 @@ impl SecretStore for FailFirstPromote {
             .put_pending(id, token, value, rotation_token)
             .await
     }
+    async fn list_versions(&self, id: &str) -> Result<Vec<VersionInfo>, PortError> {
+        self.inner.list_versions(id).await
+    }
+    async fn set_tags(&self, id: &str, tags: &[(&str, &str)]) -> Result<(), PortError> {
+        self.inner.set_tags(id, tags).await
+    }
     async fn promote(&self, id: &str, to: &str, from: Option<&str>) -> Result<(), PortError> {
         if !self.failed.swap(true, Ordering::SeqCst) {
             return Err(PortError {
@@ -202,15 +207,16 @@ impl SecretStore for FailFirstPromote {
 async fn failure_between_ses_switch_and_stage_move_converges_on_retry() {
     let bed = TestBed::connect().await;
     let seeded = bed.seed("crash", json!({})).await;
-    let engine = RotationEngine::new(
-        FailFirstPromote {
-            inner: SecretsManagerStore::new(bed.secrets.clone()),
-            failed: AtomicBool::new(false),
-        },
-        SesV2Signing::new(bed.ses.clone()),
-        SystemClock,
-        allow_all(),
-    );
+    let engine = bed
+        .engine_over(
+            FailFirstPromote {
+                inner: SecretsManagerStore::new(bed.secrets.clone()),
+                failed: AtomicBool::new(false),
+            },
+            SesV2Signing::new(bed.ses.clone()),
+            allow_all(),
+        )
+        .await;
     let token = bed.start_rotation(&seeded.arn).await;
     for step in [Step::CreateSecret, Step::SetSecret, Step::TestSecret] {
         engine
@@ -257,7 +263,7 @@ async fn failure_between_ses_switch_and_stage_move_converges_on_retry() {
 async fn token_not_staged_is_refused() {
     let bed = TestBed::connect().await;
     let seeded = bed.seed("nostage", json!({})).await;
-    let engine = bed.engine(allow_all());
+    let engine = bed.engine(allow_all()).await;
     bed.start_rotation(&seeded.arn).await;
     let stranger = uuid::Uuid::new_v4().to_string();
     for step in ALL_STEPS {
@@ -272,9 +278,9 @@ async fn token_not_staged_is_refused() {
 async fn token_already_current_is_a_no_op() {
     let bed = TestBed::connect().await;
     let seeded = bed.seed("current", json!({})).await;
-    let engine = bed.engine(allow_all());
+    let engine = bed.engine(allow_all()).await;
     let token = bed.start_rotation(&seeded.arn).await;
-    rotate(&engine, &seeded.arn, &token).await;
+    rotate(&bed, &engine, &seeded, &token).await;
     let before = bed.secret_json(&seeded.arn, "AWSCURRENT").await;
     let ses_before = bed.ses_dkim(&seeded.domain).await;
     for step in ALL_STEPS {
@@ -292,7 +298,7 @@ async fn token_already_current_is_a_no_op() {
 async fn rotation_disabled_is_refused() {
     let bed = TestBed::connect().await;
     let seeded = bed.seed("disabled", json!({})).await;
-    let engine = bed.engine(allow_all());
+    let engine = bed.engine(allow_all()).await;
     let current = bed
         .version_with_stage(&seeded.arn, "AWSCURRENT")
         .await
@@ -320,7 +326,7 @@ async fn identity_missing_from_ses_changes_nothing() {
             &json!({"identity": domain}).to_string(),
         )
         .await;
-    let engine = bed.engine(allow_all());
+    let engine = bed.engine(allow_all()).await;
     let token = bed.start_rotation(&arn).await;
     let err = expect_error(
         &engine,
@@ -347,10 +353,12 @@ async fn identity_not_allowed_changes_nothing() {
     let seeded = bed.seed("denied", json!({})).await;
     let token = bed.start_rotation(&seeded.arn).await;
 
-    let listed = bed.engine(RotationPolicy {
-        allowed_identities: AllowedIdentities::parse("other.example.org").unwrap(),
-        ..RotationPolicy::default()
-    });
+    let listed = bed
+        .engine(RotationPolicy {
+            allowed_identities: AllowedIdentities::parse("other.example.org").unwrap(),
+            ..RotationPolicy::default()
+        })
+        .await;
     let err = expect_error(
         &listed,
         Step::CreateSecret,
@@ -361,7 +369,7 @@ async fn identity_not_allowed_changes_nothing() {
     .await;
     assert!(err.to_string().contains("DKIM_ALLOWED_IDENTITIES"), "{err}");
 
-    let unset = bed.engine(RotationPolicy::default());
+    let unset = bed.engine(RotationPolicy::default()).await;
     let err = expect_error(
         &unset,
         Step::CreateSecret,
@@ -379,7 +387,7 @@ async fn identity_not_allowed_changes_nothing() {
 #[tokio::test]
 async fn corrupt_secrets_are_refused_and_nothing_changes() {
     let bed = TestBed::connect().await;
-    let engine = bed.engine(allow_all());
+    let engine = bed.engine(allow_all()).await;
     for (body, hint) in [
         ("this is not json".to_owned(), "not JSON"),
         (
@@ -411,10 +419,12 @@ async fn pending_key_of_the_wrong_size_fails_test_secret_before_any_switch() {
     let bed = TestBed::connect().await;
     let seeded = bed.seed("size", json!({})).await;
     let token = bed.start_rotation(&seeded.arn).await;
-    let big = bed.engine(RotationPolicy {
-        key_bits: KeyBits::Rsa2048,
-        ..allow_all()
-    });
+    let big = bed
+        .engine(RotationPolicy {
+            key_bits: KeyBits::Rsa2048,
+            ..allow_all()
+        })
+        .await;
     big.run_step(&request(Step::CreateSecret, &seeded.arn, &token))
         .await
         .unwrap();
@@ -422,7 +432,7 @@ async fn pending_key_of_the_wrong_size_fails_test_secret_before_any_switch() {
     assert_eq!(pending["key_bits"], 2048);
 
     // The configuration changed to 1024 between the steps.
-    let small = bed.engine(allow_all());
+    let small = bed.engine(allow_all()).await;
     let err = expect_error(
         &small,
         Step::TestSecret,
@@ -447,7 +457,7 @@ async fn pending_key_of_the_wrong_size_fails_test_secret_before_any_switch() {
 async fn rotation_token_is_passed_to_put_secret_value() {
     let bed = TestBed::connect().await;
     let seeded = bed.seed("rtoken", json!({})).await;
-    let engine = bed.engine(allow_all());
+    let engine = bed.engine(allow_all()).await;
     let token = bed.start_rotation(&seeded.arn).await;
     let mut req = request(Step::CreateSecret, &seeded.arn, &token);
     req.rotation_token = Some(SecretText::new("opaque-rotation-token"));
@@ -492,12 +502,14 @@ async fn stored_key_signs_mail_that_dkimpy_verifies_against_the_published_txt() 
     let bed = TestBed::connect().await;
     for bits in [KeyBits::Rsa1024, KeyBits::Rsa2048] {
         let seeded = bed.seed("dkimpy", json!({})).await;
-        let engine = bed.engine(RotationPolicy {
-            key_bits: bits,
-            ..allow_all()
-        });
+        let engine = bed
+            .engine(RotationPolicy {
+                key_bits: bits,
+                ..allow_all()
+            })
+            .await;
         let token = bed.start_rotation(&seeded.arn).await;
-        let reports = rotate(&engine, &seeded.arn, &token).await;
+        let reports = rotate(&bed, &engine, &seeded, &token).await;
         let record = reports[1].dns_record.clone().unwrap();
         let current = bed.secret_json(&seeded.arn, "AWSCURRENT").await;
         assert_eq!(current["key_bits"], bits.bits());

@@ -1,6 +1,12 @@
-//! Adapters: the ports of [`crate::engine::ports`] implemented with the AWS SDK and the system clock.
+//! Adapters: the ports of [`crate::engine::ports`] implemented with the AWS SDK, hickory DNS
+//! and the system clock.
 
 pub mod clock;
+pub mod dns_lookup;
+pub mod dns_publisher;
+mod dns_wire;
+pub mod rfc2136;
+pub mod route53;
 pub mod secrets_manager;
 pub mod sesv2;
 

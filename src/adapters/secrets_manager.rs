@@ -1,12 +1,13 @@
 //! [`SecretStore`] over the AWS SDK's Secrets Manager client.
 
 use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::types::Tag;
 
 use super::port_error;
 use crate::engine::ports::FailureKind;
 use crate::engine::ports::{
     PortError, STAGE_CURRENT, STAGE_PENDING, SecretDescription, SecretStore, StoredVersion,
-    VersionRef,
+    VersionInfo, VersionRef,
 };
 use crate::secret_text::SecretText;
 
@@ -43,6 +44,11 @@ impl SecretStore for SecretsManagerStore {
             arn: out.arn().unwrap_or(secret_id).to_owned(),
             rotation_enabled: out.rotation_enabled().unwrap_or(false),
             versions: out.version_ids_to_stages().cloned().unwrap_or_default(),
+            tags: out
+                .tags()
+                .iter()
+                .filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned())))
+                .collect(),
         })
     }
 
@@ -55,6 +61,7 @@ impl SecretStore for SecretsManagerStore {
         let request = match version {
             VersionRef::Current => request.version_stage(STAGE_CURRENT),
             VersionRef::Pending(id) => request.version_id(id).version_stage(STAGE_PENDING),
+            VersionRef::Id(id) => request.version_id(id),
         };
         match request.send().await {
             Ok(out) => Ok(Some(StoredVersion {
@@ -117,6 +124,53 @@ impl SecretStore for SecretsManagerStore {
     ) -> Result<(), PortError> {
         self.move_stage(STAGE_CURRENT, secret_id, Some(to_version), from_version)
             .await
+    }
+
+    async fn list_versions(&self, secret_id: &str) -> Result<Vec<VersionInfo>, PortError> {
+        let mut versions = Vec::new();
+        let mut pages = self
+            .client
+            .list_secret_version_ids()
+            .secret_id(secret_id)
+            .include_deprecated(true)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| {
+                port_error(SERVICE, "ListSecretVersionIds", e, |e| {
+                    e.is_resource_not_found_exception()
+                        .then_some(FailureKind::NotFound)
+                })
+            })?;
+            versions.extend(page.versions().iter().filter_map(|v| {
+                Some(VersionInfo {
+                    version_id: v.version_id()?.to_owned(),
+                    created: v.created_date().map(|d| d.secs()),
+                })
+            }));
+        }
+        versions.sort_by(|a, b| b.created.cmp(&a.created));
+        Ok(versions)
+    }
+
+    async fn set_tags(&self, secret_id: &str, tags: &[(&str, &str)]) -> Result<(), PortError> {
+        self.client
+            .tag_resource()
+            .secret_id(secret_id)
+            .set_tags(Some(
+                tags.iter()
+                    .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
+                    .collect(),
+            ))
+            .send()
+            .await
+            .map_err(|e| {
+                port_error(SERVICE, "TagResource", e, |e| {
+                    e.is_resource_not_found_exception()
+                        .then_some(FailureKind::NotFound)
+                })
+            })?;
+        Ok(())
     }
 
     async fn clear_pending(&self, secret_id: &str, version: &str) -> Result<(), PortError> {

@@ -2,14 +2,18 @@
 //!
 //! - [`key`]: RSA key generation and the encodings SES and DNS want.
 //! - [`selector`]: DKIM selector names SES accepts.
+//! - [`dns_check`]: judging a DKIM TXT record as DNS serves it.
 //! - [`identity`]: domain identities and the allow-list that guards against a confused deputy.
 //! - [`secret_doc`]: the JSON document kept in each Secrets Manager version.
 //! - [`ports`]: the traits through which the engine reaches Secrets Manager, SES and the clock.
+//! - [`retirement`]: removing the previous selector's record after the grace period.
 //! - [`rotation`]: the four Secrets Manager rotation steps, driven through the ports.
 
+pub mod dns_check;
 pub mod identity;
 pub mod key;
 pub mod ports;
+pub mod retirement;
 pub mod rotation;
 pub mod secret_doc;
 pub mod selector;

@@ -6,8 +6,11 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
+use std::time::Duration;
 
 use time::OffsetDateTime;
+
+pub use super::dns_check::{LookupFailure, TxtAnswer};
 
 use crate::secret_text::SecretText;
 
@@ -15,6 +18,8 @@ use crate::secret_text::SecretText;
 pub const STAGE_CURRENT: &str = "AWSCURRENT";
 /// The stage of the version a rotation is preparing.
 pub const STAGE_PENDING: &str = "AWSPENDING";
+/// The stage of the version in use before the current one.
+pub const STAGE_PREVIOUS: &str = "AWSPREVIOUS";
 
 /// What kind of failure an outside call had; the engine decides from this, not from SDK types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +61,8 @@ pub struct SecretDescription {
     pub rotation_enabled: bool,
     /// Version id → its staging labels.
     pub versions: HashMap<String, Vec<String>>,
+    /// The secret's tags (the rotator keeps its retirement state there).
+    pub tags: HashMap<String, String>,
 }
 
 impl SecretDescription {
@@ -75,6 +82,17 @@ pub enum VersionRef<'a> {
     Current,
     /// The given version id, which must carry `AWSPENDING`.
     Pending(&'a str),
+    /// The given version id, whatever its labels (also a deprecated, unlabelled one).
+    Id(&'a str),
+}
+
+/// A version as `ListSecretVersionIds` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionInfo {
+    /// The version id.
+    pub version_id: String,
+    /// When it was created (seconds since the epoch), when known.
+    pub created: Option<i64>,
 }
 
 /// One stored version.
@@ -117,6 +135,19 @@ pub trait SecretStore: Send + Sync {
         secret_id: &str,
         to_version: &str,
         from_version: Option<&str>,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// `ListSecretVersionIds(IncludeDeprecated)`: every version, newest first.
+    fn list_versions(
+        &self,
+        secret_id: &str,
+    ) -> impl Future<Output = Result<Vec<VersionInfo>, PortError>> + Send;
+
+    /// `TagResource`: records rotation state on the secret.
+    fn set_tags(
+        &self,
+        secret_id: &str,
+        tags: &[(&str, &str)],
     ) -> impl Future<Output = Result<(), PortError>> + Send;
 
     /// `UpdateSecretVersionStage`: takes `AWSPENDING` off `version` once it is current, so the
@@ -181,8 +212,77 @@ pub trait DkimSigningService: Send + Sync {
     ) -> impl Future<Output = Result<(), PortError>> + Send;
 }
 
+/// How DNS records get published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PublishMode {
+    /// Nothing is written: the record is logged and returned for a person to add.
+    Hint,
+    /// Amazon Route 53.
+    Route53,
+    /// RFC 2136 dynamic update signed with TSIG.
+    Rfc2136,
+}
+
+/// One DKIM TXT record to write or remove.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxtRecord<'a> {
+    /// The identity (domain) the record belongs to; used to find the zone.
+    pub identity: &'a str,
+    /// `<selector>._domainkey.<identity>`.
+    pub name: &'a str,
+    /// The unsplit value (`v=DKIM1; k=rsa; p=…`, or `v=DKIM1; p=` to revoke).
+    pub value: &'a str,
+    /// A zone chosen in the secret (Route 53 `hosted_zone_id`), if any.
+    pub zone_hint: Option<&'a str>,
+}
+
+/// Writes DKIM TXT records.
+pub trait DnsPublisher: Send + Sync {
+    /// Which kind of publisher this is.
+    fn mode(&self) -> PublishMode;
+
+    /// Creates or replaces the TXT record (one record, value split into ≤255-char strings) and
+    /// waits, up to `deadline`, until the DNS provider reports it live.
+    fn upsert_txt(
+        &self,
+        record: TxtRecord<'_>,
+        deadline: Option<OffsetDateTime>,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// Deletes the TXT record `record.name`.
+    fn delete_txt(
+        &self,
+        record: TxtRecord<'_>,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+}
+
+/// One server's answer to a TXT query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerAnswer {
+    /// The server asked (`ip:port`).
+    pub server: String,
+    /// Its answer, or why there was none.
+    pub answer: Result<TxtAnswer, LookupFailure>,
+}
+
+/// Reads TXT records from DNS (the servers the world will ask).
+pub trait DnsTxtLookup: Send + Sync {
+    /// Asks every relevant server for the TXT records at `name` (each record's strings
+    /// joined); `identity` locates the zone's authoritative servers. An `Err` means no server
+    /// could even be found.
+    fn lookup_txt(
+        &self,
+        identity: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Vec<ServerAnswer>, LookupFailure>> + Send;
+}
+
 /// The time, behind a trait so tests can fix it.
 pub trait Clock: Send + Sync {
     /// Now, in UTC.
     fn now(&self) -> OffsetDateTime;
+
+    /// Waits `duration` (between DNS verification attempts).
+    fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send;
 }

@@ -8,21 +8,29 @@
 //! | step | does | on retry |
 //! |---|---|---|
 //! | `createSecret` | new key + selector into `AWSPENDING` | finds the pending key, makes no second one |
-//! | `setSecret` | publishes the TXT record (hint: logged and returned) | same record again |
-//! | `testSecret` | checks the pending key, its size, its TXT value and identity | same checks |
-//! | `finishSecret` | points SES at the new selector, then moves `AWSCURRENT` | SES already switched: only the stage move |
+//! | `setSecret` | publishes the TXT record (Route 53, RFC 2136, or a hint) | same record again |
+//! | `testSecret` | checks the pending key, then that DNS serves its TXT record | same checks |
+//! | `finishSecret` | re-verifies DNS, points SES at the new selector, confirms SES's status (rolls back on `FAILED`), then moves `AWSCURRENT` | SES already switched: only the stage move |
+//!
+//! Mail never breaks: SES is switched only to a selector whose TXT record DNS serves, and the
+//! previous selector's record stays published (see [`super::retirement`]).
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 
+use time::OffsetDateTime;
+
+use super::dns_check::{DnsCheck, check_all_servers};
 use super::identity::{AllowedIdentities, DomainIdentity};
 use super::key::{DkimKeyPair, KeyBits, txt_presentation};
 use super::ports::{
-    Clock, DkimSigningService, FailureKind, STAGE_CURRENT, STAGE_PENDING, SecretDescription,
-    SecretStore, SesDkimState, VersionRef,
+    Clock, DkimSigningService, DnsPublisher, DnsTxtLookup, FailureKind, PublishMode, STAGE_CURRENT,
+    STAGE_PENDING, STAGE_PREVIOUS, SecretDescription, SecretStore, SesDkimState, TxtRecord,
+    VersionRef,
 };
 use super::secret_doc::{DkimSecret, PublishedKey};
 use super::selector::{Selector, SelectorPrefix};
@@ -86,6 +94,26 @@ pub struct RotationPolicy {
     pub selector_prefix: SelectorPrefix,
     /// Identities this deployment may rotate (`DKIM_ALLOWED_IDENTITIES`).
     pub allowed_identities: AllowedIdentities,
+    /// Check DNS before switching SES (`DKIM_VERIFY_DNS`, default on).
+    pub verify_dns: bool,
+    /// Pause between DNS verification attempts within one step.
+    pub verify_retry_interval: Duration,
+    /// Time kept free before the invocation deadline (for the calls after verification).
+    pub deadline_margin: Duration,
+    /// How long the previous selector stays published after a switch (`DKIM_OLD_KEY_GRACE_DAYS`).
+    pub old_key_grace: time::Duration,
+    /// What retiring the previous selector does (`DKIM_RETIRE`).
+    pub retire_mode: RetireMode,
+}
+
+/// What happens to the previous selector's TXT record after the grace period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RetireMode {
+    /// Delete the record (hint mode: tell a person they may remove it).
+    Delete,
+    /// Publish `v=DKIM1; p=` (revoked) in its place.
+    Revoke,
 }
 
 impl Default for RotationPolicy {
@@ -94,6 +122,11 @@ impl Default for RotationPolicy {
             key_bits: KeyBits::Rsa1024,
             selector_prefix: SelectorPrefix::default(),
             allowed_identities: AllowedIdentities::Unset,
+            verify_dns: true,
+            verify_retry_interval: Duration::from_secs(5),
+            deadline_margin: Duration::from_secs(10),
+            old_key_grace: time::Duration::days(7),
+            retire_mode: RetireMode::Delete,
         }
     }
 }
@@ -109,6 +142,8 @@ pub struct RotationRequest {
     pub token: String,
     /// Secrets Manager's `RotationToken`, passed on to `PutSecretValue` (redacted in `Debug`).
     pub rotation_token: Option<SecretText>,
+    /// When the invocation must be done (Lambda's deadline); bounds DNS waits.
+    pub deadline: Option<OffsetDateTime>,
 }
 
 /// What a step did.
@@ -121,8 +156,12 @@ pub enum Outcome {
     KeyCreated,
     /// `AWSPENDING` already held this rotation's key (a retried step).
     KeyAlreadyCreated,
+    /// An earlier, unfinished attempt's key and selector were reused for this token.
+    KeyResumed,
     /// The TXT record to publish was logged and returned.
     RecordHintPublished,
+    /// The TXT record was written to Route 53 or by RFC 2136 update.
+    RecordPublished,
     /// The pending key passed every check.
     PendingKeyTested,
     /// SES now signs with the new key, and it is `AWSCURRENT`.
@@ -185,6 +224,9 @@ pub struct StepReport {
     /// SES's DKIM status after the step.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ses_status: Option<String>,
+    /// The DNS verification outcome, when the step checked DNS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns_check: Option<&'static str>,
 }
 
 impl StepReport {
@@ -199,6 +241,7 @@ impl StepReport {
             dns_record: None,
             ses_origin: None,
             ses_status: None,
+            dns_check: None,
         }
     }
 
@@ -223,22 +266,48 @@ struct PendingKey {
     key: PublishedKey,
 }
 
-/// Drives rotation steps through the ports.
+/// The outside world as the engine sees it.
 #[derive(Debug, Clone)]
-pub struct RotationEngine<S, E, C> {
-    store: S,
-    ses: E,
-    clock: C,
-    policy: RotationPolicy,
+pub struct Ports<S, E, D, L, C> {
+    /// Secrets Manager.
+    pub secrets: S,
+    /// SESv2.
+    pub ses: E,
+    /// Where TXT records are written.
+    pub dns: D,
+    /// Where TXT records are read back.
+    pub lookup: L,
+    /// The clock.
+    pub clock: C,
 }
 
-impl<S: SecretStore, E: DkimSigningService, C: Clock> RotationEngine<S, E, C> {
+/// Drives rotation steps through the ports.
+#[derive(Debug, Clone)]
+pub struct RotationEngine<S, E, D, L, C> {
+    pub(super) store: S,
+    pub(super) ses: E,
+    pub(super) dns: D,
+    pub(super) lookup: L,
+    pub(super) clock: C,
+    pub(super) policy: RotationPolicy,
+}
+
+impl<S, E, D, L, C> RotationEngine<S, E, D, L, C>
+where
+    S: SecretStore,
+    E: DkimSigningService,
+    D: DnsPublisher,
+    L: DnsTxtLookup,
+    C: Clock,
+{
     /// An engine over the given ports and policy.
-    pub fn new(store: S, ses: E, clock: C, policy: RotationPolicy) -> Self {
+    pub fn new(ports: Ports<S, E, D, L, C>, policy: RotationPolicy) -> Self {
         Self {
-            store,
-            ses,
-            clock,
+            store: ports.secrets,
+            ses: ports.ses,
+            dns: ports.dns,
+            lookup: ports.lookup,
+            clock: ports.clock,
             policy,
         }
     }
@@ -263,7 +332,7 @@ impl<S: SecretStore, E: DkimSigningService, C: Clock> RotationEngine<S, E, C> {
             return Ok(StepReport::new(request, Outcome::AlreadyCurrent));
         }
         match request.step {
-            Step::CreateSecret => self.create_secret(request).await,
+            Step::CreateSecret => self.create_secret(request, &description).await,
             Step::SetSecret => self.set_secret(request).await,
             Step::TestSecret => self.test_secret(request).await,
             Step::FinishSecret => self.finish_secret(request, &description).await,
@@ -304,7 +373,7 @@ impl<S: SecretStore, E: DkimSigningService, C: Clock> RotationEngine<S, E, C> {
         Ok(false)
     }
 
-    async fn read_current(&self, secret_id: &str) -> Result<DkimSecret, RotatorError> {
+    pub(super) async fn read_current(&self, secret_id: &str) -> Result<DkimSecret, RotatorError> {
         let stored = self
             .store
             .read(secret_id, VersionRef::Current)
@@ -322,7 +391,7 @@ impl<S: SecretStore, E: DkimSigningService, C: Clock> RotationEngine<S, E, C> {
     }
 
     /// Reads the current version and applies the identity guards shared by every step.
-    async fn read_current_checked(
+    pub(super) async fn read_current_checked(
         &self,
         secret_id: &str,
     ) -> Result<(DkimSecret, SesDkimState), RotatorError> {
@@ -341,22 +410,23 @@ impl<S: SecretStore, E: DkimSigningService, C: Clock> RotationEngine<S, E, C> {
         Ok((current, state))
     }
 
-    async fn read_pending(
+    /// Reads and parses the `AWSPENDING` value of `version`; `None` when it has no value.
+    async fn read_pending_version(
         &self,
-        request: &RotationRequest,
+        secret_id: &str,
+        version: &str,
     ) -> Result<Option<PendingKey>, RotatorError> {
         let Some(stored) = self
             .store
-            .read(&request.secret_id, VersionRef::Pending(&request.token))
+            .read(secret_id, VersionRef::Pending(version))
             .await?
         else {
             return Ok(None);
         };
         let conflict = |reason: String| RotatorError::PendingConflict {
-            secret_id: request.secret_id.clone(),
+            secret_id: secret_id.to_owned(),
             reason: format!(
-                "AWSPENDING version {} {reason}; cancel this rotation (aws secretsmanager cancel-rotate-secret) and rotate again",
-                request.token
+                "AWSPENDING version {version} {reason}; cancel this rotation (aws secretsmanager cancel-rotate-secret) and rotate again"
             ),
         };
         let doc = DkimSecret::parse(stored.secret_string.expose())
@@ -366,6 +436,14 @@ impl<S: SecretStore, E: DkimSigningService, C: Clock> RotationEngine<S, E, C> {
             .clone()
             .ok_or_else(|| conflict("holds no key".into()))?;
         Ok(Some(PendingKey { doc, key }))
+    }
+
+    async fn read_pending(
+        &self,
+        request: &RotationRequest,
+    ) -> Result<Option<PendingKey>, RotatorError> {
+        self.read_pending_version(&request.secret_id, &request.token)
+            .await
     }
 
     async fn require_pending(&self, request: &RotationRequest) -> Result<PendingKey, RotatorError> {
@@ -412,7 +490,70 @@ impl<S: SecretStore, E: DkimSigningService, C: Clock> RotationEngine<S, E, C> {
         Ok(())
     }
 
-    async fn create_secret(&self, request: &RotationRequest) -> Result<StepReport, RotatorError> {
+    /// A key an earlier, unfinished attempt handed out, if usable: the newest version, newer
+    /// than the current key, that is neither current nor previous and holds a key for the
+    /// same identity and size. The record a person may already have added for it must stay
+    /// the one used.
+    async fn leftover_key(
+        &self,
+        request: &RotationRequest,
+        description: &SecretDescription,
+        current: &DkimSecret,
+    ) -> Result<Option<(String, PublishedKey)>, RotatorError> {
+        let labelled_out = |id: &str| {
+            description.versions.get(id).is_some_and(|stages| {
+                stages
+                    .iter()
+                    .any(|s| s == STAGE_CURRENT || s == STAGE_PREVIOUS)
+            })
+        };
+        let versions = self.store.list_versions(&request.secret_id).await?;
+        let current_id = description.version_with_stage(STAGE_CURRENT);
+        let current_created = versions
+            .iter()
+            .find(|v| Some(v.version_id.as_str()) == current_id)
+            .and_then(|v| v.created);
+        // Only versions made after the current one can be an unfinished attempt.
+        let candidates = versions
+            .iter()
+            .filter(|v| match (v.created, current_created) {
+                (Some(created), Some(current)) => created >= current,
+                _ => true,
+            });
+        for info in candidates {
+            let version = &info.version_id;
+            if *version == request.token || labelled_out(version) {
+                continue;
+            }
+            let Some(stored) = self
+                .store
+                .read(&request.secret_id, VersionRef::Id(version))
+                .await?
+            else {
+                continue;
+            };
+            let Ok(doc) = DkimSecret::parse(stored.secret_string.expose()) else {
+                continue;
+            };
+            let Some(key) = doc.key.clone() else {
+                continue;
+            };
+            let pending = PendingKey { doc, key };
+            let usable = pending.doc.identity == current.identity
+                && pending.key.key.bits() == self.policy.key_bits
+                && Self::check_pending_is_new(request, current, &pending).is_ok();
+            if usable {
+                return Ok(Some((version.clone(), pending.key)));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn create_secret(
+        &self,
+        request: &RotationRequest,
+        description: &SecretDescription,
+    ) -> Result<StepReport, RotatorError> {
         let (current, ses_state) = self.read_current_checked(&request.secret_id).await?;
         if let Some(pending) = self.read_pending(request).await? {
             Self::check_same_identity(request, &current, &pending)?;
@@ -421,31 +562,10 @@ impl<S: SecretStore, E: DkimSigningService, C: Clock> RotationEngine<S, E, C> {
                 .with_pending(&pending.doc, &pending.key));
         }
 
-        let now = self.clock.now();
-        let taken: Vec<Selector> = current
-            .key
-            .iter()
-            .map(|k| k.selector.clone())
-            .chain(current.previous_selector.clone())
-            .chain(
-                ses_state
-                    .selectors
-                    .iter()
-                    .filter_map(|s| Selector::parse(s).ok()),
-            )
-            .collect();
-        let taken_refs: Vec<&Selector> = taken.iter().collect();
-        let selector = Selector::generate(
-            &self.policy.selector_prefix,
-            now.date(),
-            &taken_refs,
-            rand::random::<u16>,
-        );
-        let key = DkimKeyPair::generate(self.policy.key_bits)?;
-        let published = PublishedKey {
-            selector,
-            key,
-            created_at: Some(now.format(&Rfc3339).unwrap_or_else(|_| now.to_string())),
+        let leftover = self.leftover_key(request, description, &current).await?;
+        let (published, outcome) = match &leftover {
+            Some((_, key)) => (key.clone(), Outcome::KeyResumed),
+            None => (self.new_key(&current, &ses_state)?, Outcome::KeyCreated),
         };
         let next = current.rotated(published.clone());
 
@@ -469,14 +589,60 @@ impl<S: SecretStore, E: DkimSigningService, C: Clock> RotationEngine<S, E, C> {
             }
             Err(e) => return Err(e.into()),
         }
+        // Should the earlier attempt still carry AWSPENDING, it would block the next
+        // RotateSecret: its key lives on in this version now.
+        if let Some((version, _)) = &leftover
+            && description
+                .versions
+                .get(version)
+                .is_some_and(|s| s.iter().any(|s| s == STAGE_PENDING))
+        {
+            self.store
+                .clear_pending(&request.secret_id, version)
+                .await?;
+        }
         tracing::info!(
             secret_id = %request.secret_id,
             identity = %next.identity,
             selector = %published.selector,
             key_bits = published.key.bits().bits(),
-            "stored new DKIM key as AWSPENDING"
+            resumed_from = leftover.as_ref().map(|(v, _)| v.as_str()),
+            "stored DKIM key as AWSPENDING"
         );
-        Ok(StepReport::new(request, Outcome::KeyCreated).with_pending(&next, &published))
+        Ok(StepReport::new(request, outcome).with_pending(&next, &published))
+    }
+
+    /// A fresh key and a selector that is neither the current, the previous nor SES's.
+    fn new_key(
+        &self,
+        current: &DkimSecret,
+        ses_state: &SesDkimState,
+    ) -> Result<PublishedKey, RotatorError> {
+        let now = self.clock.now();
+        let taken: Vec<Selector> = current
+            .key
+            .iter()
+            .map(|k| k.selector.clone())
+            .chain(current.previous_selector.clone())
+            .chain(
+                ses_state
+                    .selectors
+                    .iter()
+                    .filter_map(|s| Selector::parse(s).ok()),
+            )
+            .collect();
+        let taken_refs: Vec<&Selector> = taken.iter().collect();
+        let selector = Selector::generate(
+            &self.policy.selector_prefix,
+            now.date(),
+            &taken_refs,
+            rand::random::<u16>,
+        );
+        Ok(PublishedKey {
+            selector,
+            key: DkimKeyPair::generate(self.policy.key_bits)?,
+            created_at: Some(now.format(&Rfc3339).unwrap_or_else(|_| now.to_string())),
+        })
     }
 
     async fn set_secret(&self, request: &RotationRequest) -> Result<StepReport, RotatorError> {
@@ -485,21 +651,91 @@ impl<S: SecretStore, E: DkimSigningService, C: Clock> RotationEngine<S, E, C> {
             .allowed_identities
             .check(&pending.doc.identity)
             .map_err(RotatorError::IdentityNotAllowed)?;
-        let report = StepReport::new(request, Outcome::RecordHintPublished)
-            .with_pending(&pending.doc, &pending.key);
-        if let Some(record) = &report.dns_record {
-            tracing::info!(
-                secret_id = %request.secret_id,
-                identity = %pending.doc.identity,
-                selector = %pending.key.selector,
-                dns_name = %record.name,
-                dns_type = "TXT",
-                dns_value = %record.value,
-                dns_presentation = %record.presentation,
-                "publish this DKIM TXT record"
-            );
+        let record = DnsRecord::for_key(&pending.doc.identity, &pending.key);
+        let outcome = match self.dns.mode() {
+            PublishMode::Hint => {
+                tracing::info!(
+                    secret_id = %request.secret_id,
+                    identity = %pending.doc.identity,
+                    selector = %pending.key.selector,
+                    dns_name = %record.name,
+                    dns_type = "TXT",
+                    dns_value = %record.value,
+                    dns_presentation = %record.presentation,
+                    "publish this DKIM TXT record"
+                );
+                Outcome::RecordHintPublished
+            }
+            mode => {
+                self.dns
+                    .upsert_txt(
+                        TxtRecord {
+                            identity: pending.doc.identity.as_str(),
+                            name: &record.name,
+                            value: &record.value,
+                            zone_hint: zone_hint(&pending.doc),
+                        },
+                        request.deadline,
+                    )
+                    .await
+                    .map_err(|source| RotatorError::DnsPublishFailed {
+                        secret_id: request.secret_id.clone(),
+                        name: record.name.clone(),
+                        source,
+                    })?;
+                tracing::info!(
+                    secret_id = %request.secret_id,
+                    dns_name = %record.name,
+                    publisher = ?mode,
+                    "published DKIM TXT record"
+                );
+                Outcome::RecordPublished
+            }
+        };
+        Ok(StepReport::new(request, outcome).with_pending(&pending.doc, &pending.key))
+    }
+
+    /// Checks DNS for the pending key's record, retrying while the deadline allows.
+    async fn verify_published(
+        &self,
+        request: &RotationRequest,
+        pending: &PendingKey,
+    ) -> Result<Option<&'static str>, RotatorError> {
+        if !self.policy.verify_dns {
+            return Ok(None);
         }
-        Ok(report)
+        let record = DnsRecord::for_key(&pending.doc.identity, &pending.key);
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            let answer = self
+                .lookup
+                .lookup_txt(pending.doc.identity.as_str(), &record.name)
+                .await;
+            let check = check_all_servers(&answer, pending.key.key.public_key());
+            if check.is_published() {
+                return Ok(Some(check.kind()));
+            }
+            if !self.time_for_another_attempt(request.deadline) {
+                tracing::warn!(
+                    secret_id = %request.secret_id,
+                    dns_name = %record.name,
+                    outcome = check.kind(),
+                    attempts,
+                    "DKIM TXT record not verified"
+                );
+                return Err(dns_not_verified(request, &check, &record));
+            }
+            self.clock.sleep(self.policy.verify_retry_interval).await;
+        }
+    }
+
+    fn time_for_another_attempt(&self, deadline: Option<OffsetDateTime>) -> bool {
+        let Some(deadline) = deadline else {
+            return false;
+        };
+        let needed = self.policy.verify_retry_interval + self.policy.deadline_margin;
+        deadline - self.clock.now() > needed
     }
 
     async fn test_secret(&self, request: &RotationRequest) -> Result<StepReport, RotatorError> {
@@ -508,7 +744,7 @@ impl<S: SecretStore, E: DkimSigningService, C: Clock> RotationEngine<S, E, C> {
         Self::check_same_identity(request, &current, &pending)?;
         Self::check_pending_is_new(request, &current, &pending)?;
         // Parsing already proved the key is PKCS#1, a size SES takes, and that the stored
-        // public key, TXT value and record name belong to it. What is left is policy.
+        // public key, TXT value and record name belong to it. What is left is policy and DNS.
         let bits = pending.key.key.bits();
         if bits != self.policy.key_bits {
             return Err(RotatorError::PendingKeyInvalid {
@@ -519,8 +755,11 @@ impl<S: SecretStore, E: DkimSigningService, C: Clock> RotationEngine<S, E, C> {
                 ),
             });
         }
-        Ok(StepReport::new(request, Outcome::PendingKeyTested)
-            .with_pending(&pending.doc, &pending.key))
+        let dns_check = self.verify_published(request, &pending).await?;
+        let mut report = StepReport::new(request, Outcome::PendingKeyTested)
+            .with_pending(&pending.doc, &pending.key);
+        report.dns_check = dns_check;
+        Ok(report)
     }
 
     async fn finish_secret(
@@ -535,9 +774,12 @@ impl<S: SecretStore, E: DkimSigningService, C: Clock> RotationEngine<S, E, C> {
         let identity = pending.doc.identity.as_str();
         let selector = pending.key.selector.as_str();
 
+        let mut dns_check = None;
         let outcome = if state.uses_external_selector(selector) {
             Outcome::SesAlreadySwitched
         } else {
+            // Never point SES at a selector DNS does not serve.
+            dns_check = self.verify_published(request, &pending).await?;
             self.ses
                 .sign_with_external_key(identity, selector, pending.key.key.private_key())
                 .await?;
@@ -549,6 +791,10 @@ impl<S: SecretStore, E: DkimSigningService, C: Clock> RotationEngine<S, E, C> {
             );
             Outcome::SesSwitched
         };
+        let after = self.ses.dkim_state(identity).await?.unwrap_or_default();
+        if after.status.as_deref() == Some("FAILED") {
+            return Err(self.roll_back(&current, &pending, &after).await);
+        }
         self.store
             .promote(
                 &request.secret_id,
@@ -559,7 +805,7 @@ impl<S: SecretStore, E: DkimSigningService, C: Clock> RotationEngine<S, E, C> {
         self.store
             .clear_pending(&request.secret_id, &request.token)
             .await?;
-        let after = self.ses.dkim_state(identity).await?.unwrap_or_default();
+        self.record_switch(&request.secret_id, selector).await;
         tracing::info!(
             secret_id = %request.secret_id,
             identity,
@@ -567,9 +813,68 @@ impl<S: SecretStore, E: DkimSigningService, C: Clock> RotationEngine<S, E, C> {
             ses = %after,
             "rotation finished: new key is AWSCURRENT"
         );
-        Ok(StepReport::new(request, outcome)
+        let mut report = StepReport::new(request, outcome)
             .with_pending(&pending.doc, &pending.key)
-            .with_ses(&after))
+            .with_ses(&after);
+        report.dns_check = dns_check;
+        Ok(report)
+    }
+
+    /// SES said `FAILED` for the new key: put the previous key back (its TXT record is still
+    /// published) and leave `AWSCURRENT` where it was.
+    async fn roll_back(
+        &self,
+        current: &DkimSecret,
+        pending: &PendingKey,
+        state: &SesDkimState,
+    ) -> RotatorError {
+        let identity = current.identity.as_str();
+        let action = match &current.key {
+            Some(previous) => match self
+                .ses
+                .sign_with_external_key(
+                    identity,
+                    previous.selector.as_str(),
+                    previous.key.private_key(),
+                )
+                .await
+            {
+                Ok(()) => format!(
+                    "rolled back to selector {}; AWSCURRENT is unchanged. Check that {} serves the new TXT record, then rotate again",
+                    previous.selector,
+                    pending.key.dns_name(&pending.doc.identity)
+                ),
+                Err(e) => format!(
+                    "rolling back to selector {} FAILED too ({e}); put it back by hand: aws sesv2 put-email-identity-dkim-signing-attributes --email-identity {identity} --signing-attributes-origin EXTERNAL with the AWSCURRENT key",
+                    previous.selector
+                ),
+            },
+            None => "there is no previous BYODKIM key to roll back to; AWSCURRENT is unchanged. Check the TXT record, then rotate again".to_owned(),
+        };
+        tracing::error!(identity, selector = %pending.key.selector, %action, "SES rejected the new DKIM key");
+        RotatorError::SesRejectedKey {
+            identity: identity.to_owned(),
+            selector: pending.key.selector.to_string(),
+            status: state.status.clone().unwrap_or_default(),
+            action,
+        }
+    }
+}
+
+/// The Route 53 hosted zone an operator pinned in the secret (`hosted_zone_id`), if any.
+pub(super) fn zone_hint(doc: &DkimSecret) -> Option<&str> {
+    doc.extra.get("hosted_zone_id").and_then(|v| v.as_str())
+}
+
+fn dns_not_verified(
+    request: &RotationRequest,
+    check: &DnsCheck,
+    record: &DnsRecord,
+) -> RotatorError {
+    RotatorError::DnsNotVerified {
+        secret_id: request.secret_id.clone(),
+        outcome: check.kind(),
+        detail: check.explain(&record.name, &record.presentation),
     }
 }
 

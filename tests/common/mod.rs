@@ -5,20 +5,31 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use std::process::Command;
+use std::time::Duration;
+
 use aws_sdk_secretsmanager::types::RotationRulesType;
 use serde_json::Value;
 use ses_dkim_rotator::adapters::clock::SystemClock;
+use ses_dkim_rotator::adapters::dns_lookup::{HickoryTxtLookup, LookupServers};
+use ses_dkim_rotator::adapters::dns_publisher::ConfiguredPublisher;
+use ses_dkim_rotator::adapters::rfc2136::Rfc2136Publisher;
 use ses_dkim_rotator::adapters::secrets_manager::SecretsManagerStore;
-use ses_dkim_rotator::adapters::sesv2::SesV2Signing;
+use ses_dkim_rotator::assembly::{AwsEngine, build_engine};
+use ses_dkim_rotator::config::Settings;
+use ses_dkim_rotator::engine::dns_check::{TxtAnswer, check_dkim_record};
 use ses_dkim_rotator::engine::identity::AllowedIdentities;
-use ses_dkim_rotator::engine::ports::SesDkimState;
+use ses_dkim_rotator::engine::ports::{DkimSigningService, SecretStore, SesDkimState};
 use ses_dkim_rotator::engine::rotation::{
-    RotationEngine, RotationPolicy, RotationRequest, Step, StepReport,
+    Ports, RotationEngine, RotationPolicy, RotationRequest, Step, StepReport,
 };
 use ses_dkim_rotator::error::RotatorError;
 
-/// The engine as the Lambda builds it, over the emulated services.
-pub type RealEngine = RotationEngine<SecretsManagerStore, SesV2Signing, SystemClock>;
+/// The engine as the Lambda builds it, over the emulated services and the real DNS server.
+pub type RealEngine = AwsEngine;
+
+/// The zone the test DNS server (knot) is authoritative for.
+pub const ZONE: &str = "dkim.test";
 
 /// Any ARN: moto fails RotateSecret on it but leaves AWSPENDING staged, as AWS does before
 /// it invokes createSecret.
@@ -55,14 +66,136 @@ impl TestBed {
         }
     }
 
-    /// A rotation engine over real adapters with `policy`.
-    pub fn engine(&self, policy: RotationPolicy) -> RealEngine {
+    /// Settings as the Lambda reads them: RFC 2136 to knot with a TSIG key stored in Secrets
+    /// Manager, DNS checked at knot, every identity allowed.
+    pub async fn settings(&self, publisher: &str) -> Settings {
+        let tsig_secret = self.tsig_secret().await;
+        let vars: HashMap<&str, String> = [
+            ("DKIM_ALLOWED_IDENTITIES", "*".to_owned()),
+            ("DKIM_DNS_PUBLISHER", publisher.to_owned()),
+            ("DKIM_DNS_UPDATE_SERVER", dns_server()),
+            ("DKIM_DNS_ZONE", ZONE.to_owned()),
+            ("DKIM_DNS_TSIG_SECRET_ID", tsig_secret),
+            ("DKIM_DNS_SERVERS", dns_server()),
+            ("DKIM_DNS_VERIFY_INTERVAL_SECONDS", "1".to_owned()),
+            ("DKIM_DNS_TTL", "60".to_owned()),
+        ]
+        .into_iter()
+        .collect();
+        Settings::from_lookup(|name| vars.get(name).cloned()).expect("test settings")
+    }
+
+    /// The AWS config the SDK clients were built from.
+    pub async fn aws_config(&self) -> aws_config::SdkConfig {
+        aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+    }
+
+    /// A rotation engine wired exactly as the Lambda wires it (RFC 2136 to knot), with `policy`.
+    pub async fn engine(&self, policy: RotationPolicy) -> RealEngine {
+        self.engine_with("rfc2136", policy).await
+    }
+
+    /// Like [`Self::engine`] with another publisher (`hint`, `route53`, `rfc2136`).
+    pub async fn engine_with(&self, publisher: &str, policy: RotationPolicy) -> RealEngine {
+        let mut settings = self.settings(publisher).await;
+        settings.policy = RotationPolicy {
+            verify_retry_interval: settings.policy.verify_retry_interval,
+            ..policy
+        };
+        build_engine(&settings, &self.aws_config().await)
+    }
+
+    /// An engine over a given Secrets Manager and SES port, with RFC 2136 to knot.
+    pub async fn engine_over<S: SecretStore, E: DkimSigningService>(
+        &self,
+        store: S,
+        ses: E,
+        policy: RotationPolicy,
+    ) -> RotationEngine<S, E, ConfiguredPublisher, HickoryTxtLookup, SystemClock> {
+        let tsig_secret = self.tsig_secret().await;
         RotationEngine::new(
-            SecretsManagerStore::new(self.secrets.clone()),
-            SesV2Signing::new(self.ses.clone()),
-            SystemClock,
+            Ports {
+                secrets: store,
+                ses,
+                dns: ConfiguredPublisher::Rfc2136(Rfc2136Publisher::new(
+                    dns_server().parse().unwrap(),
+                    Some(ZONE.to_owned()),
+                    60,
+                    Some(tsig_secret),
+                    SecretsManagerStore::new(self.secrets.clone()),
+                )),
+                lookup: HickoryTxtLookup::new(
+                    LookupServers::Fixed(vec![dns_server().parse().unwrap()]),
+                    Duration::from_secs(3),
+                ),
+                clock: SystemClock,
+            },
             policy,
         )
+    }
+
+    /// Stores the test bed's TSIG key as a secret, as an operator would; returns its name.
+    pub async fn tsig_secret(&self) -> String {
+        let name = format!("dns/tsig-{}", uuid::Uuid::new_v4().simple());
+        let body = serde_json::json!({
+            "name": std::env::var("DKIM_TEST_TSIG_NAME").unwrap(),
+            "algorithm": std::env::var("DKIM_TEST_TSIG_ALGORITHM").unwrap(),
+            "secret": std::env::var("DKIM_TEST_TSIG_SECRET").unwrap(),
+        });
+        self.create_secret(&name, &body.to_string()).await;
+        name
+    }
+
+    /// Asserts the invariant: if SES signs `domain` with an external key, DNS serves a TXT
+    /// record for that selector that publishes the key the secret holds for it.
+    /// Counted in `$SES_DKIM_INVARIANT_LOG` when set.
+    pub async fn assert_invariant(&self, domain: &str, arn: &str) {
+        let state = self.ses_dkim(domain).await;
+        if state.origin.as_deref() == Some("EXTERNAL") {
+            let selector = self
+                .ses_selector(domain)
+                .await
+                .expect("SES signs with an external key but names no selector");
+            let mut public_key = None;
+            for stage in ["AWSCURRENT", "AWSPENDING", "AWSPREVIOUS"] {
+                if let Some(doc) = self.try_secret_json(arn, stage).await
+                    && doc["selector"].as_str() == Some(selector.as_str())
+                {
+                    public_key = doc["public_key"].as_str().map(str::to_owned);
+                }
+            }
+            let public_key = public_key.unwrap_or_else(|| {
+                panic!("invariant: SES uses selector {selector}, which no version of {arn} holds")
+            });
+            let name = format!("{selector}._domainkey.{domain}");
+            let check = check_dkim_record(&Ok(dns_txt(&name)), &public_key);
+            assert!(
+                check.is_published(),
+                "invariant broken: SES signs {domain} with {selector} but DNS says {check:?}"
+            );
+        }
+        if let Ok(log) = std::env::var("SES_DKIM_INVARIANT_LOG") {
+            use std::io::Write;
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .unwrap();
+            writeln!(file, "{domain}").unwrap();
+        }
+    }
+
+    /// The JSON in the version carrying `stage`, if there is one with a value.
+    pub async fn try_secret_json(&self, secret_id: &str, stage: &str) -> Option<Value> {
+        let out = self
+            .secrets
+            .get_secret_value()
+            .secret_id(secret_id)
+            .version_stage(stage)
+            .send()
+            .await
+            .ok()?;
+        serde_json::from_str(out.secret_string()?).ok()
     }
 
     /// Creates an SES domain identity.
@@ -227,11 +360,97 @@ pub struct Seeded {
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
-/// A domain name no other test uses.
+/// A domain name, inside the test DNS zone, that no other test uses.
 pub fn unique_domain(tag: &str) -> String {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let id = uuid::Uuid::new_v4().simple().to_string();
-    format!("{tag}-{n}-{}.example.com", &id[..8])
+    format!("{tag}-{n}-{}.{ZONE}", &id[..8])
+}
+
+/// `ip:port` of the test DNS server.
+pub fn dns_server() -> String {
+    std::env::var("DKIM_TEST_DNS_SERVER")
+        .expect("DKIM_TEST_DNS_SERVER is set by scripts/testbed.sh; run `make test`")
+}
+
+fn dns_port() -> String {
+    dns_server().rsplit(':').next().unwrap().to_owned()
+}
+
+/// The TXT records at `name`, read with `kdig` (a DNS client not written here).
+pub fn dns_txt(name: &str) -> TxtAnswer {
+    let out = Command::new("kdig")
+        .args([
+            "@127.0.0.1",
+            "-p",
+            &dns_port(),
+            "+short",
+            "+tcp",
+            "TXT",
+            name,
+        ])
+        .output()
+        .expect("kdig");
+    assert!(out.status.success(), "kdig failed");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let records: Vec<String> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            // `"part one" "part two"` → the strings joined, as a DKIM verifier reads them.
+            line.split('"')
+                .enumerate()
+                .filter(|(i, _)| i % 2 == 1)
+                .map(|(_, part)| part.replace("\\\\", "\\"))
+                .collect::<String>()
+        })
+        .collect();
+    if records.is_empty() {
+        TxtAnswer::NoRecords
+    } else {
+        TxtAnswer::Records(records)
+    }
+}
+
+/// Changes the test zone with `knsupdate` (not this crate's RFC 2136 code): each line is an
+/// nsupdate command such as `update add NAME 60 TXT "..."`.
+pub fn dns_update(commands: &[String]) {
+    use std::io::Write;
+    let key = format!(
+        "{}:{}:{}",
+        std::env::var("DKIM_TEST_TSIG_ALGORITHM").unwrap(),
+        std::env::var("DKIM_TEST_TSIG_NAME").unwrap(),
+        std::env::var("DKIM_TEST_TSIG_SECRET").unwrap()
+    );
+    let mut child = Command::new("knsupdate")
+        .args(["-y", &key])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("knsupdate");
+    let mut script = format!("server 127.0.0.1 {}\nzone {ZONE}.\n", dns_port());
+    for line in commands {
+        script.push_str(line);
+        script.push('\n');
+    }
+    script.push_str("send\nquit\n");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "knsupdate failed");
+}
+
+/// Adds one TXT record with the given strings at `name`.
+pub fn dns_add_txt(name: &str, strings: &[&str]) {
+    let quoted: Vec<String> = strings.iter().map(|s| format!("\"{s}\"")).collect();
+    dns_update(&[format!("update add {name}. 60 TXT {}", quoted.join(" "))]);
+}
+
+/// Deletes every TXT record at `name`.
+pub fn dns_delete_txt(name: &str) {
+    dns_update(&[format!("update delete {name}. TXT")]);
 }
 
 /// A policy that allows every identity, 1024-bit keys.
@@ -242,26 +461,33 @@ pub fn allow_all() -> RotationPolicy {
     }
 }
 
-/// The request for `step` of the rotation `token`.
+/// The request for `step` of the rotation `token` (no deadline: one DNS check, no waiting).
 pub fn request(step: Step, secret_id: &str, token: &str) -> RotationRequest {
     RotationRequest {
         step,
         secret_id: secret_id.to_owned(),
         token: token.to_owned(),
         rotation_token: None,
+        deadline: None,
     }
 }
 
-/// Runs all four steps in order; returns the reports.
-pub async fn rotate(engine: &RealEngine, secret_id: &str, token: &str) -> Vec<StepReport> {
+/// Runs all four steps in order, checking the invariant after each; returns the reports.
+pub async fn rotate(
+    bed: &TestBed,
+    engine: &RealEngine,
+    seeded: &Seeded,
+    token: &str,
+) -> Vec<StepReport> {
     let mut reports = Vec::new();
     for step in ALL_STEPS {
         reports.push(
             engine
-                .run_step(&request(step, secret_id, token))
+                .run_step(&request(step, &seeded.arn, token))
                 .await
                 .unwrap_or_else(|e| panic!("{step} failed: {e}")),
         );
+        bed.assert_invariant(&seeded.domain, &seeded.arn).await;
     }
     reports
 }

@@ -1,0 +1,68 @@
+//! Builds the production engine from [`Settings`] and an AWS config: one place that picks the
+//! adapters, shared by the Lambda binary and the tests.
+
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+
+use crate::adapters::clock::SystemClock;
+use crate::adapters::dns_lookup::{HickoryTxtLookup, LookupServers};
+use crate::adapters::dns_publisher::ConfiguredPublisher;
+use crate::adapters::rfc2136::Rfc2136Publisher;
+use crate::adapters::route53::Route53Publisher;
+use crate::adapters::secrets_manager::SecretsManagerStore;
+use crate::adapters::sesv2::SesV2Signing;
+use crate::config::{PublisherSetting, Settings};
+use crate::engine::rotation::{Ports, RotationEngine};
+
+/// The engine over the real AWS and DNS adapters.
+pub type AwsEngine = RotationEngine<
+    SecretsManagerStore,
+    SesV2Signing,
+    ConfiguredPublisher,
+    HickoryTxtLookup,
+    SystemClock,
+>;
+
+/// How long one DNS query may take.
+const DNS_QUERY_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Wires the adapters `settings` asks for. Makes no network call.
+pub fn build_engine(settings: &Settings, aws: &SdkConfig) -> AwsEngine {
+    let secrets = SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(aws));
+    let dns = match &settings.dns.publisher {
+        PublisherSetting::Hint => ConfiguredPublisher::Hint,
+        PublisherSetting::Route53 { hosted_zone_id } => {
+            ConfiguredPublisher::Route53(Route53Publisher::new(
+                aws_sdk_route53::Client::new(aws),
+                hosted_zone_id.clone(),
+                settings.dns.ttl,
+            ))
+        }
+        PublisherSetting::Rfc2136 {
+            server,
+            zone,
+            tsig_secret_id,
+        } => ConfiguredPublisher::Rfc2136(Rfc2136Publisher::new(
+            *server,
+            zone.clone(),
+            settings.dns.ttl,
+            Some(tsig_secret_id.clone()),
+            secrets.clone(),
+        )),
+    };
+    let servers = match &settings.dns.check_servers {
+        Some(servers) => LookupServers::Fixed(servers.clone()),
+        None => LookupServers::Authoritative { port: 53 },
+    };
+    RotationEngine::new(
+        Ports {
+            secrets,
+            ses: SesV2Signing::new(aws_sdk_sesv2::Client::new(aws)),
+            dns,
+            lookup: HickoryTxtLookup::new(servers, DNS_QUERY_TIMEOUT),
+            clock: SystemClock,
+        },
+        settings.policy.clone(),
+    )
+}
