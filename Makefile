@@ -7,7 +7,7 @@ test:
 
 ## demo: one real rotation through the Lambda Runtime API on the emulators
 demo:
-	scripts/testbed.sh scripts/demo.sh
+	DKIM_TEST_DNS_ZONE=example.com scripts/testbed.sh scripts/demo.sh
 
 ## tools: install the pinned tools the test bed needs (also done by test and demo)
 tools:

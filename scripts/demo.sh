@@ -22,6 +22,7 @@ bold() { printf '\033[1m%s\033[0m\n' "$*"; }
 field() { python -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {}, {'d': d}))" "$@"; }
 
 bold "1. Seed: SES identity ${DOMAIN}, secret dkim/${DOMAIN} = {\"identity\": \"${DOMAIN}\"}, rotation started"
+echo "   DNS     knot at ${DKIM_TEST_DNS_SERVER}, authoritative for ${DKIM_TEST_DNS_ZONE}, RFC 2136 updates signed with TSIG"
 python scripts/demo_aws.py seed "${DOMAIN}" > "${WORK}/seed.json"
 ARN=$(field "${WORK}/seed.json" 'd["arn"]')
 TOKEN=$(field "${WORK}/seed.json" 'd["token"]')
@@ -33,6 +34,11 @@ PORT=$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pri
 cat > "${WORK}/function.env" <<ENV
 DKIM_ALLOWED_IDENTITIES=${DOMAIN}
 DKIM_KEY_BITS=${DKIM_KEY_BITS:-1024}
+DKIM_DNS_PUBLISHER=rfc2136
+DKIM_DNS_UPDATE_SERVER=${DKIM_TEST_DNS_SERVER}
+DKIM_DNS_ZONE=${DKIM_TEST_DNS_ZONE}
+DKIM_DNS_TSIG_SECRET_ID=dns/tsig
+DKIM_DNS_SERVERS=${DKIM_TEST_DNS_SERVER}
 AWS_LAMBDA_LOG_FORMAT=JSON
 AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID}
 AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY}
@@ -51,16 +57,26 @@ for _ in $(seq 1 600); do
 done
 echo "   runtime API on 127.0.0.1:${PORT}"
 
-bold "3. Run the four rotation steps"
+bold "3. Run the four rotation steps: publish -> verify -> switch"
+describe() {
+  case "$1" in
+    createSecret) field "$2" '"new key, selector " + d["selector"] + " (AWSPENDING)"' ;;
+    setSecret)    field "$2" '"TXT " + d["dns_record"]["name"] + " written by RFC 2136 update"' ;;
+    testSecret)   field "$2" '"DNS check at the authoritative server: " + d["dns_check"]' ;;
+    finishSecret) field "$2" '"SES switched (origin " + d["ses_origin"] + ", status " + d["ses_status"] + "), AWSCURRENT moved"' ;;
+  esac
+}
 for STEP in createSecret setSecret testSecret finishSecret; do
   printf '{"Step":"%s","SecretId":"%s","ClientRequestToken":"%s"}' "${STEP}" "${ARN}" "${TOKEN}" > "${WORK}/${STEP}.json"
   if ! cargo lambda invoke ses-dkim-rotator --invoke-address 127.0.0.1 --invoke-port "${PORT}" \
       --data-file "${WORK}/${STEP}.json" --output-format json > "${WORK}/${STEP}.out" 2> "${WORK}/${STEP}.err"; then
     echo "   ${STEP} FAILED:"; cat "${WORK}/${STEP}.err" "${WORK}/${STEP}.out"; exit 1
   fi
-  printf '   %-13s -> %s\n' "${STEP}" "$(field "${WORK}/${STEP}.out" 'd["outcome"]')"
+  printf '   %-13s -> %-22s %s\n' "${STEP}" "$(field "${WORK}/${STEP}.out" 'd["outcome"]')" "$(describe "${STEP}" "${WORK}/${STEP}.out")"
 done
 
 bold "4. Result"
 python scripts/demo_aws.py result "${DOMAIN}" "${ARN}" "${WORK}/setSecret.out"
+NAME=$(field "${WORK}/setSecret.out" 'd["dns_record"]["name"]')
+echo "   dig says          $(kdig @127.0.0.1 -p "${DKIM_TEST_DNS_SERVER##*:}" +short TXT "${NAME}" | cut -c1-70)..."
 bold "Rotation complete: SES signs ${DOMAIN} with the new selector."

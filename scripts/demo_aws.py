@@ -1,6 +1,7 @@
 """AWS-side helpers for `make demo`, through boto3 against the stand-ins.
 
-  seed DOMAIN        create the SES identity and its secret, start a rotation; print JSON
+  seed DOMAIN        store the DNS server's TSIG key as a secret, create the SES identity and
+                     its secret, start a rotation; print JSON
                      {"arn", "token"}
   result DOMAIN ARN SETSECRET_REPORT
                      print the outcome; exit 1 unless SES signs with the AWSCURRENT selector
@@ -18,6 +19,12 @@ FAKE_LAMBDA = "arn:aws:lambda:us-east-1:123456789012:function:ses-dkim-rotator"
 
 
 def seed(domain):
+    # The TSIG key of the test DNS server, stored as an operator would (never a plain variable).
+    sm.create_secret(Name="dns/tsig", SecretString=json.dumps({
+        "name": os.environ["DKIM_TEST_TSIG_NAME"],
+        "algorithm": os.environ["DKIM_TEST_TSIG_ALGORITHM"],
+        "secret": os.environ["DKIM_TEST_TSIG_SECRET"],
+    }))
     ses.create_email_identity(EmailIdentity=domain)
     arn = sm.create_secret(Name=f"dkim/{domain}", SecretString=json.dumps({"identity": domain}))["ARN"]
     # The stand-in fails the invoke of a Lambda it does not host, after staging AWSPENDING:

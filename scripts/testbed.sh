@@ -6,7 +6,8 @@
 # Starts, on free loopback ports:
 #   - moto_server: Secrets Manager and Route 53 (closest to AWS's rotation semantics);
 #   - awsim:       SESv2 (the only stand-in with PutEmailIdentityDkimSigningAttributes);
-#   - knotd:       a real DNS server, authoritative for `dkim.test`, taking RFC 2136 updates
+#   - knotd:       a real DNS server, authoritative for `$DKIM_TEST_DNS_ZONE` (default
+#                  `dkim.test`), taking RFC 2136 updates
 #                  signed with a TSIG key made for this run.
 # Exports AWS_ENDPOINT_URL_* for the Rust SDK, fake credentials and a region, runs the command,
 # and stops both servers on exit, whether the command passed, failed or was interrupted.
@@ -70,10 +71,11 @@ PIDS+=($!)
 wait_for_port awsim "${AWSIM_PORT}" "${PIDS[-1]}"
 
 DNS_PORT=$(free_port)
+DNS_ZONE=${DKIM_TEST_DNS_ZONE:-dkim.test}
 TSIG_SECRET=$("${VENV}/bin/python" -c 'import base64,os; print(base64.b64encode(os.urandom(32)).decode())')
 mkdir -p "${STATE}/knot/zones" "${STATE}/knot/db"
-cat > "${STATE}/knot/zones/dkim.test.zone" <<ZONE
-\$ORIGIN dkim.test.
+cat > "${STATE}/knot/zones/${DNS_ZONE}.zone" <<ZONE
+\$ORIGIN ${DNS_ZONE}.
 \$TTL 60
 @    SOA ns1 hostmaster 1 60 60 3600 60
 @    NS  ns1
@@ -103,13 +105,13 @@ template:
     zonefile-sync: -1
     journal-content: changes
 zone:
-  - domain: dkim.test
+  - domain: ${DNS_ZONE}
     acl: rotator-update
 CONF
 knotd -c "${STATE}/knot/knot.conf" >"${STATE}/knot.log" 2>&1 &
 PIDS+=($!)
 wait_for_port knot "${DNS_PORT}" "${PIDS[-1]}"
-export DKIM_TEST_DNS_SERVER="127.0.0.1:${DNS_PORT}" DKIM_TEST_DNS_ZONE=dkim.test
+export DKIM_TEST_DNS_SERVER="127.0.0.1:${DNS_PORT}" DKIM_TEST_DNS_ZONE="${DNS_ZONE}"
 export DKIM_TEST_TSIG_NAME=rotator-test. DKIM_TEST_TSIG_ALGORITHM=hmac-sha256 DKIM_TEST_TSIG_SECRET="${TSIG_SECRET}"
 
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
@@ -120,6 +122,6 @@ export AWS_ENDPOINT_URL_SESV2="http://127.0.0.1:${AWSIM_PORT}"
 export AWS_ENDPOINT_URL_SNS="http://127.0.0.1:${AWSIM_PORT}"
 export SES_DKIM_TESTBED_VENV="${VENV}"
 export PATH="${VENV}/bin:${PATH}"
-[ -n "${TESTBED_QUIET:-}" ] || echo "==> stand-ins up: moto (Secrets Manager, Route 53) on :${MOTO_PORT}, awsim (SESv2) on :${AWSIM_PORT}, knot (DNS, zone dkim.test) on :${DNS_PORT}" >&2
+[ -n "${TESTBED_QUIET:-}" ] || echo "==> stand-ins up: moto (Secrets Manager, Route 53) on :${MOTO_PORT}, awsim (SESv2) on :${AWSIM_PORT}, knot (DNS, zone ${DNS_ZONE}) on :${DNS_PORT}" >&2
 
 "$@"

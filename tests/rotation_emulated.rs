@@ -223,12 +223,14 @@ async fn failure_between_ses_switch_and_stage_move_converges_on_retry() {
             .run_step(&request(step, &seeded.arn, &token))
             .await
             .unwrap();
+        bed.assert_invariant(&seeded.domain, &seeded.arn).await;
     }
     let err = engine
         .run_step(&request(Step::FinishSecret, &seeded.arn, &token))
         .await
         .unwrap_err();
     assert_eq!(err.error_type(), "AwsCallFailed");
+    bed.assert_invariant(&seeded.domain, &seeded.arn).await;
 
     // In between: SES already signs with the pending key; AWSCURRENT has not moved.
     let pending = bed.secret_json(&seeded.arn, "AWSPENDING").await;
@@ -254,6 +256,7 @@ async fn failure_between_ses_switch_and_stage_move_converges_on_retry() {
         retry.outcome
     );
     assert!(bed.stages(&seeded.arn).await[&token].contains(&"AWSCURRENT".to_owned()));
+    bed.assert_invariant(&seeded.domain, &seeded.arn).await;
     let current = bed.secret_json(&seeded.arn, "AWSCURRENT").await;
     assert_eq!(current["selector"], selector.as_str());
     assert_eq!(bed.ses_selector(&seeded.domain).await, Some(selector));

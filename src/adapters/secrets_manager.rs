@@ -149,7 +149,7 @@ impl SecretStore for SecretsManagerStore {
                 })
             }));
         }
-        versions.sort_by(|a, b| b.created.cmp(&a.created));
+        versions.sort_by_key(|v| std::cmp::Reverse(v.created));
         Ok(versions)
     }
 
