@@ -723,3 +723,26 @@ async fn retirement_guard_refuses_the_selector_ses_signs_with() {
     assert!(matches!(dns_txt(&previous_name), TxtAnswer::Records(_)));
     assert!(puts.lock().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn the_next_rotation_retires_the_selector_before_the_current_one() {
+    let bed = TestBed::connect().await;
+    let engine = bed
+        .engine(RotationPolicy {
+            old_key_grace: time::Duration::ZERO,
+            ..allow_all()
+        })
+        .await;
+    let seeded = bed.seed("cascade", json!({})).await;
+    let mut names = Vec::new();
+    for _ in 0..3 {
+        let token = bed.start_rotation(&seeded.arn).await;
+        rotate(&bed, &engine, &seeded, &token).await;
+        let current = bed.secret_json(&seeded.arn, "AWSCURRENT").await;
+        names.push(current["dns_name"].as_str().unwrap().to_owned());
+    }
+    // Rotation 3's createSecret retired selector 1 (grace over); 2 (previous) and 3 stay.
+    assert_eq!(dns_txt(&names[0]), TxtAnswer::NoRecords);
+    assert!(matches!(dns_txt(&names[1]), TxtAnswer::Records(_)));
+    assert!(matches!(dns_txt(&names[2]), TxtAnswer::Records(_)));
+}

@@ -16,10 +16,11 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::ports::{
-    Clock, DkimSigningService, DnsPublisher, DnsTxtLookup, PublishMode, SecretStore, TxtRecord,
+    Clock, DkimSigningService, DnsPublisher, DnsTxtLookup, PublishMode, SecretDescription,
+    SecretStore, SesDkimState, TxtRecord,
 };
 use super::rotation::{RetireMode, RotationEngine, zone_hint};
-use super::secret_doc::dkim_record_name;
+use super::secret_doc::{DkimSecret, dkim_record_name};
 use crate::error::RotatorError;
 
 /// Tag: the selector SES was last switched to.
@@ -93,6 +94,18 @@ where
     pub async fn retire_previous(&self, secret_id: &str) -> Result<RetireReport, RotatorError> {
         let description = self.store.describe(secret_id).await?;
         let (current, ses_state) = self.read_current_checked(secret_id).await?;
+        self.retire_with(secret_id, &description, &current, &ses_state)
+            .await
+    }
+
+    /// [`Self::retire_previous`] on state the caller has already read.
+    pub(super) async fn retire_with(
+        &self,
+        secret_id: &str,
+        description: &SecretDescription,
+        current: &DkimSecret,
+        ses_state: &SesDkimState,
+    ) -> Result<RetireReport, RotatorError> {
         let mut report = RetireReport {
             secret_id: secret_id.to_owned(),
             outcome: RetireOutcome::NothingToRetire,
@@ -150,7 +163,7 @@ where
             identity: current.identity.as_str(),
             name: &name,
             value: REVOKED_VALUE,
-            zone_hint: zone_hint(&current),
+            zone_hint: zone_hint(current),
         };
         let publish_failed = |source| RotatorError::DnsPublishFailed {
             secret_id: secret_id.to_owned(),

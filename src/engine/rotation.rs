@@ -32,6 +32,7 @@ use super::ports::{
     STAGE_PENDING, STAGE_PREVIOUS, SecretDescription, SecretStore, SesDkimState, TxtRecord,
     VersionRef,
 };
+use super::retirement::RetireOutcome;
 use super::secret_doc::{DkimSecret, PublishedKey};
 use super::selector::{Selector, SelectorPrefix};
 use crate::error::RotatorError;
@@ -562,6 +563,25 @@ where
                 .with_pending(&pending.doc, &pending.key));
         }
 
+        // Last chance to retire the selector before the current one: after this rotation the
+        // secret no longer names it. Best effort: a failure here must not stop the rotation.
+        match self
+            .retire_with(&request.secret_id, description, &current, &ses_state)
+            .await
+        {
+            Ok(report) if report.outcome == RetireOutcome::GracePeriod => tracing::warn!(
+                secret_id = %request.secret_id,
+                selector = report.selector.as_deref(),
+                grace_until = report.grace_until.as_deref(),
+                "rotating again inside the previous selector's grace period: its record stays published and must be removed by hand later"
+            ),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(
+                secret_id = %request.secret_id,
+                %error,
+                "could not retire the previous selector; rotating anyway"
+            ),
+        }
         let leftover = self.leftover_key(request, description, &current).await?;
         let (published, outcome) = match &leftover {
             Some((_, key)) => (key.clone(), Outcome::KeyResumed),
