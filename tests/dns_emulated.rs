@@ -29,6 +29,21 @@ fn dns_outcome(err: &RotatorError) -> &'static str {
     }
 }
 
+/// Runs `step`, expects `DnsNotVerified` with `outcome`, and checks nothing was switched.
+async fn expect_dns_outcome(
+    bed: &TestBed,
+    engine: &RealEngine,
+    step: Step,
+    seeded: &Seeded,
+    token: &str,
+    outcome: &str,
+) -> RotatorError {
+    let err = expect_error(engine, step, &seeded.arn, token, "DnsNotVerified").await;
+    assert_eq!(dns_outcome(&err), outcome, "{err}");
+    assert_not_switched(bed, seeded, token).await;
+    err
+}
+
 /// SES untouched and the rotation still pending: a failed check changed nothing.
 async fn assert_not_switched(bed: &TestBed, seeded: &Seeded, token: &str) {
     assert_ne!(
@@ -60,61 +75,49 @@ async fn verification_has_five_distinct_outcomes_and_never_switches_on_any() {
     let value = pending["dns_value"].as_str().unwrap().to_owned();
 
     // 1. missing
-    let err = expect_error(
-        &engine,
-        Step::TestSecret,
-        &seeded.arn,
-        &token,
-        "DnsNotVerified",
-    )
-    .await;
-    assert_eq!(dns_outcome(&err), "missing");
+    let err = expect_dns_outcome(&bed, &engine, Step::TestSecret, &seeded, &token, "missing").await;
     assert!(err.to_string().contains("add TXT"), "{err}");
     assert!(err.to_string().contains(&name), "{err}");
-    assert_not_switched(&bed, &seeded, &token).await;
 
     // 2. mismatch: someone else's key at the name
     let other = DkimKeyPair::generate(KeyBits::Rsa1024).unwrap();
     dns_add_txt(&name, &split_txt_strings(&other.txt_value()));
-    let err = expect_error(
+    let err = expect_dns_outcome(
+        &bed,
         &engine,
         Step::FinishSecret,
-        &seeded.arn,
+        &seeded,
         &token,
-        "DnsNotVerified",
+        "mismatch",
     )
     .await;
-    assert_eq!(dns_outcome(&err), "mismatch");
     assert!(err.to_string().contains("different key"), "{err}");
-    assert_not_switched(&bed, &seeded, &token).await;
 
     // 3. several records: the right one plus the stale one
     dns_add_txt(&name, &split_txt_strings(&value));
-    let err = expect_error(
+    let err = expect_dns_outcome(
+        &bed,
         &engine,
         Step::TestSecret,
-        &seeded.arn,
+        &seeded,
         &token,
-        "DnsNotVerified",
+        "several_records",
     )
     .await;
-    assert_eq!(dns_outcome(&err), "several_records");
     assert!(err.to_string().contains("keep exactly one"), "{err}");
-    assert_not_switched(&bed, &seeded, &token).await;
 
     // 4. malformed
     dns_delete_txt(&name);
     dns_add_txt(&name, &["this is not a dkim record"]);
-    let err = expect_error(
+    expect_dns_outcome(
+        &bed,
         &engine,
         Step::FinishSecret,
-        &seeded.arn,
+        &seeded,
         &token,
-        "DnsNotVerified",
+        "malformed",
     )
     .await;
-    assert_eq!(dns_outcome(&err), "malformed");
-    assert_not_switched(&bed, &seeded, &token).await;
 
     // 5. server failure: nothing answers on the configured port
     let dead = {
@@ -125,17 +128,16 @@ async fn verification_has_five_distinct_outcomes_and_never_switches_on_any() {
     settings.dns.check_servers = Some(vec![dead]);
     settings.policy = allow_all();
     let blind = ses_dkim_rotator::assembly::build_engine(&settings, &bed.aws_config().await);
-    let err = expect_error(
+    let err = expect_dns_outcome(
+        &bed,
         &blind,
         Step::TestSecret,
-        &seeded.arn,
+        &seeded,
         &token,
-        "DnsNotVerified",
+        "server_failure",
     )
     .await;
-    assert_eq!(dns_outcome(&err), "server_failure");
     assert!(err.to_string().contains(&dead.to_string()), "{err}");
-    assert_not_switched(&bed, &seeded, &token).await;
 
     // Fixed: exactly the right record, split into strings. Now the switch happens.
     dns_delete_txt(&name);

@@ -13,6 +13,33 @@ use crate::secret_text::SecretText;
 
 const SERVICE: &str = "SecretsManager";
 
+/// Classifies the one modeled error most Secrets Manager operations share.
+fn not_found_kind<E: ResourceNotFound>(error: &E) -> Option<FailureKind> {
+    error.is_not_found().then_some(FailureKind::NotFound)
+}
+
+/// The `ResourceNotFoundException` predicate every operation's error type has.
+trait ResourceNotFound {
+    fn is_not_found(&self) -> bool;
+}
+
+macro_rules! resource_not_found {
+    ($($error:ty),* $(,)?) => {$(
+        impl ResourceNotFound for $error {
+            fn is_not_found(&self) -> bool {
+                self.is_resource_not_found_exception()
+            }
+        }
+    )*};
+}
+
+resource_not_found!(
+    aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretError,
+    aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError,
+    aws_sdk_secretsmanager::operation::list_secret_version_ids::ListSecretVersionIdsError,
+    aws_sdk_secretsmanager::operation::tag_resource::TagResourceError,
+);
+
 /// Secrets Manager through the SDK.
 #[derive(Debug, Clone)]
 pub struct SecretsManagerStore {
@@ -34,12 +61,7 @@ impl SecretStore for SecretsManagerStore {
             .secret_id(secret_id)
             .send()
             .await
-            .map_err(|e| {
-                port_error(SERVICE, "DescribeSecret", e, |e| {
-                    e.is_resource_not_found_exception()
-                        .then_some(FailureKind::NotFound)
-                })
-            })?;
+            .map_err(|e| port_error(SERVICE, "DescribeSecret", e, not_found_kind))?;
         Ok(SecretDescription {
             arn: out.arn().unwrap_or(secret_id).to_owned(),
             rotation_enabled: out.rotation_enabled().unwrap_or(false),
@@ -71,10 +93,7 @@ impl SecretStore for SecretsManagerStore {
                 secret_string: SecretText::new(out.secret_string().unwrap_or_default()),
             })),
             Err(e) => {
-                let error = port_error(SERVICE, "GetSecretValue", e, |e| {
-                    e.is_resource_not_found_exception()
-                        .then_some(FailureKind::NotFound)
-                });
+                let error = port_error(SERVICE, "GetSecretValue", e, not_found_kind);
                 if error.kind == FailureKind::NotFound {
                     Ok(None)
                 } else {
@@ -136,12 +155,8 @@ impl SecretStore for SecretsManagerStore {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| {
-                port_error(SERVICE, "ListSecretVersionIds", e, |e| {
-                    e.is_resource_not_found_exception()
-                        .then_some(FailureKind::NotFound)
-                })
-            })?;
+            let page =
+                page.map_err(|e| port_error(SERVICE, "ListSecretVersionIds", e, not_found_kind))?;
             versions.extend(page.versions().iter().filter_map(|v| {
                 Some(VersionInfo {
                     version_id: v.version_id()?.to_owned(),
@@ -164,12 +179,7 @@ impl SecretStore for SecretsManagerStore {
             ))
             .send()
             .await
-            .map_err(|e| {
-                port_error(SERVICE, "TagResource", e, |e| {
-                    e.is_resource_not_found_exception()
-                        .then_some(FailureKind::NotFound)
-                })
-            })?;
+            .map_err(|e| port_error(SERVICE, "TagResource", e, not_found_kind))?;
         Ok(())
     }
 
