@@ -12,8 +12,10 @@ use crate::adapters::rfc2136::Rfc2136Publisher;
 use crate::adapters::route53::Route53Publisher;
 use crate::adapters::secrets_manager::SecretsManagerStore;
 use crate::adapters::sesv2::SesV2Signing;
+use crate::adapters::sns::{ConfiguredNotifier, SnsNotifier};
 use crate::config::{PublisherSetting, Settings};
 use crate::engine::rotation::{Ports, RotationEngine};
+use crate::handler::Rotator;
 
 /// The engine over the real AWS and DNS adapters.
 pub type AwsEngine = RotationEngine<
@@ -23,6 +25,32 @@ pub type AwsEngine = RotationEngine<
     HickoryTxtLookup,
     SystemClock,
 >;
+
+/// The whole function: engine, fleet settings, notifier.
+pub type AwsRotator = Rotator<
+    SecretsManagerStore,
+    SesV2Signing,
+    ConfiguredPublisher,
+    HickoryTxtLookup,
+    SystemClock,
+    ConfiguredNotifier,
+>;
+
+/// Wires the engine, the scheduled-run settings and the notifier. Makes no network call.
+pub fn build_rotator(settings: &Settings, aws: &SdkConfig) -> AwsRotator {
+    let notifier = match &settings.fleet.notify_topic_arn {
+        Some(topic) => ConfiguredNotifier::Sns(SnsNotifier::new(
+            aws_sdk_sns::Client::new(aws),
+            topic.clone(),
+        )),
+        None => ConfiguredNotifier::Off,
+    };
+    Rotator {
+        engine: build_engine(settings, aws),
+        fleet: settings.fleet.clone(),
+        notifier,
+    }
+}
 
 /// How long one DNS query may take.
 const DNS_QUERY_TIMEOUT: Duration = Duration::from_secs(3);

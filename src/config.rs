@@ -16,6 +16,13 @@
 //! | `DKIM_DNS_VERIFY_INTERVAL_SECONDS` | `5` | pause between DNS checks within a step |
 //! | `DKIM_OLD_KEY_GRACE_DAYS` | `7` | days the previous selector stays published |
 //! | `DKIM_RETIRE` | `delete` | `delete` or `revoke` (publish `p=` empty) |
+//! | `DKIM_SECRET_IDS` | — | comma list of secrets a scheduled run manages |
+//! | `DKIM_SECRET_TAG` | — | `key=value`: also manage every secret with this tag |
+//! | `DKIM_ROTATION_INTERVAL_DAYS` | `90` | scheduled runs rotate keys older than this |
+//! | `DKIM_MAX_CONCURRENCY` | `4` | identities handled at once by a scheduled run |
+//! | `DKIM_IDENTITY_BUDGET_SECONDS` | `20` | time an identity needs; none starts with less left |
+//! | `DKIM_NOTIFY_TOPIC_ARN` | — | SNS topic for notifications |
+//! | `DKIM_METRICS_NAMESPACE` | `SesDkimRotator` | CloudWatch namespace of the EMF metrics |
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -58,6 +65,25 @@ pub struct DnsSettings {
     pub check_servers: Option<Vec<SocketAddr>>,
 }
 
+/// Scheduled runs over a fleet of secrets, notifications and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetSettings {
+    /// `DKIM_SECRET_IDS`.
+    pub secret_ids: Vec<String>,
+    /// `DKIM_SECRET_TAG` as (key, value).
+    pub secret_tag: Option<(String, String)>,
+    /// `DKIM_ROTATION_INTERVAL_DAYS`.
+    pub rotation_interval: time::Duration,
+    /// `DKIM_MAX_CONCURRENCY`.
+    pub max_concurrency: usize,
+    /// `DKIM_IDENTITY_BUDGET_SECONDS`.
+    pub identity_budget: Duration,
+    /// `DKIM_NOTIFY_TOPIC_ARN`.
+    pub notify_topic_arn: Option<String>,
+    /// `DKIM_METRICS_NAMESPACE`.
+    pub metrics_namespace: String,
+}
+
 /// All settings of the function.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -65,6 +91,8 @@ pub struct Settings {
     pub policy: RotationPolicy,
     /// DNS publishing and checking.
     pub dns: DnsSettings,
+    /// Scheduled runs, notifications, metrics.
+    pub fleet: FleetSettings,
 }
 
 fn invalid(name: &'static str, reason: impl Into<String>) -> RotatorError {
@@ -201,7 +229,42 @@ impl Settings {
                     .collect::<Result<Vec<_>, _>>()
             })
             .transpose()?;
+        let secret_tag = get("DKIM_SECRET_TAG")
+            .map(|text| {
+                text.split_once('=')
+                    .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                    .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+                    .ok_or_else(|| {
+                        invalid(
+                            "DKIM_SECRET_TAG",
+                            format!("`{text}` is not key=value (e.g. dkim-rotator=managed)"),
+                        )
+                    })
+            })
+            .transpose()?;
+        let fleet = FleetSettings {
+            secret_ids: get("DKIM_SECRET_IDS")
+                .map(|t| {
+                    t.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            secret_tag,
+            rotation_interval: time::Duration::days(
+                number("DKIM_ROTATION_INTERVAL_DAYS", 90, 3650)?.max(1) as i64,
+            ),
+            max_concurrency: number("DKIM_MAX_CONCURRENCY", 4, 256)?.max(1) as usize,
+            identity_budget: Duration::from_secs(number("DKIM_IDENTITY_BUDGET_SECONDS", 20, 900)?),
+            notify_topic_arn: get("DKIM_NOTIFY_TOPIC_ARN").map(|t| t.trim().to_owned()),
+            metrics_namespace: get("DKIM_METRICS_NAMESPACE")
+                .map(|t| t.trim().to_owned())
+                .unwrap_or_else(|| "SesDkimRotator".to_owned()),
+        };
         Ok(Self {
+            fleet,
             policy: RotationPolicy {
                 key_bits,
                 selector_prefix,
@@ -293,6 +356,8 @@ mod tests {
             ("DKIM_RETIRE", "shred", "delete, revoke"),
             ("DKIM_OLD_KEY_GRACE_DAYS", "-1", "whole number"),
             ("DKIM_DNS_SERVERS", "dns.example.com", "ip:port"),
+            ("DKIM_SECRET_TAG", "managed", "key=value"),
+            ("DKIM_MAX_CONCURRENCY", "lots", "whole number"),
         ] {
             let err = settings(&[(name, value)]).unwrap_err();
             assert_eq!(err.error_type(), "InvalidSetting");

@@ -1,22 +1,35 @@
 //! The Lambda entry point's logic: accept an event, run the engine, answer with a report.
 //!
-//! Accepted payloads: Secrets Manager's rotation event
-//! `{"Step", "SecretId", "ClientRequestToken", "RotationToken"?}`. Anything else is refused
-//! with an `InvalidEvent` error that names the accepted shapes. The `RotationToken` is kept in
-//! a [`SecretText`] and never logged or returned.
+//! Accepted payloads:
+//! - Secrets Manager's rotation event `{"Step", "SecretId", "ClientRequestToken", "RotationToken"?}`;
+//! - EventBridge's "Scheduled Event" (`"source": "aws.events"`): maintain every managed secret;
+//! - an EventBridge Scheduler payload `{"secret_ids": [...], "force": false, "dry_run": false}`
+//!   (each field optional).
+//!
+//! Anything else is refused with an `InvalidEvent` error that names the accepted shapes. The
+//! `RotationToken` is kept in a [`SecretText`] and never logged or returned.
 
 use lambda_runtime::LambdaEvent;
 use serde_json::{Map, Value};
 
 use time::OffsetDateTime;
 
+use crate::config::FleetSettings;
 use crate::engine::ports::{Clock, DkimSigningService, DnsPublisher, DnsTxtLookup, SecretStore};
-use crate::engine::rotation::{RotationEngine, RotationRequest, StepReport};
+use crate::engine::rotation::{Outcome, RotationEngine, RotationRequest};
+use crate::engine::schedule::MaintainOptions;
 use crate::error::RotatorError;
+use crate::metrics::{self, RunCounts};
+use crate::notifications::{self, Notification, Notifier};
 use crate::secret_text::SecretText;
 
 /// The shapes this function accepts, for error messages.
-const ACCEPTED: &str = "a Secrets Manager rotation event {\"Step\": \"createSecret|setSecret|testSecret|finishSecret\", \"SecretId\": \"<arn>\", \"ClientRequestToken\": \"<version id>\"}";
+const ACCEPTED: &str = "a Secrets Manager rotation event {\"Step\": \"createSecret|setSecret|testSecret|finishSecret\", \"SecretId\": \"<arn>\", \"ClientRequestToken\": \"<version id>\"}, an EventBridge Scheduled Event, or {\"secret_ids\": [\"<arn>\"], \"force\": false, \"dry_run\": false}";
+
+/// Fields of the scheduler payload.
+const SCHEDULE_FIELDS: [&str; 3] = ["secret_ids", "force", "dry_run"];
+/// Most secrets one scheduled payload may name.
+const MAX_SECRET_IDS: usize = 10_000;
 
 /// Largest event accepted; rotation events are a few hundred bytes.
 const MAX_FIELD_LEN: usize = 2048;
@@ -53,6 +66,12 @@ pub fn parse_rotation_event(payload: &Value) -> Result<RotationRequest, RotatorE
             "the payload has no `Step`, so it is not a rotation event; expected {ACCEPTED}"
         )));
     }
+    if map.len() > 16 {
+        return Err(RotatorError::InvalidEvent(format!(
+            "the payload has {} fields; a rotation event has at most 4",
+            map.len()
+        )));
+    }
     let step = required_str(map, "Step")?
         .parse()
         .map_err(|e: String| RotatorError::InvalidEvent(e))?;
@@ -68,11 +87,8 @@ pub fn parse_rotation_event(payload: &Value) -> Result<RotationRequest, RotatorE
         }
     };
     Ok(RotationRequest {
-        step,
-        secret_id,
-        token,
         rotation_token,
-        deadline: None,
+        ..RotationRequest::new(step, secret_id, token)
     })
 }
 
@@ -84,38 +100,251 @@ fn deadline_of(context: &lambda_runtime::Context) -> Option<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(context.deadline) * 1_000_000).ok()
 }
 
-/// Handles one invocation: parse, run the step, return its report as JSON.
-pub async fn handle<S, E, D, L, C>(
-    engine: &RotationEngine<S, E, D, L, C>,
-    event: LambdaEvent<Value>,
-) -> Result<Value, RotatorError>
+/// A scheduled run: which secrets, and how.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ScheduledRun {
+    /// The secrets named by the payload; `None` = the configured ones.
+    pub secret_ids: Option<Vec<String>>,
+    /// Rotate even keys younger than the interval.
+    pub force: bool,
+    /// Report what would happen, change nothing.
+    pub dry_run: bool,
+}
+
+/// What an invocation asks for.
+#[derive(Debug, Clone)]
+pub enum Invocation {
+    /// One Secrets Manager rotation step.
+    Rotation(RotationRequest),
+    /// A scheduled run over managed secrets.
+    Scheduled(ScheduledRun),
+}
+
+fn parse_scheduled(map: &Map<String, Value>) -> Result<ScheduledRun, RotatorError> {
+    if let Some(unknown) = map.keys().find(|k| !SCHEDULE_FIELDS.contains(&k.as_str())) {
+        return Err(RotatorError::InvalidEvent(format!(
+            "unknown field `{}` in a scheduler payload; allowed: secret_ids, force, dry_run",
+            unknown.chars().take(40).collect::<String>()
+        )));
+    }
+    let flag = |name: &str| match map.get(name) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(RotatorError::InvalidEvent(format!(
+            "field `{name}` must be true or false"
+        ))),
+    };
+    let secret_ids = match map.get("secret_ids") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(items)) => {
+            if items.len() > MAX_SECRET_IDS {
+                return Err(RotatorError::InvalidEvent(format!(
+                    "`secret_ids` names {} secrets; at most {MAX_SECRET_IDS} per run",
+                    items.len()
+                )));
+            }
+            let ids = items
+                .iter()
+                .map(|item| match item {
+                    Value::String(s) if !s.trim().is_empty() && s.len() <= MAX_FIELD_LEN => {
+                        Ok(s.trim().to_owned())
+                    }
+                    _ => Err(RotatorError::InvalidEvent(
+                        "`secret_ids` must be a list of secret ARNs or names (non-empty strings)"
+                            .into(),
+                    )),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Some(ids)
+        }
+        Some(_) => {
+            return Err(RotatorError::InvalidEvent(
+                "`secret_ids` must be a list of secret ARNs or names".into(),
+            ));
+        }
+    };
+    Ok(ScheduledRun {
+        secret_ids,
+        force: flag("force")?,
+        dry_run: flag("dry_run")?,
+    })
+}
+
+/// Parses any accepted payload.
+pub fn parse_invocation(payload: &Value) -> Result<Invocation, RotatorError> {
+    let Value::Object(map) = payload else {
+        return Err(RotatorError::InvalidEvent(format!(
+            "the payload is not a JSON object; expected {ACCEPTED}"
+        )));
+    };
+    if map.contains_key("Step") {
+        return parse_rotation_event(payload).map(Invocation::Rotation);
+    }
+    let scheduled_event = map.get("source").and_then(Value::as_str) == Some("aws.events")
+        || map.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event");
+    if scheduled_event {
+        return Ok(Invocation::Scheduled(ScheduledRun::default()));
+    }
+    if !map.is_empty() && map.keys().any(|k| SCHEDULE_FIELDS.contains(&k.as_str())) {
+        return parse_scheduled(map).map(Invocation::Scheduled);
+    }
+    Err(RotatorError::InvalidEvent(format!(
+        "the payload is none of the accepted shapes; expected {ACCEPTED}"
+    )))
+}
+
+/// Everything an invocation needs, built once at start-up.
+#[derive(Debug)]
+pub struct Rotator<S, E, D, L, C, N> {
+    /// The rotation engine.
+    pub engine: RotationEngine<S, E, D, L, C>,
+    /// Scheduled-run settings.
+    pub fleet: FleetSettings,
+    /// Where notifications go.
+    pub notifier: N,
+}
+
+fn now_ms() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+impl<S, E, D, L, C, N> Rotator<S, E, D, L, C, N>
 where
     S: SecretStore,
     E: DkimSigningService,
     D: DnsPublisher,
     L: DnsTxtLookup,
     C: Clock,
+    N: Notifier,
 {
-    let mut request = parse_rotation_event(&event.payload)?;
-    request.deadline = deadline_of(&event.context);
-    let result = engine.run_step(&request).await;
-    match &result {
-        Ok(report) => tracing::info!(
-            step = %request.step,
-            secret_id = %request.secret_id,
-            outcome = ?report.outcome,
-            "rotation step done"
-        ),
-        Err(error) => tracing::error!(
-            step = %request.step,
-            secret_id = %request.secret_id,
-            error_type = error.error_type(),
-            error = %error,
-            "rotation step failed"
-        ),
+    async fn notify(&self, notification: Option<Notification>) {
+        let Some(notification) = notification else {
+            return;
+        };
+        if let Err(error) = self.notifier.publish(&notification).await {
+            tracing::warn!(%error, kind = ?notification.kind, "could not send a notification");
+        }
     }
-    let report: StepReport = result?;
-    Ok(serde_json::to_value(report).expect("a StepReport always serialises"))
+
+    /// The secrets a scheduled run manages: the payload's, else `DKIM_SECRET_IDS` plus every
+    /// secret tagged `DKIM_SECRET_TAG`, without duplicates.
+    pub async fn managed_secrets(&self, run: &ScheduledRun) -> Result<Vec<String>, RotatorError> {
+        if let Some(ids) = &run.secret_ids {
+            return Ok(dedupe(ids.clone()));
+        }
+        let mut ids = self.fleet.secret_ids.clone();
+        if let Some((key, value)) = &self.fleet.secret_tag {
+            ids.extend(self.engine.list_tagged(key, value).await?);
+        }
+        if ids.is_empty() {
+            return Err(RotatorError::InvalidSetting {
+                name: "DKIM_SECRET_IDS",
+                reason: "a scheduled run has no secrets to manage: set DKIM_SECRET_IDS (comma list) and/or DKIM_SECRET_TAG (key=value), or pass secret_ids".into(),
+            });
+        }
+        Ok(dedupe(ids))
+    }
+
+    async fn rotation(
+        &self,
+        mut request: RotationRequest,
+        deadline: Option<OffsetDateTime>,
+    ) -> Result<Value, RotatorError> {
+        request.deadline = deadline;
+        let result = self.engine.run_step(&request).await;
+        let namespace = &self.fleet.metrics_namespace;
+        match &result {
+            Ok(report) => {
+                tracing::info!(
+                    step = %request.step,
+                    secret_id = %request.secret_id,
+                    outcome = ?report.outcome,
+                    "rotation step done"
+                );
+                if report.outcome == Outcome::SesSwitched {
+                    let counts = RunCounts {
+                        rotations: 1,
+                        ..RunCounts::default()
+                    };
+                    println!("{}", metrics::counts_line(namespace, now_ms(), counts));
+                }
+                self.notify(notifications::for_step(report)).await;
+            }
+            Err(error) => {
+                tracing::error!(
+                    step = %request.step,
+                    secret_id = %request.secret_id,
+                    error_type = error.error_type(),
+                    error = %error,
+                    "rotation step failed"
+                );
+                let counts = RunCounts {
+                    failures: 1,
+                    rollbacks: u64::from(matches!(error, RotatorError::SesRejectedKey { .. })),
+                    ..RunCounts::default()
+                };
+                println!("{}", metrics::counts_line(namespace, now_ms(), counts));
+                self.notify(Some(notifications::for_error(
+                    &request.secret_id,
+                    None,
+                    error,
+                )))
+                .await;
+            }
+        }
+        Ok(serde_json::to_value(result?).expect("a StepReport always serialises"))
+    }
+
+    /// Runs a scheduled run and returns its summary.
+    pub async fn scheduled(
+        &self,
+        run: &ScheduledRun,
+        deadline: Option<OffsetDateTime>,
+    ) -> Result<crate::engine::schedule::FleetSummary, RotatorError> {
+        let secret_ids = self.managed_secrets(run).await?;
+        let options = MaintainOptions {
+            force: run.force,
+            dry_run: run.dry_run,
+            rotation_interval: self.fleet.rotation_interval,
+            deadline,
+        };
+        let summary = self
+            .engine
+            .maintain_fleet(
+                &secret_ids,
+                &options,
+                self.fleet.max_concurrency,
+                self.fleet.identity_budget,
+            )
+            .await;
+        for line in metrics::fleet_lines(&self.fleet.metrics_namespace, now_ms(), &summary) {
+            println!("{line}");
+        }
+        for report in &summary.identities {
+            self.notify(notifications::for_identity(report)).await;
+        }
+        tracing::info!(counts = ?summary.counts, secrets = secret_ids.len(), dry_run = run.dry_run, "scheduled run done");
+        Ok(summary)
+    }
+
+    /// Handles one invocation: parse, run, return the report (or the summary) as JSON.
+    pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, RotatorError> {
+        let deadline = deadline_of(&event.context);
+        match parse_invocation(&event.payload)? {
+            Invocation::Rotation(request) => self.rotation(request, deadline).await,
+            Invocation::Scheduled(run) => {
+                let summary = self.scheduled(&run, deadline).await?;
+                Ok(serde_json::to_value(summary).expect("a summary always serialises"))
+            }
+        }
+    }
+}
+
+fn dedupe(ids: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    ids.into_iter()
+        .filter(|id| seen.insert(id.clone()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -142,10 +371,39 @@ mod tests {
     }
 
     #[test]
+    fn scheduled_shapes_parse() {
+        let run = |payload: Value| match parse_invocation(&payload).unwrap() {
+            Invocation::Scheduled(run) => run,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            run(
+                json!({"version": "0", "source": "aws.events", "detail-type": "Scheduled Event", "detail": {}})
+            ),
+            ScheduledRun::default()
+        );
+        let custom = run(json!({"secret_ids": ["a", "b"], "force": true}));
+        assert_eq!(custom.secret_ids.unwrap(), vec!["a", "b"]);
+        assert!(custom.force && !custom.dry_run);
+        for (payload, hint) in [
+            (json!({"secret_ids": "a"}), "must be a list"),
+            (json!({"secret_ids": [1]}), "non-empty strings"),
+            (json!({"force": "yes"}), "true or false"),
+            (
+                json!({"force": true, "rotate": 1}),
+                "unknown field `rotate`",
+            ),
+        ] {
+            let err = parse_invocation(&payload).unwrap_err();
+            assert!(err.to_string().contains(hint), "{payload}: {err}");
+        }
+    }
+
+    #[test]
     fn malformed_events_are_named() {
         let cases = [
             (json!([]), "not a JSON object"),
-            (json!({"source": "aws.events"}), "no `Step`"),
+            (json!({"Records": []}), "none of the accepted shapes"),
             (
                 json!({"Step": "rotate", "SecretId": "a", "ClientRequestToken": "t"}),
                 "`Step` is `rotate`",
@@ -169,7 +427,7 @@ mod tests {
             ),
         ];
         for (payload, hint) in cases {
-            let err = parse_rotation_event(&payload).unwrap_err();
+            let err = parse_invocation(&payload).unwrap_err();
             assert_eq!(err.error_type(), "InvalidEvent");
             assert!(err.to_string().contains(hint), "{payload}: {err}");
         }

@@ -8,6 +8,7 @@
 //! - [`handler`] turns a Lambda event into an engine call and the result into a response.
 //! - [`assembly`] picks the adapters the settings ask for and builds the engine.
 //! - [`config`] reads and checks the settings once, at start-up.
+//! - [`notifications`] and [`metrics`] say what happened: SNS messages, CloudWatch EMF lines.
 //! - [`error`] is the one error type every entry point returns.
 
 pub mod adapters;
@@ -16,4 +17,6 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod handler;
+pub mod metrics;
+pub mod notifications;
 pub mod secret_text;

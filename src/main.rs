@@ -1,9 +1,8 @@
 //! The Lambda binary: wires tracing, settings and AWS clients once, then serves events.
 
 use lambda_runtime::{Error, run, service_fn, tracing};
-use ses_dkim_rotator::assembly::build_engine;
+use ses_dkim_rotator::assembly::build_rotator;
 use ses_dkim_rotator::config::Settings;
-use ses_dkim_rotator::handler::handle;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -17,7 +16,7 @@ async fn main() -> Result<(), Error> {
         );
     }
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let engine = build_engine(&settings, &aws);
-    let engine = &engine;
-    run(service_fn(move |event| handle(engine, event))).await
+    let rotator = build_rotator(&settings, &aws);
+    let rotator = &rotator;
+    run(service_fn(move |event| rotator.handle(event))).await
 }

@@ -320,13 +320,7 @@ fn finish_fixture(ses_put_fails: bool) -> FinishFixture {
 }
 
 fn finish_request() -> RotationRequest {
-    RotationRequest {
-        step: Step::FinishSecret,
-        secret_id: ARN.into(),
-        token: TOKEN.into(),
-        rotation_token: None,
-        deadline: None,
-    }
+    RotationRequest::new(Step::FinishSecret, ARN, TOKEN)
 }
 
 #[tokio::test]

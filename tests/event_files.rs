@@ -5,7 +5,7 @@ use std::fs;
 use std::path::Path;
 
 use ses_dkim_rotator::engine::rotation::Step;
-use ses_dkim_rotator::handler::parse_rotation_event;
+use ses_dkim_rotator::handler::{Invocation, parse_invocation, parse_rotation_event};
 
 fn read(path: &Path) -> serde_json::Value {
     serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap()
@@ -27,14 +27,28 @@ fn step_events_parse() {
 }
 
 #[test]
+fn scheduled_events_parse() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("events");
+    for file in ["scheduled-event.json", "scheduler-payload.json"] {
+        let invocation = parse_invocation(&read(&dir.join(file))).unwrap();
+        assert!(matches!(invocation, Invocation::Scheduled(_)), "{file}");
+    }
+}
+
+#[test]
 fn malformed_events_are_refused() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("events/malformed");
     let mut seen = 0;
     for entry in fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
-        let err = parse_rotation_event(&read(&path)).expect_err(&path.display().to_string());
+        let err = parse_invocation(&read(&path)).expect_err(&path.display().to_string());
         assert_eq!(err.error_type(), "InvalidEvent", "{}", path.display());
-        assert!(err.to_string().contains("expected"), "{err}");
+        // Either the accepted shapes, or the field at fault and what it must be.
+        let text = err.to_string();
+        assert!(
+            text.contains("expected") || (text.contains('`') && text.contains("must be")),
+            "{text}"
+        );
         seen += 1;
     }
     assert!(seen >= 5, "only {seen} malformed events");

@@ -184,6 +184,9 @@ impl SecretStore for FailFirstPromote {
     async fn list_versions(&self, id: &str) -> Result<Vec<VersionInfo>, PortError> {
         self.inner.list_versions(id).await
     }
+    async fn list_tagged(&self, key: &str, value: &str) -> Result<Vec<String>, PortError> {
+        self.inner.list_tagged(key, value).await
+    }
     async fn set_tags(&self, id: &str, tags: &[(&str, &str)]) -> Result<(), PortError> {
         self.inner.set_tags(id, tags).await
     }

@@ -1,7 +1,7 @@
 //! [`SecretStore`] over the AWS SDK's Secrets Manager client.
 
 use aws_sdk_secretsmanager::Client;
-use aws_sdk_secretsmanager::types::Tag;
+use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType, Tag};
 
 use super::port_error;
 use crate::engine::ports::FailureKind;
@@ -166,6 +166,41 @@ impl SecretStore for SecretsManagerStore {
         }
         versions.sort_by_key(|v| std::cmp::Reverse(v.created));
         Ok(versions)
+    }
+
+    async fn list_tagged(&self, key: &str, value: &str) -> Result<Vec<String>, PortError> {
+        let mut arns = Vec::new();
+        let mut pages = self
+            .client
+            .list_secrets()
+            .filters(
+                Filter::builder()
+                    .key(FilterNameStringType::TagKey)
+                    .values(key)
+                    .build(),
+            )
+            .filters(
+                Filter::builder()
+                    .key(FilterNameStringType::TagValue)
+                    .values(value)
+                    .build(),
+            )
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| port_error(SERVICE, "ListSecrets", e, |_| None))?;
+            for secret in page.secret_list() {
+                // The two filters match the key and the value separately: check the pair.
+                let tagged = secret
+                    .tags()
+                    .iter()
+                    .any(|t| t.key() == Some(key) && t.value() == Some(value));
+                if tagged && let Some(arn) = secret.arn() {
+                    arns.push(arn.to_owned());
+                }
+            }
+        }
+        Ok(arns)
     }
 
     async fn set_tags(&self, secret_id: &str, tags: &[(&str, &str)]) -> Result<(), PortError> {

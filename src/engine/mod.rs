@@ -7,6 +7,7 @@
 //! - [`secret_doc`]: the JSON document kept in each Secrets Manager version.
 //! - [`ports`]: the traits through which the engine reaches Secrets Manager, SES and the clock.
 //! - [`retirement`]: removing the previous selector's record after the grace period.
+//! - [`schedule`]: the scheduled run for one secret and for a fleet.
 //! - [`rotation`]: the four Secrets Manager rotation steps, driven through the ports.
 
 pub mod dns_check;
@@ -15,5 +16,6 @@ pub mod key;
 pub mod ports;
 pub mod retirement;
 pub mod rotation;
+pub mod schedule;
 pub mod secret_doc;
 pub mod selector;

@@ -143,6 +143,13 @@ pub trait SecretStore: Send + Sync {
         secret_id: &str,
     ) -> impl Future<Output = Result<Vec<VersionInfo>, PortError>> + Send;
 
+    /// `ListSecrets` filtered by tag `key` = `value`, all pages: the matching secrets' ARNs.
+    fn list_tagged(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> impl Future<Output = Result<Vec<String>, PortError>> + Send;
+
     /// `TagResource`: records rotation state on the secret.
     fn set_tags(
         &self,

@@ -145,6 +145,32 @@ pub struct RotationRequest {
     pub rotation_token: Option<SecretText>,
     /// When the invocation must be done (Lambda's deadline); bounds DNS waits.
     pub deadline: Option<OffsetDateTime>,
+    /// Who asked: Secrets Manager's rotation, or this function's own schedule.
+    pub trigger: Trigger,
+}
+
+/// Who drives a rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// Secrets Manager's rotation: rotation must be enabled and the token staged by it.
+    SecretsManager,
+    /// The scheduled run: the token is this function's own, staged by `createSecret`.
+    Schedule,
+}
+
+impl RotationRequest {
+    /// A Secrets Manager rotation request with no deadline and no `RotationToken`.
+    pub fn new(step: Step, secret_id: impl Into<String>, token: impl Into<String>) -> Self {
+        Self {
+            step,
+            secret_id: secret_id.into(),
+            token: token.into(),
+            rotation_token: None,
+            deadline: None,
+            trigger: Trigger::SecretsManager,
+        }
+    }
 }
 
 /// What a step did.
@@ -346,17 +372,22 @@ where
         request: &RotationRequest,
         description: &SecretDescription,
     ) -> Result<bool, RotatorError> {
-        if !description.rotation_enabled {
+        let scheduled = request.trigger == Trigger::Schedule;
+        if !scheduled && !description.rotation_enabled {
             return Err(RotatorError::RotationNotEnabled {
                 secret_id: request.secret_id.clone(),
             });
         }
-        let stages = description.versions.get(&request.token).ok_or_else(|| {
-            RotatorError::TokenNotStaged {
+        let Some(stages) = description.versions.get(&request.token) else {
+            // A scheduled rotation's own token is staged by its createSecret.
+            if scheduled && request.step == Step::CreateSecret {
+                return Ok(false);
+            }
+            return Err(RotatorError::TokenNotStaged {
                 secret_id: request.secret_id.clone(),
                 token: request.token.clone(),
-            }
-        })?;
+            });
+        };
         if stages.iter().any(|s| s == STAGE_CURRENT) {
             return Ok(true);
         }

@@ -463,13 +463,7 @@ pub fn allow_all() -> RotationPolicy {
 
 /// The request for `step` of the rotation `token` (no deadline: one DNS check, no waiting).
 pub fn request(step: Step, secret_id: &str, token: &str) -> RotationRequest {
-    RotationRequest {
-        step,
-        secret_id: secret_id.to_owned(),
-        token: token.to_owned(),
-        rotation_token: None,
-        deadline: None,
-    }
+    RotationRequest::new(step, secret_id, token)
 }
 
 /// Runs all four steps in order, checking the invariant after each; returns the reports.

@@ -1,0 +1,136 @@
+//! CloudWatch Embedded Metric Format (EMF) lines: JSON on stdout that CloudWatch Logs turns
+//! into metrics, with no API call.
+//!
+//! Metrics: `Rotations`, `Failures`, `Rollbacks`, `Retirements` (counts, no dimension), and per
+//! identity (dimension `Identity`) `KeyAgeDays` and `PendingRecordHours`.
+
+use serde_json::{Value, json};
+
+use crate::engine::schedule::{Action, FleetSummary, IdentityReport};
+
+/// Counts of one run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunCounts {
+    /// Keys rotated in (switched).
+    pub rotations: u64,
+    /// Failures.
+    pub failures: u64,
+    /// Rollbacks after SES said `FAILED`.
+    pub rollbacks: u64,
+    /// Previous selectors retired.
+    pub retirements: u64,
+}
+
+fn envelope(
+    namespace: &str,
+    timestamp_ms: i64,
+    dimensions: Value,
+    metrics: &[(&str, &str)],
+) -> Value {
+    json!({
+        "_aws": {
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": namespace,
+                "Dimensions": dimensions,
+                "Metrics": metrics.iter().map(|(name, unit)| json!({"Name": name, "Unit": unit})).collect::<Vec<_>>(),
+            }]
+        }
+    })
+}
+
+/// The counts line.
+pub fn counts_line(namespace: &str, timestamp_ms: i64, counts: RunCounts) -> String {
+    let mut line = envelope(
+        namespace,
+        timestamp_ms,
+        json!([[]]),
+        &[
+            ("Rotations", "Count"),
+            ("Failures", "Count"),
+            ("Rollbacks", "Count"),
+            ("Retirements", "Count"),
+        ],
+    );
+    line["Rotations"] = counts.rotations.into();
+    line["Failures"] = counts.failures.into();
+    line["Rollbacks"] = counts.rollbacks.into();
+    line["Retirements"] = counts.retirements.into();
+    line.to_string()
+}
+
+/// The per-identity line (key age; pending hours when a record is awaited).
+pub fn identity_line(
+    namespace: &str,
+    timestamp_ms: i64,
+    report: &IdentityReport,
+) -> Option<String> {
+    let identity = report.identity.as_deref()?;
+    let mut metrics = Vec::new();
+    if report.key_age_days.is_some() {
+        metrics.push(("KeyAgeDays", "None"));
+    }
+    if report.pending_hours.is_some() {
+        metrics.push(("PendingRecordHours", "None"));
+    }
+    if metrics.is_empty() {
+        return None;
+    }
+    let mut line = envelope(namespace, timestamp_ms, json!([["Identity"]]), &metrics);
+    line["Identity"] = identity.into();
+    if let Some(age) = report.key_age_days {
+        line["KeyAgeDays"] = json!((age * 100.0).round() / 100.0);
+    }
+    if let Some(hours) = report.pending_hours {
+        line["PendingRecordHours"] = json!((hours * 100.0).round() / 100.0);
+    }
+    Some(line.to_string())
+}
+
+/// Every EMF line for a scheduled run.
+pub fn fleet_lines(namespace: &str, timestamp_ms: i64, summary: &FleetSummary) -> Vec<String> {
+    let live: Vec<&IdentityReport> = summary.identities.iter().filter(|r| !r.planned).collect();
+    let count =
+        |pred: &dyn Fn(&IdentityReport) -> bool| live.iter().filter(|r| pred(r)).count() as u64;
+    let counts = RunCounts {
+        rotations: count(&|r| matches!(r.action, Action::Rotated | Action::Resumed)),
+        failures: count(&|r| r.action == Action::Failed),
+        rollbacks: count(&|r| r.error_type.as_deref() == Some("SesRejectedKey")),
+        retirements: count(&|r| r.action == Action::Retired),
+    };
+    let mut lines = vec![counts_line(namespace, timestamp_ms, counts)];
+    lines.extend(
+        summary
+            .identities
+            .iter()
+            .filter_map(|r| identity_line(namespace, timestamp_ms, r)),
+    );
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_line_is_valid_emf() {
+        let line = counts_line(
+            "Ns",
+            1_700_000_000_000,
+            RunCounts {
+                rotations: 2,
+                failures: 1,
+                ..Default::default()
+            },
+        );
+        let v: Value = serde_json::from_str(&line).unwrap();
+        let directive = &v["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], "Ns");
+        for metric in directive["Metrics"].as_array().unwrap() {
+            let name = metric["Name"].as_str().unwrap();
+            assert!(v[name].is_number(), "{name} has no value");
+        }
+        assert_eq!(v["Rotations"], 2);
+        assert_eq!(v["_aws"]["Timestamp"], 1_700_000_000_000i64);
+    }
+}

@@ -1,0 +1,223 @@
+//! Notifications for people: what a step or a scheduled run did that someone should know.
+//!
+//! Five kinds: a TXT record a person must add, a completed rotation, a rollback, a failure, and
+//! a record that may now be removed. Each has a readable subject and text and the same facts as
+//! flat fields (sent as SNS message attributes). Never key material.
+
+use std::future::Future;
+
+use serde::Serialize;
+
+use crate::engine::ports::PortError;
+use crate::engine::rotation::{DnsRecord, Outcome, StepReport};
+use crate::engine::schedule::{Action, IdentityReport};
+use crate::error::RotatorError;
+
+/// What a notification is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationKind {
+    /// A person must add a TXT record before the rotation can finish.
+    RecordToAdd,
+    /// SES now signs with the new key.
+    RotationCompleted,
+    /// SES refused the new key; the previous one was put back.
+    RolledBack,
+    /// A rotation or maintenance failed.
+    Failure,
+    /// The previous selector's record may now be removed.
+    RecordRemovable,
+}
+
+/// One message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Notification {
+    /// What it is about.
+    pub kind: NotificationKind,
+    /// Short subject (≤ 100 characters, SNS's limit).
+    pub subject: String,
+    /// Text for a person.
+    pub text: String,
+    /// The same facts as flat fields.
+    pub fields: Vec<(&'static str, String)>,
+}
+
+fn record_fields(fields: &mut Vec<(&'static str, String)>, record: &Option<DnsRecord>) {
+    if let Some(record) = record {
+        fields.push(("dns_name", record.name.clone()));
+        fields.push(("dns_value", record.value.clone()));
+    }
+}
+
+fn build(
+    kind: NotificationKind,
+    identity: &str,
+    secret_id: &str,
+    selector: Option<&str>,
+    text: String,
+    mut extra: Vec<(&'static str, String)>,
+) -> Notification {
+    let subject = match kind {
+        NotificationKind::RecordToAdd => format!("DKIM: add a TXT record for {identity}"),
+        NotificationKind::RotationCompleted => format!("DKIM: key rotated for {identity}"),
+        NotificationKind::RolledBack => format!("DKIM: rotation rolled back for {identity}"),
+        NotificationKind::Failure => format!("DKIM: rotation failed for {identity}"),
+        NotificationKind::RecordRemovable => {
+            format!("DKIM: old record may be removed for {identity}")
+        }
+    };
+    let mut fields = vec![
+        (
+            "kind",
+            serde_json::to_value(kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+        ),
+        ("identity", identity.to_owned()),
+        ("secret_id", secret_id.to_owned()),
+    ];
+    if let Some(selector) = selector {
+        fields.push(("selector", selector.to_owned()));
+    }
+    fields.append(&mut extra);
+    Notification {
+        kind,
+        subject: subject.chars().take(100).collect(),
+        text,
+        fields,
+    }
+}
+
+/// The notification a Secrets Manager step's success calls for, if any.
+pub fn for_step(report: &StepReport) -> Option<Notification> {
+    let identity = report.identity.as_deref().unwrap_or("?");
+    let selector = report.selector.as_deref();
+    let mut extra = Vec::new();
+    record_fields(&mut extra, &report.dns_record);
+    match report.outcome {
+        Outcome::RecordHintPublished => {
+            let record = report.dns_record.as_ref()?;
+            Some(build(
+                NotificationKind::RecordToAdd,
+                identity,
+                &report.secret_id,
+                selector,
+                format!(
+                    "Add this DNS record for {identity}, as ONE TXT record:\n\n  {} TXT {}\n\nThe rotation switches SES to the new key once DNS serves it.",
+                    record.name, record.presentation
+                ),
+                extra,
+            ))
+        }
+        Outcome::SesSwitched => Some(build(
+            NotificationKind::RotationCompleted,
+            identity,
+            &report.secret_id,
+            selector,
+            format!(
+                "SES now signs mail for {identity} with selector {}. The previous selector's record stays published through the grace period.",
+                selector.unwrap_or("?")
+            ),
+            extra,
+        )),
+        _ => None,
+    }
+}
+
+/// The notification a failed step or run calls for.
+pub fn for_error(secret_id: &str, identity: Option<&str>, error: &RotatorError) -> Notification {
+    let kind = match error {
+        RotatorError::SesRejectedKey { .. } => NotificationKind::RolledBack,
+        _ => NotificationKind::Failure,
+    };
+    build(
+        kind,
+        identity.unwrap_or("?"),
+        secret_id,
+        None,
+        error.to_string(),
+        vec![("error_type", error.error_type().to_owned())],
+    )
+}
+
+/// The notification a scheduled run's line calls for, if any.
+pub fn for_identity(report: &IdentityReport) -> Option<Notification> {
+    if report.planned {
+        return None;
+    }
+    let identity = report.identity.as_deref().unwrap_or("?");
+    let selector = report.selector.as_deref();
+    let mut extra = Vec::new();
+    record_fields(&mut extra, &report.dns_record);
+    let (kind, text) = match report.action {
+        Action::Rotated | Action::Resumed => (
+            NotificationKind::RotationCompleted,
+            format!(
+                "SES now signs mail for {identity} with selector {}.",
+                selector.unwrap_or("?")
+            ),
+        ),
+        Action::WaitingForDns => {
+            let record = report.dns_record.as_ref()?;
+            (
+                NotificationKind::RecordToAdd,
+                format!(
+                    "Add this DNS record for {identity}, as ONE TXT record:\n\n  {} TXT {}\n\nThe next run switches SES once DNS serves it.",
+                    record.name, record.presentation
+                ),
+            )
+        }
+        Action::Failed => {
+            extra.push(("error_type", report.error_type.clone().unwrap_or_default()));
+            let kind = if report.error_type.as_deref() == Some("SesRejectedKey") {
+                NotificationKind::RolledBack
+            } else {
+                NotificationKind::Failure
+            };
+            (kind, report.error.clone().unwrap_or_default())
+        }
+        Action::Retired
+            if report
+                .detail
+                .as_deref()
+                .is_some_and(|d| d.contains("RemovalHinted")) =>
+        {
+            (
+                NotificationKind::RecordRemovable,
+                format!(
+                    "The grace period of {identity}'s previous DKIM selector is over: {}. You may now remove its TXT record.",
+                    report.detail.clone().unwrap_or_default()
+                ),
+            )
+        }
+        _ => return None,
+    };
+    Some(build(
+        kind,
+        identity,
+        &report.secret_id,
+        selector,
+        text,
+        extra,
+    ))
+}
+
+/// Sends notifications.
+pub trait Notifier: Send + Sync {
+    /// Publishes one notification.
+    fn publish(
+        &self,
+        notification: &Notification,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+}
+
+/// Sends nothing (no topic configured).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoNotifier;
+
+impl Notifier for NoNotifier {
+    async fn publish(&self, _notification: &Notification) -> Result<(), PortError> {
+        Ok(())
+    }
+}
