@@ -119,7 +119,9 @@ export AWS_EC2_METADATA_DISABLED=true
 export AWS_ENDPOINT_URL_SECRETS_MANAGER="http://127.0.0.1:${MOTO_PORT}"
 export AWS_ENDPOINT_URL_ROUTE_53="http://127.0.0.1:${MOTO_PORT}"
 export AWS_ENDPOINT_URL_SESV2="http://127.0.0.1:${AWSIM_PORT}"
-export AWS_ENDPOINT_URL_SNS="http://127.0.0.1:${AWSIM_PORT}"
+export AWS_ENDPOINT_URL_SNS="http://127.0.0.1:${MOTO_PORT}"
+export AWS_ENDPOINT_URL_SQS="http://127.0.0.1:${MOTO_PORT}"
+export AWSIM_ENDPOINT="http://127.0.0.1:${AWSIM_PORT}"
 export SES_DKIM_TESTBED_VENV="${VENV}"
 export PATH="${VENV}/bin:${PATH}"
 [ -n "${TESTBED_QUIET:-}" ] || echo "==> stand-ins up: moto (Secrets Manager, Route 53) on :${MOTO_PORT}, awsim (SESv2) on :${AWSIM_PORT}, knot (DNS, zone ${DNS_ZONE}) on :${DNS_PORT}" >&2

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use aws_config::SdkConfig;
+use aws_config::retry::RetryConfig;
 
 use crate::adapters::clock::SystemClock;
 use crate::adapters::dns_lookup::{HickoryTxtLookup, LookupServers};
@@ -40,7 +41,7 @@ pub type AwsRotator = Rotator<
 pub fn build_rotator(settings: &Settings, aws: &SdkConfig) -> AwsRotator {
     let notifier = match &settings.fleet.notify_topic_arn {
         Some(topic) => ConfiguredNotifier::Sns(SnsNotifier::new(
-            aws_sdk_sns::Client::new(aws),
+            aws_sdk_sns::Client::new(&with_retries(aws)),
             topic.clone(),
         )),
         None => ConfiguredNotifier::Off,
@@ -55,8 +56,23 @@ pub fn build_rotator(settings: &Settings, aws: &SdkConfig) -> AwsRotator {
 /// How long one DNS query may take.
 const DNS_QUERY_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Retries for every AWS call: throttling (`TooManyRequestsException`, 429) and 5xx are
+/// retried with exponential backoff and full jitter, up to 8 attempts.
+fn retry_config() -> RetryConfig {
+    RetryConfig::standard()
+        .with_max_attempts(8)
+        .with_initial_backoff(Duration::from_millis(100))
+        .with_max_backoff(Duration::from_secs(5))
+}
+
+/// The SDK config with this crate's retry policy.
+fn with_retries(aws: &SdkConfig) -> SdkConfig {
+    aws.to_builder().retry_config(retry_config()).build()
+}
+
 /// Wires the adapters `settings` asks for. Makes no network call.
 pub fn build_engine(settings: &Settings, aws: &SdkConfig) -> AwsEngine {
+    let aws = &with_retries(aws);
     let secrets = SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(aws));
     let dns = match &settings.dns.publisher {
         PublisherSetting::Hint => ConfiguredPublisher::Hint,

@@ -295,7 +295,8 @@ where
         Ok(serde_json::to_value(result?).expect("a StepReport always serialises"))
     }
 
-    /// Runs a scheduled run and returns its summary.
+    /// Runs a scheduled run, sends its notifications and returns its summary (the Lambda
+    /// handler also prints its metrics).
     pub async fn scheduled(
         &self,
         run: &ScheduledRun,
@@ -317,9 +318,6 @@ where
                 self.fleet.identity_budget,
             )
             .await;
-        for line in metrics::fleet_lines(&self.fleet.metrics_namespace, now_ms(), &summary) {
-            println!("{line}");
-        }
         for report in &summary.identities {
             self.notify(notifications::for_identity(report)).await;
         }
@@ -334,6 +332,10 @@ where
             Invocation::Rotation(request) => self.rotation(request, deadline).await,
             Invocation::Scheduled(run) => {
                 let summary = self.scheduled(&run, deadline).await?;
+                for line in metrics::fleet_lines(&self.fleet.metrics_namespace, now_ms(), &summary)
+                {
+                    println!("{line}");
+                }
                 Ok(serde_json::to_value(summary).expect("a summary always serialises"))
             }
         }

@@ -6,8 +6,8 @@ use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType, Tag};
 use super::port_error;
 use crate::engine::ports::FailureKind;
 use crate::engine::ports::{
-    PortError, STAGE_CURRENT, STAGE_PENDING, SecretDescription, SecretStore, StoredVersion,
-    VersionInfo, VersionRef,
+    PortError, STAGE_CURRENT, STAGE_PENDING, STAGE_PREVIOUS, SecretDescription, SecretStore,
+    StoredVersion, VersionInfo, VersionRef,
 };
 use crate::secret_text::SecretText;
 
@@ -84,6 +84,7 @@ impl SecretStore for SecretsManagerStore {
             VersionRef::Current => request.version_stage(STAGE_CURRENT),
             VersionRef::Pending(id) => request.version_id(id).version_stage(STAGE_PENDING),
             VersionRef::Id(id) => request.version_id(id),
+            VersionRef::Previous => request.version_stage(STAGE_PREVIOUS),
         };
         match request.send().await {
             Ok(out) => Ok(Some(StoredVersion {
@@ -173,6 +174,7 @@ impl SecretStore for SecretsManagerStore {
         let mut pages = self
             .client
             .list_secrets()
+            .max_results(100)
             .filters(
                 Filter::builder()
                     .key(FilterNameStringType::TagKey)

@@ -5,6 +5,7 @@
 //! - [`dns_check`]: judging a DKIM TXT record as DNS serves it.
 //! - [`identity`]: domain identities and the allow-list that guards against a confused deputy.
 //! - [`secret_doc`]: the JSON document kept in each Secrets Manager version.
+//! - [`operations`]: inspecting a secret and rolling back, for the CLI.
 //! - [`ports`]: the traits through which the engine reaches Secrets Manager, SES and the clock.
 //! - [`retirement`]: removing the previous selector's record after the grace period.
 //! - [`schedule`]: the scheduled run for one secret and for a fleet.
@@ -13,6 +14,7 @@
 pub mod dns_check;
 pub mod identity;
 pub mod key;
+pub mod operations;
 pub mod ports;
 pub mod retirement;
 pub mod rotation;

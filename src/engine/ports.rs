@@ -84,6 +84,8 @@ pub enum VersionRef<'a> {
     Pending(&'a str),
     /// The given version id, whatever its labels (also a deprecated, unlabelled one).
     Id(&'a str),
+    /// The version labelled `AWSPREVIOUS`.
+    Previous,
 }
 
 /// A version as `ListSecretVersionIds` lists it.

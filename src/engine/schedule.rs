@@ -348,30 +348,31 @@ where
             .retire_with(secret_id, &description, &current, &ses_state)
             .await
             .map_err(fail(&report))?;
-        match retired.outcome {
+        let why = match retired.outcome {
             RetireOutcome::Deleted | RetireOutcome::Revoked | RetireOutcome::RemovalHinted => {
                 report.action = Action::Retired;
-                report.detail = Some(format!(
+                format!(
                     "previous selector {} {:?}",
                     retired.selector.unwrap_or_default(),
                     retired.outcome
-                ));
+                )
             }
-            RetireOutcome::GracePeriod => {
-                report.detail = Some(format!(
-                    "key is {:.1} days old; previous selector kept until {}",
-                    report.key_age_days.unwrap_or(0.0),
-                    retired.grace_until.unwrap_or_default()
-                ));
-            }
-            _ => {
-                report.detail = Some(format!(
-                    "key is {:.1} days old (rotates at {} days)",
-                    report.key_age_days.unwrap_or(0.0),
-                    options.rotation_interval.whole_days()
-                ));
-            }
-        }
+            RetireOutcome::GracePeriod => format!(
+                "key is {:.1} days old; previous selector kept until {}",
+                report.key_age_days.unwrap_or(0.0),
+                retired.grace_until.unwrap_or_default()
+            ),
+            _ => format!(
+                "key is {:.1} days old (rotates at {} days)",
+                report.key_age_days.unwrap_or(0.0),
+                options.rotation_interval.whole_days()
+            ),
+        };
+        // Keep an earlier, more important reason (e.g. Secrets Manager owns rotation).
+        report.detail = Some(match report.detail.take() {
+            Some(earlier) => format!("{earlier}; {why}"),
+            None => why,
+        });
         Ok(report)
     }
 

@@ -69,8 +69,14 @@ impl TestBed {
     /// Settings as the Lambda reads them: RFC 2136 to knot with a TSIG key stored in Secrets
     /// Manager, DNS checked at knot, every identity allowed.
     pub async fn settings(&self, publisher: &str) -> Settings {
+        let vars = self.settings_vars(publisher).await;
+        Settings::from_lookup(|name| vars.get(name).cloned()).expect("test settings")
+    }
+
+    /// The environment variables behind [`Self::settings`], for a child process.
+    pub async fn settings_vars(&self, publisher: &str) -> HashMap<String, String> {
         let tsig_secret = self.tsig_secret().await;
-        let vars: HashMap<&str, String> = [
+        [
             ("DKIM_ALLOWED_IDENTITIES", "*".to_owned()),
             ("DKIM_DNS_PUBLISHER", publisher.to_owned()),
             ("DKIM_DNS_UPDATE_SERVER", dns_server()),
@@ -81,8 +87,8 @@ impl TestBed {
             ("DKIM_DNS_TTL", "60".to_owned()),
         ]
         .into_iter()
-        .collect();
-        Settings::from_lookup(|name| vars.get(name).cloned()).expect("test settings")
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
     }
 
     /// The AWS config the SDK clients were built from.

@@ -1,0 +1,600 @@
+//! Scheduled runs over a fleet, notifications, metrics and the CLI, against the emulators
+//! and the real DNS server.
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+use ses_dkim_rotator::assembly::{AwsRotator, build_rotator};
+use ses_dkim_rotator::config::Settings;
+use ses_dkim_rotator::engine::key::{DkimKeyPair, split_txt_strings};
+use ses_dkim_rotator::engine::schedule::Action;
+use ses_dkim_rotator::handler::ScheduledRun;
+use ses_dkim_rotator::metrics;
+use ses_dkim_rotator::secret_text::SecretText;
+
+async fn rotator(bed: &TestBed, publisher: &str, tune: impl FnOnce(&mut Settings)) -> AwsRotator {
+    let mut settings = bed.settings(publisher).await;
+    tune(&mut settings);
+    build_rotator(&settings, &bed.aws_config().await)
+}
+
+fn run_for(ids: &[String], force: bool) -> ScheduledRun {
+    ScheduledRun {
+        secret_ids: Some(ids.to_vec()),
+        force,
+        dry_run: false,
+    }
+}
+
+/// awsim chaos rules on SESv2, cleared when dropped (even when the test fails).
+struct Chaos;
+
+impl Chaos {
+    fn awsim(args: &[&str]) -> String {
+        let out = Command::new("awsim")
+            .arg("chaos")
+            .args(args)
+            .env(
+                "AWSIM_ENDPOINT",
+                std::env::var("AWS_ENDPOINT_URL_SESV2").unwrap(),
+            )
+            .output()
+            .expect("awsim chaos");
+        assert!(
+            out.status.success(),
+            "awsim chaos {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn throttle_ses(probability: &str) -> Self {
+        Self::awsim(&["clear"]);
+        Self::awsim(&[
+            "add",
+            "--service",
+            "ses",
+            "--probability",
+            probability,
+            "--error",
+            "429,TooManyRequestsException,Rate exceeded",
+            "--latency",
+            "2-15",
+            "--ttl-secs",
+            "600",
+        ]);
+        Chaos
+    }
+
+    fn injected(&self) -> u64 {
+        let stats = Self::awsim(&["stats"]);
+        // The stats print a total; take the first number on the line that mentions it.
+        stats
+            .lines()
+            .find(|l| l.to_ascii_lowercase().contains("total"))
+            .and_then(|l| {
+                l.split(|c: char| !c.is_ascii_digit())
+                    .find(|t| !t.is_empty())
+            })
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no total in chaos stats: {stats}"))
+    }
+}
+
+impl Drop for Chaos {
+    fn drop(&mut self) {
+        Self::awsim(&["clear"]);
+    }
+}
+
+#[tokio::test]
+async fn fleet_of_200_rotates_through_throttling_and_latency_and_one_broken_secret_fails_alone() {
+    let bed = TestBed::connect().await;
+    let mut fleet = Vec::new();
+    for _ in 0..200 {
+        fleet.push(bed.seed("fleet", json!({})).await);
+    }
+    let broken = bed
+        .create_secret(
+            &format!("dkim/broken-{}", uuid::Uuid::new_v4().simple()),
+            "not json",
+        )
+        .await;
+    let mut ids: Vec<String> = fleet.iter().map(|s| s.arn.clone()).collect();
+    ids.insert(100, broken.clone());
+    let rotator = rotator(&bed, "rfc2136", |s| s.fleet.max_concurrency = 8).await;
+
+    let chaos = Chaos::throttle_ses("0.05");
+    let started = Instant::now();
+    let summary = rotator
+        .scheduled(&run_for(&ids, false), None)
+        .await
+        .unwrap();
+    let wall = started.elapsed();
+    let throttled = chaos.injected();
+    drop(chaos);
+    eprintln!(
+        "fleet: {} identities in {:.1} s at concurrency 8; {throttled} injected 429s absorbed by retries",
+        ids.len(),
+        wall.as_secs_f64()
+    );
+
+    assert_eq!(summary.identities.len(), 201, "none lost");
+    assert_eq!(
+        summary.counts.get(&Action::Rotated),
+        Some(&200),
+        "{:?}",
+        summary.counts
+    );
+    assert_eq!(summary.counts.get(&Action::Failed), Some(&1));
+    let failed = &summary.identities[100];
+    assert_eq!(failed.secret_id, broken);
+    assert_eq!(failed.error_type.as_deref(), Some("CorruptSecret"));
+    assert!(throttled > 0, "the chaos rule injected nothing");
+    for (seeded, report) in fleet
+        .iter()
+        .zip(summary.identities.iter().filter(|r| r.secret_id != broken))
+    {
+        assert_eq!(report.secret_id, seeded.arn, "order kept");
+        let current = bed.secret_json(&seeded.arn, "AWSCURRENT").await;
+        assert_eq!(report.selector.as_deref(), current["selector"].as_str());
+        assert_eq!(
+            bed.ses_selector(&seeded.domain).await.as_deref(),
+            current["selector"].as_str()
+        );
+        bed.assert_invariant(&seeded.domain, &seeded.arn).await;
+    }
+
+    // The run's EMF lines parse and carry what happened.
+    let lines = metrics::fleet_lines("SesDkimRotator", 1_800_000_000_000, &summary);
+    let counts: Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(counts["Rotations"], 200);
+    assert_eq!(counts["Failures"], 1);
+    for line in &lines {
+        let v: Value = serde_json::from_str(line).expect("EMF line is JSON");
+        let directive = &v["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], "SesDkimRotator");
+        for dims in directive["Dimensions"].as_array().unwrap() {
+            for dim in dims.as_array().unwrap() {
+                assert!(v[dim.as_str().unwrap()].is_string(), "{line}");
+            }
+        }
+        for metric in directive["Metrics"].as_array().unwrap() {
+            assert!(v[metric["Name"].as_str().unwrap()].is_number(), "{line}");
+        }
+    }
+    assert_eq!(
+        lines.len(),
+        1 + 200,
+        "one key-age line per rotated identity"
+    );
+
+    // A second run finds nothing due: all skipped, nothing rotated twice.
+    let again = rotator
+        .scheduled(&run_for(&ids[..20], false), None)
+        .await
+        .unwrap();
+    assert!(
+        again.identities.iter().all(|r| matches!(
+            r.action,
+            Action::Skipped | Action::Confirmed | Action::Failed
+        )),
+        "{:?}",
+        again.counts
+    );
+}
+
+#[tokio::test]
+async fn a_short_deadline_defers_the_rest_and_the_next_run_finishes_them() {
+    let bed = TestBed::connect().await;
+    let mut fleet = Vec::new();
+    for _ in 0..12 {
+        fleet.push(bed.seed("deadline", json!({})).await);
+    }
+    let ids: Vec<String> = fleet.iter().map(|s| s.arn.clone()).collect();
+    let rotator = rotator(&bed, "rfc2136", |s| {
+        s.fleet.max_concurrency = 1;
+        s.fleet.identity_budget = Duration::from_millis(1500);
+    })
+    .await;
+    let deadline = time::OffsetDateTime::now_utc() + time::Duration::milliseconds(2000);
+    let first = rotator
+        .scheduled(&run_for(&ids, false), Some(deadline))
+        .await
+        .unwrap();
+    let deferred = first.counts.get(&Action::Deferred).copied().unwrap_or(0);
+    let rotated = first.counts.get(&Action::Rotated).copied().unwrap_or(0);
+    assert!(deferred > 0 && rotated > 0, "{:?}", first.counts);
+    assert_eq!(deferred + rotated, 12, "{:?}", first.counts);
+
+    let second = rotator
+        .scheduled(&run_for(&ids, false), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        second.counts.get(&Action::Rotated).copied().unwrap_or(0),
+        deferred,
+        "{:?}",
+        second.counts
+    );
+    for seeded in &fleet {
+        let current = bed.secret_json(&seeded.arn, "AWSCURRENT").await;
+        assert!(current["selector"].is_string());
+        assert!(
+            current.get("previous_selector").is_none(),
+            "rotated twice: {current}"
+        );
+        bed.assert_invariant(&seeded.domain, &seeded.arn).await;
+    }
+}
+
+#[tokio::test]
+async fn tag_discovery_pages_through_list_secrets_and_keeps_only_the_pair() {
+    let bed = TestBed::connect().await;
+    let key = format!(
+        "dkim-fleet-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let mut expected = HashSet::new();
+    for i in 0..130 {
+        let name = format!("dkim/tagged-{key}-{i}");
+        let arn = bed.create_secret(&name, "{}").await;
+        let value = match i % 13 {
+            0 => "other",
+            _ => "managed",
+        };
+        bed.secrets
+            .tag_resource()
+            .secret_id(&arn)
+            .tags(
+                aws_sdk_secretsmanager::types::Tag::builder()
+                    .key(&key)
+                    .value(value)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        if value == "managed" {
+            expected.insert(arn);
+        }
+    }
+    let extra = bed.create_secret(&format!("dkim/listed-{key}"), "{}").await;
+    let rotator = rotator(&bed, "hint", |s| {
+        s.fleet.secret_tag = Some((key.clone(), "managed".into()));
+        s.fleet.secret_ids = vec![extra.clone()];
+    })
+    .await;
+    let found = rotator
+        .managed_secrets(&ScheduledRun::default())
+        .await
+        .unwrap();
+    let found_set: HashSet<String> = found.iter().cloned().collect();
+    assert_eq!(found.len(), found_set.len(), "duplicates");
+    assert!(found_set.contains(&extra));
+    expected.insert(extra);
+    assert_eq!(
+        found_set, expected,
+        "120 tagged managed (more than one page) + the listed one"
+    );
+    assert_eq!(expected.len(), 121);
+}
+
+#[tokio::test]
+async fn a_secret_rotated_by_secrets_manager_is_never_rotated_by_the_schedule() {
+    let bed = TestBed::connect().await;
+    let seeded = bed.seed("guard", json!({})).await;
+    let token = bed.start_rotation(&seeded.arn).await; // rotation enabled, AWSPENDING staged
+    let rotator = rotator(&bed, "rfc2136", |_| {}).await;
+    let summary = rotator
+        .scheduled(&run_for(std::slice::from_ref(&seeded.arn), true), None)
+        .await
+        .unwrap();
+    let report = &summary.identities[0];
+    assert!(
+        !matches!(report.action, Action::Rotated | Action::Resumed),
+        "{report:?}"
+    );
+    assert!(
+        report
+            .detail
+            .as_deref()
+            .unwrap_or("")
+            .contains("Secrets Manager rotation is enabled")
+    );
+    assert!(
+        !bed.has_value(&seeded.arn, &token).await,
+        "the schedule touched Secrets Manager's rotation"
+    );
+    assert_ne!(
+        bed.ses_dkim(&seeded.domain).await.origin.as_deref(),
+        Some("EXTERNAL")
+    );
+}
+
+#[tokio::test]
+async fn notifications_reach_an_sns_topic_with_readable_text_and_attributes() {
+    let bed = TestBed::connect().await;
+    let config = bed.aws_config().await;
+    let sns = aws_sdk_sns::Client::new(&config);
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let name = format!("dkim-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let topic = sns
+        .create_topic()
+        .name(&name)
+        .send()
+        .await
+        .unwrap()
+        .topic_arn()
+        .unwrap()
+        .to_owned();
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(&name)
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned();
+    let queue_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes()
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    sns.subscribe()
+        .topic_arn(&topic)
+        .protocol("sqs")
+        .endpoint(&queue_arn)
+        .send()
+        .await
+        .unwrap();
+
+    let ok = bed.seed("notify", json!({})).await;
+    let waiting = bed.seed("notifyhint", json!({})).await;
+    let broken = bed
+        .create_secret(&format!("dkim/broken-{name}"), "[]")
+        .await;
+    let notify = |s: &mut Settings| s.fleet.notify_topic_arn = Some(topic.clone());
+    let dns_rotator = rotator(&bed, "rfc2136", notify).await;
+    dns_rotator
+        .scheduled(&run_for(&[ok.arn.clone(), broken.clone()], false), None)
+        .await
+        .unwrap();
+    let hint_rotator = rotator(&bed, "hint", |s| {
+        s.fleet.notify_topic_arn = Some(topic.clone())
+    })
+    .await;
+    let waited = hint_rotator
+        .scheduled(&run_for(std::slice::from_ref(&waiting.arn), false), None)
+        .await
+        .unwrap();
+    assert_eq!(waited.identities[0].action, Action::WaitingForDns);
+
+    let mut by_kind: BTreeMap<String, Value> = BTreeMap::new();
+    for _ in 0..20 {
+        let out = sqs
+            .receive_message()
+            .queue_url(&queue_url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap();
+        for message in out.messages() {
+            let envelope: Value = serde_json::from_str(message.body().unwrap()).unwrap();
+            let kind = envelope["MessageAttributes"]["kind"]["Value"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            by_kind.insert(kind, envelope);
+        }
+        if by_kind.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let kinds: Vec<&str> = by_kind.keys().map(String::as_str).collect();
+    assert_eq!(
+        kinds,
+        ["failure", "record_to_add", "rotation_completed"],
+        "{by_kind:?}"
+    );
+    let done = &by_kind["rotation_completed"];
+    assert!(done["Subject"].as_str().unwrap().contains(&ok.domain));
+    assert_eq!(
+        done["MessageAttributes"]["identity"]["Value"],
+        ok.domain.as_str()
+    );
+    let add = &by_kind["record_to_add"];
+    assert!(
+        add["Message"].as_str().unwrap().contains("_domainkey."),
+        "{add}"
+    );
+    assert!(
+        add["MessageAttributes"]["dns_value"]["Value"]
+            .as_str()
+            .unwrap()
+            .starts_with("v=DKIM1")
+    );
+    let failure = &by_kind["failure"];
+    assert_eq!(
+        failure["MessageAttributes"]["error_type"]["Value"],
+        "CorruptSecret"
+    );
+    // Never key material.
+    for envelope in by_kind.values() {
+        assert!(!envelope.to_string().contains("private_key"));
+    }
+    let private = bed.try_secret_json(&ok.arn, "AWSCURRENT").await.unwrap()["private_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        by_kind
+            .values()
+            .all(|e| !e.to_string().contains(&private[..40]))
+    );
+}
+
+fn cli(vars: &std::collections::HashMap<String, String>, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_dkim-rotator"))
+        .envs(vars)
+        .args(args)
+        .output()
+        .expect("dkim-rotator");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn cli_keygen_works_offline() {
+    let out = Command::new(env!("CARGO_BIN_EXE_dkim-rotator"))
+        .env_clear()
+        .args([
+            "--json",
+            "keygen",
+            "--bits",
+            "2048",
+            "--domain",
+            "example.com",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let key = DkimKeyPair::from_private_key(&SecretText::new(v["private_key"].as_str().unwrap()))
+        .unwrap();
+    assert_eq!(v["dns_value"], key.txt_value());
+    assert_eq!(v["key_bits"], 2048);
+    assert!(
+        v["dns_name"]
+            .as_str()
+            .unwrap()
+            .ends_with("._domainkey.example.com")
+    );
+    assert_eq!(split_txt_strings(&key.txt_value()).len(), 2);
+
+    let text = Command::new(env!("CARGO_BIN_EXE_dkim-rotator"))
+        .env_clear()
+        .args(["keygen", "--domain", "example.com"])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8(text.stdout).unwrap();
+    assert!(
+        shown.contains("._domainkey.example.com TXT \"v=DKIM1; k=rsa; p="),
+        "{shown}"
+    );
+
+    let bad = Command::new(env!("CARGO_BIN_EXE_dkim-rotator"))
+        .env_clear()
+        .args(["keygen", "--bits", "4096", "--domain", "example.com"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("1024 or 2048"));
+}
+
+#[tokio::test]
+async fn cli_status_plan_rotate_and_rollback_against_the_emulators() {
+    let bed = TestBed::connect().await;
+    let seeded = bed.seed("cli", json!({})).await;
+    let mut vars = bed.settings_vars("rfc2136").await;
+    for key in [
+        "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+        "AWS_ENDPOINT_URL_SESV2",
+        "AWS_ENDPOINT_URL_ROUTE_53",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_REGION",
+        "AWS_EC2_METADATA_DISABLED",
+        "PATH",
+    ] {
+        vars.insert(key.into(), std::env::var(key).unwrap());
+    }
+    vars.insert("DKIM_SECRET_IDS".into(), seeded.arn.clone());
+
+    // plan: the never-rotated secret would be rotated; nothing changes.
+    let (code, out, err) = cli(&vars, &["--json", "plan"]);
+    assert_eq!(code, 0, "{err}");
+    let plan: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(plan["identities"][0]["action"], "rotated");
+    assert_eq!(plan["identities"][0]["planned"], true);
+    assert!(
+        bed.try_secret_json(&seeded.arn, "AWSCURRENT")
+            .await
+            .unwrap()
+            .get("selector")
+            .is_none()
+    );
+
+    // rotate twice (forced), then status shows both selectors published.
+    for _ in 0..2 {
+        let (code, out, err) = cli(&vars, &["rotate", "--secret-id", &seeded.arn, "--force"]);
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(out.contains("rotated"), "{out}");
+        bed.assert_invariant(&seeded.domain, &seeded.arn).await;
+    }
+    let current = bed.secret_json(&seeded.arn, "AWSCURRENT").await;
+    let previous = current["previous_selector"].as_str().unwrap().to_owned();
+    let (code, out, err) = cli(&vars, &["--json", "status"]);
+    assert_eq!(code, 0, "{err}");
+    let status: Value = serde_json::from_str(&out).unwrap();
+    let row = &status[0]["status"];
+    assert_eq!(row["identity"], seeded.domain.as_str());
+    assert_eq!(row["ses_origin"], "EXTERNAL");
+    assert_eq!(row["current_selector"], current["selector"]);
+    assert_eq!(row["current_dns"], "published");
+    assert_eq!(row["previous_dns"], "published");
+    let (code, table, _) = cli(&vars, &["status"]);
+    assert_eq!(code, 0);
+    assert!(
+        table.contains(&seeded.domain) && table.contains("published"),
+        "{table}"
+    );
+
+    // rollback: SES and AWSCURRENT go back to the previous selector.
+    let (code, out, err) = cli(&vars, &["rollback", "--secret-id", &seeded.arn]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        bed.ses_selector(&seeded.domain).await.as_deref(),
+        Some(previous.as_str())
+    );
+    assert_eq!(
+        bed.secret_json(&seeded.arn, "AWSCURRENT").await["selector"],
+        previous.as_str()
+    );
+    bed.assert_invariant(&seeded.domain, &seeded.arn).await;
+
+    // Rolling back again would return to the newer key; with its record gone, it refuses.
+    let now_previous = bed.secret_json(&seeded.arn, "AWSPREVIOUS").await;
+    assert_eq!(now_previous["selector"], current["selector"]);
+    let name = current["dns_name"].as_str().unwrap();
+    dns_delete_txt(name);
+    let (code, _, err) = cli(&vars, &["rollback", "--secret-id", &seeded.arn]);
+    assert_eq!(code, 1);
+    assert!(err.contains("DnsNotVerified"), "{err}");
+    assert_eq!(
+        bed.ses_selector(&seeded.domain).await.as_deref(),
+        Some(previous.as_str())
+    );
+
+    // configuration errors exit 3 and name the variable.
+    let mut bad = vars.clone();
+    bad.insert("DKIM_KEY_BITS".into(), "4096".into());
+    let (code, _, err) = cli(&bad, &["status"]);
+    assert_eq!(code, 3);
+    assert!(err.contains("DKIM_KEY_BITS"), "{err}");
+}
