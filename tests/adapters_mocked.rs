@@ -54,7 +54,7 @@ async fn ses_put_sends_external_origin_selector_and_bare_key() {
         })
         .then_output(|| PutEmailIdentityDkimSigningAttributesOutput::builder().build());
     let ses = SesV2Signing::new(mock_client!(aws_sdk_sesv2, [&put]));
-    ses.sign_with_external_key(DOMAIN, "ses-20261126-abcd", key.private_key())
+    ses.sign_with_external_key(DOMAIN, None, "ses-20261126-abcd", key.private_key())
         .await
         .unwrap();
     assert_eq!(put.num_calls(), 1);
@@ -70,7 +70,7 @@ async fn ses_errors_are_classified() {
         )
     });
     let ses = SesV2Signing::new(mock_client!(aws_sdk_sesv2, [&missing]));
-    assert_eq!(ses.dkim_state(DOMAIN).await.unwrap(), None);
+    assert_eq!(ses.dkim_state(DOMAIN, None).await.unwrap(), None);
 
     let throttled = mock!(aws_sdk_sesv2::Client::put_email_identity_dkim_signing_attributes)
         .then_error(|| {
@@ -86,7 +86,7 @@ async fn ses_errors_are_classified() {
         [&throttled]
     ));
     let err = ses
-        .sign_with_external_key(DOMAIN, "s1", &SecretText::new("AAAA"))
+        .sign_with_external_key(DOMAIN, None, "s1", &SecretText::new("AAAA"))
         .await
         .unwrap_err();
     assert_eq!(err.kind, FailureKind::Throttled);
@@ -103,7 +103,7 @@ async fn ses_errors_are_classified() {
         });
     let ses = SesV2Signing::new(mock_client!(aws_sdk_sesv2, [&bad]));
     let err = ses
-        .sign_with_external_key(DOMAIN, "s1", &SecretText::new("AAAA"))
+        .sign_with_external_key(DOMAIN, None, "s1", &SecretText::new("AAAA"))
         .await
         .unwrap_err();
     assert_eq!(err.kind, FailureKind::InvalidRequest);

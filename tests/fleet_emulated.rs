@@ -598,3 +598,63 @@ async fn cli_status_plan_rotate_and_rollback_against_the_emulators() {
     assert_eq!(code, 3);
     assert!(err.contains("DKIM_KEY_BITS"), "{err}");
 }
+
+#[tokio::test]
+async fn a_secret_region_selects_the_ses_region_of_its_identity() {
+    let bed = TestBed::connect().await;
+    let config = bed.aws_config().await;
+    let eu = aws_sdk_sesv2::Client::from_conf(
+        aws_sdk_sesv2::config::Builder::from(&config)
+            .region(aws_sdk_sesv2::config::Region::new("eu-west-1"))
+            .build(),
+    );
+    let domain = unique_domain("region");
+    eu.create_email_identity()
+        .email_identity(&domain)
+        .send()
+        .await
+        .unwrap();
+    let arn = bed
+        .create_secret(
+            &format!("dkim/{domain}"),
+            &json!({"identity": domain, "region": "eu-west-1"}).to_string(),
+        )
+        .await;
+    let rotator = rotator(&bed, "rfc2136", |_| {}).await;
+    let summary = rotator
+        .scheduled(&run_for(std::slice::from_ref(&arn), false), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        summary.identities[0].action,
+        Action::Rotated,
+        "{:?}",
+        summary.identities[0]
+    );
+    let dkim = eu
+        .get_email_identity()
+        .email_identity(&domain)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        dkim.dkim_attributes()
+            .unwrap()
+            .signing_attributes_origin()
+            .map(|o| o.as_str()),
+        Some("EXTERNAL")
+    );
+    // The function's own region has no such identity: the region field was what found it.
+    assert!(
+        bed.ses
+            .get_email_identity()
+            .email_identity(&domain)
+            .send()
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        bed.secret_json(&arn, "AWSCURRENT").await["region"],
+        "eu-west-1"
+    );
+}

@@ -1,6 +1,10 @@
 //! [`DkimSigningService`] over the AWS SDK's SESv2 client.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use aws_sdk_sesv2::Client;
+use aws_sdk_sesv2::config::Region;
 use aws_sdk_sesv2::types::{DkimSigningAttributes, DkimSigningAttributesOrigin};
 
 use super::port_error;
@@ -26,23 +30,54 @@ macro_rules! ses_failure_kind {
     }};
 }
 
-/// SESv2 through the SDK.
+/// SESv2 through the SDK; one client per region, made on first use.
 #[derive(Debug, Clone)]
 pub struct SesV2Signing {
     client: Client,
+    regional: Arc<Mutex<HashMap<String, Client>>>,
 }
 
 impl SesV2Signing {
-    /// Wraps a configured client.
+    /// Wraps a configured client (the function's own region).
     pub fn new(client: Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            regional: Arc::default(),
+        }
+    }
+
+    /// The client for `region` (DKIM is per region: a secret's `region` selects it).
+    fn client_for(&self, region: Option<&str>) -> Client {
+        let Some(region) = region else {
+            return self.client.clone();
+        };
+        if self.client.config().region().map(|r| r.as_ref()) == Some(region) {
+            return self.client.clone();
+        }
+        let mut regional = self.regional.lock().expect("region map lock");
+        regional
+            .entry(region.to_owned())
+            .or_insert_with(|| {
+                let config = self
+                    .client
+                    .config()
+                    .to_builder()
+                    .region(Region::new(region.to_owned()))
+                    .build();
+                Client::from_conf(config)
+            })
+            .clone()
     }
 }
 
 impl DkimSigningService for SesV2Signing {
-    async fn dkim_state(&self, identity: &str) -> Result<Option<SesDkimState>, PortError> {
+    async fn dkim_state(
+        &self,
+        identity: &str,
+        region: Option<&str>,
+    ) -> Result<Option<SesDkimState>, PortError> {
         let out = match self
-            .client
+            .client_for(region)
             .get_email_identity()
             .email_identity(identity)
             .send()
@@ -74,6 +109,7 @@ impl DkimSigningService for SesV2Signing {
     async fn sign_with_external_key(
         &self,
         identity: &str,
+        region: Option<&str>,
         selector: &str,
         private_key: &SecretText,
     ) -> Result<(), PortError> {
@@ -81,7 +117,7 @@ impl DkimSigningService for SesV2Signing {
             .domain_signing_selector(selector)
             .domain_signing_private_key(private_key.expose())
             .build();
-        self.client
+        self.client_for(region)
             .put_email_identity_dkim_signing_attributes()
             .email_identity(identity)
             .signing_attributes_origin(DkimSigningAttributesOrigin::External)

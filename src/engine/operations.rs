@@ -132,6 +132,7 @@ where
         self.ses
             .sign_with_external_key(
                 previous.identity.as_str(),
+                previous.region.as_deref(),
                 key.selector.as_str(),
                 key.key.private_key(),
             )

@@ -206,16 +206,19 @@ impl fmt::Display for SesDkimState {
 
 /// The parts of SESv2 a rotation uses.
 pub trait DkimSigningService: Send + Sync {
-    /// `GetEmailIdentity`; `Ok(None)` when the identity does not exist.
+    /// `GetEmailIdentity` in `region` (`None` = the function's own); `Ok(None)` when the
+    /// identity does not exist there.
     fn dkim_state(
         &self,
         identity: &str,
+        region: Option<&str>,
     ) -> impl Future<Output = Result<Option<SesDkimState>, PortError>> + Send;
 
     /// `PutEmailIdentityDkimSigningAttributes` with `SigningAttributesOrigin=EXTERNAL`.
     fn sign_with_external_key(
         &self,
         identity: &str,
+        region: Option<&str>,
         selector: &str,
         private_key: &SecretText,
     ) -> impl Future<Output = Result<(), PortError>> + Send;

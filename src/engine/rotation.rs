@@ -434,7 +434,7 @@ where
             .map_err(RotatorError::IdentityNotAllowed)?;
         let state = self
             .ses
-            .dkim_state(current.identity.as_str())
+            .dkim_state(current.identity.as_str(), current.region.as_deref())
             .await?
             .ok_or_else(|| RotatorError::IdentityNotInSes {
                 identity: current.identity.to_string(),
@@ -823,6 +823,7 @@ where
         Self::check_same_identity(request, &current, &pending)?;
         Self::check_pending_is_new(request, &current, &pending)?;
         let identity = pending.doc.identity.as_str();
+        let region = pending.doc.region.as_deref();
         let selector = pending.key.selector.as_str();
 
         let mut dns_check = None;
@@ -832,7 +833,7 @@ where
             // Never point SES at a selector DNS does not serve.
             dns_check = self.verify_published(request, &pending).await?;
             self.ses
-                .sign_with_external_key(identity, selector, pending.key.key.private_key())
+                .sign_with_external_key(identity, region, selector, pending.key.key.private_key())
                 .await?;
             tracing::info!(
                 secret_id = %request.secret_id,
@@ -842,7 +843,11 @@ where
             );
             Outcome::SesSwitched
         };
-        let after = self.ses.dkim_state(identity).await?.unwrap_or_default();
+        let after = self
+            .ses
+            .dkim_state(identity, region)
+            .await?
+            .unwrap_or_default();
         if after.status.as_deref() == Some("FAILED") {
             return Err(self.roll_back(&current, &pending, &after).await);
         }
@@ -885,6 +890,7 @@ where
                 .ses
                 .sign_with_external_key(
                     identity,
+                    current.region.as_deref(),
                     previous.selector.as_str(),
                     previous.key.private_key(),
                 )

@@ -24,7 +24,8 @@ use super::selector::Selector;
 use crate::secret_text::SecretText;
 
 /// Field names this crate owns; everything else is kept as it is.
-const OWNED_FIELDS: [&str; 10] = [
+const OWNED_FIELDS: [&str; 11] = [
+    "region",
     "identity",
     "selector",
     "private_key",
@@ -69,6 +70,8 @@ pub struct DkimSecret {
     pub key: Option<PublishedKey>,
     /// The selector the key before this one used.
     pub previous_selector: Option<Selector>,
+    /// The SES region of the identity, when not the function's own (DKIM is per region).
+    pub region: Option<String>,
     /// Fields this crate does not own, kept verbatim.
     pub extra: Map<String, Value>,
 }
@@ -80,6 +83,7 @@ impl fmt::Debug for DkimSecret {
             .field("identity", &self.identity)
             .field("key", &self.key)
             .field("previous_selector", &self.previous_selector)
+            .field("region", &self.region)
             .field("extra_fields", &self.extra.keys().collect::<Vec<_>>())
             .finish()
     }
@@ -116,6 +120,22 @@ impl DkimSecret {
             .map(|s| Selector::parse(s).map_err(|e| format!("field `previous_selector`: {e}")))
             .transpose()?;
         let key = Self::parse_key(&map, &identity)?;
+        let region = optional_str(&map, "region")?
+            .map(|r| {
+                let ok = r.len() <= 32
+                    && r.split('-').count() >= 3
+                    && r.split('-').all(|p| {
+                        !p.is_empty()
+                            && p.bytes()
+                                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                    });
+                if ok {
+                    Ok(r.to_owned())
+                } else {
+                    Err("field `region` is not an AWS region such as eu-west-1".to_owned())
+                }
+            })
+            .transpose()?;
         let extra = map
             .into_iter()
             .filter(|(k, _)| !OWNED_FIELDS.contains(&k.as_str()))
@@ -124,6 +144,7 @@ impl DkimSecret {
             identity,
             key,
             previous_selector,
+            region,
             extra,
         })
     }
@@ -195,6 +216,7 @@ impl DkimSecret {
         Self {
             identity: self.identity.clone(),
             previous_selector: self.key.as_ref().map(|k| k.selector.clone()),
+            region: self.region.clone(),
             key: Some(key),
             extra: self.extra.clone(),
         }
@@ -220,6 +242,9 @@ impl DkimSecret {
         }
         if let Some(previous) = &self.previous_selector {
             map.insert("previous_selector".into(), previous.as_str().into());
+        }
+        if let Some(region) = &self.region {
+            map.insert("region".into(), region.as_str().into());
         }
         SecretText::new(Value::Object(map).to_string())
     }
@@ -300,6 +325,7 @@ mod tests {
             ),
             (with("selector", "bad_selector".into()), "field `selector`"),
             (with("private_key", Value::Null), "`private_key` is missing"),
+            (with("region", "Mars".into()), "AWS region"),
         ];
         for (text, hint) in cases {
             let err = DkimSecret::parse(&text).unwrap_err();
