@@ -1,0 +1,331 @@
+//! Crash at every point: a rotation is stopped right after each external call (the call's
+//! effect lands, then an injected abort), the step is run again, and the end state must be the
+//! one an uninterrupted rotation reaches. The list of calls is pinned below, so a new call
+//! cannot slip in untested.
+
+mod common;
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::*;
+use serde_json::json;
+use ses_dkim_rotator::adapters::clock::SystemClock;
+use ses_dkim_rotator::adapters::dns_lookup::{HickoryTxtLookup, LookupServers};
+use ses_dkim_rotator::adapters::dns_publisher::ConfiguredPublisher;
+use ses_dkim_rotator::adapters::rfc2136::Rfc2136Publisher;
+use ses_dkim_rotator::adapters::secrets_manager::SecretsManagerStore;
+use ses_dkim_rotator::adapters::sesv2::SesV2Signing;
+use ses_dkim_rotator::engine::ports::{
+    DkimSigningService, DnsPublisher, DnsTxtLookup, FailureKind, LookupFailure, PortError,
+    PublishMode, SecretDescription, SecretStore, ServerAnswer, SesDkimState, StoredVersion,
+    TxtRecord, VersionInfo, VersionRef,
+};
+use ses_dkim_rotator::engine::rotation::{Ports, RotationEngine, Step};
+use ses_dkim_rotator::secret_text::SecretText;
+
+/// Every external call of one uninterrupted rotation (first rotation of a secret), in order.
+const EXPECTED_CALLS: &[&str] = &[
+    // createSecret
+    "DescribeSecret",
+    "GetSecretValue",
+    "GetEmailIdentity",
+    "GetSecretValue",
+    "ListSecretVersionIds",
+    "PutSecretValue",
+    // setSecret
+    "DescribeSecret",
+    "GetSecretValue",
+    "DnsUpdate",
+    // testSecret
+    "DescribeSecret",
+    "GetSecretValue",
+    "GetEmailIdentity",
+    "GetSecretValue",
+    "DnsQuery",
+    // finishSecret
+    "DescribeSecret",
+    "GetSecretValue",
+    "GetEmailIdentity",
+    "GetSecretValue",
+    "DnsQuery",
+    "PutEmailIdentityDkimSigningAttributes",
+    "GetEmailIdentity",
+    "UpdateSecretVersionStage",
+    "UpdateSecretVersionStage",
+    "TagResource",
+];
+
+/// Records each call and aborts right after call number `abort_after` (1-based).
+#[derive(Default)]
+struct Recorder {
+    calls: Mutex<Vec<&'static str>>,
+    count: AtomicUsize,
+    abort_after: Option<usize>,
+}
+
+impl Recorder {
+    fn after(&self, name: &'static str) -> bool {
+        self.calls.lock().unwrap().push(name);
+        let n = self.count.fetch_add(1, Ordering::SeqCst) + 1;
+        self.abort_after == Some(n)
+    }
+
+    fn port<T>(&self, name: &'static str, result: Result<T, PortError>) -> Result<T, PortError> {
+        if self.after(name) {
+            return Err(PortError {
+                service: "injected",
+                operation: name,
+                kind: FailureKind::Unavailable,
+                message: format!("injected abort right after {name}"),
+            });
+        }
+        result
+    }
+}
+
+struct Crashing<'r, P> {
+    inner: P,
+    rec: &'r Recorder,
+}
+
+impl<S: SecretStore> SecretStore for Crashing<'_, S> {
+    async fn describe(&self, id: &str) -> Result<SecretDescription, PortError> {
+        self.rec
+            .port("DescribeSecret", self.inner.describe(id).await)
+    }
+    async fn read(&self, id: &str, v: VersionRef<'_>) -> Result<Option<StoredVersion>, PortError> {
+        self.rec
+            .port("GetSecretValue", self.inner.read(id, v).await)
+    }
+    async fn put_pending(
+        &self,
+        id: &str,
+        token: &str,
+        value: &SecretText,
+        rotation_token: Option<&SecretText>,
+    ) -> Result<(), PortError> {
+        let r = self
+            .inner
+            .put_pending(id, token, value, rotation_token)
+            .await;
+        self.rec.port("PutSecretValue", r)
+    }
+    async fn promote(&self, id: &str, to: &str, from: Option<&str>) -> Result<(), PortError> {
+        self.rec.port(
+            "UpdateSecretVersionStage",
+            self.inner.promote(id, to, from).await,
+        )
+    }
+    async fn list_versions(&self, id: &str) -> Result<Vec<VersionInfo>, PortError> {
+        self.rec
+            .port("ListSecretVersionIds", self.inner.list_versions(id).await)
+    }
+    async fn list_tagged(&self, key: &str, value: &str) -> Result<Vec<String>, PortError> {
+        self.rec
+            .port("ListSecrets", self.inner.list_tagged(key, value).await)
+    }
+    async fn set_tags(&self, id: &str, tags: &[(&str, &str)]) -> Result<(), PortError> {
+        self.rec
+            .port("TagResource", self.inner.set_tags(id, tags).await)
+    }
+    async fn clear_pending(&self, id: &str, version: &str) -> Result<(), PortError> {
+        self.rec.port(
+            "UpdateSecretVersionStage",
+            self.inner.clear_pending(id, version).await,
+        )
+    }
+}
+
+impl<E: DkimSigningService> DkimSigningService for Crashing<'_, E> {
+    async fn dkim_state(
+        &self,
+        identity: &str,
+        region: Option<&str>,
+    ) -> Result<Option<SesDkimState>, PortError> {
+        self.rec.port(
+            "GetEmailIdentity",
+            self.inner.dkim_state(identity, region).await,
+        )
+    }
+    async fn sign_with_external_key(
+        &self,
+        identity: &str,
+        region: Option<&str>,
+        selector: &str,
+        key: &SecretText,
+    ) -> Result<(), PortError> {
+        let r = self
+            .inner
+            .sign_with_external_key(identity, region, selector, key)
+            .await;
+        self.rec.port("PutEmailIdentityDkimSigningAttributes", r)
+    }
+}
+
+impl<D: DnsPublisher> DnsPublisher for Crashing<'_, D> {
+    fn mode(&self) -> PublishMode {
+        self.inner.mode()
+    }
+    async fn upsert_txt(
+        &self,
+        record: TxtRecord<'_>,
+        deadline: Option<time::OffsetDateTime>,
+    ) -> Result<(), PortError> {
+        self.rec
+            .port("DnsUpdate", self.inner.upsert_txt(record, deadline).await)
+    }
+    async fn delete_txt(&self, record: TxtRecord<'_>) -> Result<(), PortError> {
+        self.rec
+            .port("DnsUpdate", self.inner.delete_txt(record).await)
+    }
+}
+
+impl<L: DnsTxtLookup> DnsTxtLookup for Crashing<'_, L> {
+    async fn lookup_txt(
+        &self,
+        identity: &str,
+        name: &str,
+    ) -> Result<Vec<ServerAnswer>, LookupFailure> {
+        let result = self.inner.lookup_txt(identity, name).await;
+        if self.rec.after("DnsQuery") {
+            return Err(LookupFailure {
+                server: "injected".into(),
+                reason: "injected abort right after DnsQuery".into(),
+            });
+        }
+        result
+    }
+}
+
+async fn crashing_engine<'r>(
+    bed: &TestBed,
+    rec: &'r Recorder,
+    tsig_secret: &str,
+) -> RotationEngine<
+    Crashing<'r, SecretsManagerStore>,
+    Crashing<'r, SesV2Signing>,
+    Crashing<'r, ConfiguredPublisher>,
+    Crashing<'r, HickoryTxtLookup>,
+    SystemClock,
+> {
+    let server = dns_server().parse().unwrap();
+    RotationEngine::new(
+        Ports {
+            secrets: Crashing {
+                inner: SecretsManagerStore::new(bed.secrets.clone()),
+                rec,
+            },
+            ses: Crashing {
+                inner: SesV2Signing::new(bed.ses.clone()),
+                rec,
+            },
+            dns: Crashing {
+                inner: ConfiguredPublisher::Rfc2136(Rfc2136Publisher::new(
+                    server,
+                    Some(ZONE.to_owned()),
+                    60,
+                    Some(tsig_secret.to_owned()),
+                    SecretsManagerStore::new(bed.secrets.clone()),
+                )),
+                rec,
+            },
+            lookup: Crashing {
+                inner: HickoryTxtLookup::new(
+                    LookupServers::Fixed(vec![server]),
+                    std::time::Duration::from_secs(3),
+                ),
+                rec,
+            },
+            clock: SystemClock,
+        },
+        allow_all(),
+    )
+}
+
+/// Runs the four steps; on an (injected) failure, runs that step again, as Secrets Manager
+/// retries, without aborts. Checks the end state; returns the calls made before any retry.
+async fn rotate_with_crash(
+    bed: &TestBed,
+    seeded: &Seeded,
+    abort_after: Option<usize>,
+    tsig: &str,
+) -> Vec<&'static str> {
+    let token = bed.start_rotation(&seeded.arn).await;
+    let crashing = Recorder {
+        abort_after,
+        ..Recorder::default()
+    };
+    let clean = Recorder::default();
+    let first = crashing_engine(bed, &crashing, tsig).await;
+    let retry = crashing_engine(bed, &clean, tsig).await;
+    let mut crashed = false;
+    for step in [
+        Step::CreateSecret,
+        Step::SetSecret,
+        Step::TestSecret,
+        Step::FinishSecret,
+    ] {
+        let request = request(step, &seeded.arn, &token);
+        let engine_result = if crashed {
+            retry.run_step(&request).await
+        } else {
+            first.run_step(&request).await
+        };
+        if let Err(error) = engine_result {
+            assert!(
+                abort_after.is_some(),
+                "{step} failed without an injected abort: {error}"
+            );
+            crashed = true;
+            bed.assert_invariant(&seeded.domain, &seeded.arn).await;
+            retry.run_step(&request).await.unwrap_or_else(|e| {
+                panic!("{step} retry after abort #{abort_after:?} failed: {e}")
+            });
+        }
+        bed.assert_invariant(&seeded.domain, &seeded.arn).await;
+    }
+    // Same end state as an uninterrupted rotation.
+    let stages = bed.stages(&seeded.arn).await;
+    assert!(
+        stages[&token].contains(&"AWSCURRENT".to_owned()),
+        "abort #{abort_after:?}: {stages:?}"
+    );
+    assert!(
+        !stages
+            .values()
+            .any(|s| s.contains(&"AWSPENDING".to_owned()) && !s.contains(&"AWSCURRENT".to_owned())),
+        "abort #{abort_after:?}: an AWSPENDING would block the next rotation: {stages:?}"
+    );
+    let current = bed.secret_json(&seeded.arn, "AWSCURRENT").await;
+    assert_eq!(
+        bed.ses_selector(&seeded.domain).await.as_deref(),
+        current["selector"].as_str(),
+        "abort #{abort_after:?}: the key SES uses is not the one in AWSCURRENT"
+    );
+    let calls = crashing.calls.lock().unwrap().clone();
+    if let Some(point) = abort_after {
+        assert!(
+            calls.len() >= point,
+            "abort point #{point} was never reached: {calls:?}"
+        );
+    }
+    calls
+}
+
+#[tokio::test]
+async fn every_external_call_is_a_crash_point_the_rotation_recovers_from() {
+    let bed = TestBed::connect().await;
+    let tsig = bed.tsig_secret().await;
+    let reference = bed.seed("crashref", json!({})).await;
+    let calls = rotate_with_crash(&bed, &reference, None, &tsig).await;
+    assert_eq!(
+        calls, EXPECTED_CALLS,
+        "the calls of a rotation changed: update EXPECTED_CALLS (and think about each new crash point)"
+    );
+
+    for point in 1..=EXPECTED_CALLS.len() {
+        let seeded = bed.seed("crash", json!({})).await;
+        rotate_with_crash(&bed, &seeded, Some(point), &tsig).await;
+    }
+}
