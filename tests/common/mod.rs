@@ -508,8 +508,19 @@ pub async fn expect_error(
     err
 }
 
-/// A plain HTTP/1.1 GET to the emulator (test-only; the emulator does not check signatures).
+/// A plain HTTP/1.1 GET to the emulator (test-only; the emulator does not check signatures),
+/// retried while the emulator answers 429 (chaos rules).
 fn raw_get(authority: &str, path: &str) -> String {
+    for _ in 0..20 {
+        if let Some(body) = raw_get_once(authority, path) {
+            return body;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("the emulator kept answering 429 to GET {path}");
+}
+
+fn raw_get_once(authority: &str, path: &str) -> Option<String> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(authority).expect("connect to the emulator");
     write!(
@@ -520,6 +531,9 @@ fn raw_get(authority: &str, path: &str) -> String {
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
+    if head.starts_with("HTTP/1.1 429") {
+        return None;
+    }
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    body.to_owned()
+    Some(body.to_owned())
 }
