@@ -1,5 +1,5 @@
 # ses-dkim-rotator: `make test` and `make demo` do all set-up on a fresh machine.
-.PHONY: test demo tools build release lint clean
+.PHONY: test demo bench tools build release lint clean
 
 ## test: fmt, clippy, cfn-lint, unit + integration tests against local AWS stand-ins
 test:
@@ -8,6 +8,10 @@ test:
 ## demo: one real rotation through the Lambda Runtime API on the emulators
 demo:
 	DKIM_TEST_DNS_ZONE=example.com scripts/testbed.sh scripts/demo.sh
+
+## bench: performance figures (release build, emulators, one run; FLEET_BENCH_N=1000 for the full fleet)
+bench:
+	scripts/testbed.sh scripts/bench.sh
 
 ## tools: install the pinned tools the test bed needs (also done by test and demo)
 tools:

@@ -174,3 +174,43 @@ async fn fleet_of_200_rotates_through_throttling_and_latency_and_one_broken_secr
         again.counts
     );
 }
+
+/// `make bench`: wall time of a scheduled run over `FLEET_BENCH_N` identities (default 100)
+/// with 50 ms added to every SESv2 call, at concurrency 1, 4 and 16.
+#[tokio::test]
+#[ignore = "benchmark: run by `make bench`"]
+async fn fleet_scaling_benchmark() {
+    let n: usize = std::env::var("FLEET_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let bed = TestBed::connect().await;
+    Chaos::awsim(&["clear"]);
+    Chaos::awsim(&[
+        "add",
+        "--service",
+        "ses",
+        "--latency",
+        "50",
+        "--ttl-secs",
+        "3600",
+    ]);
+    let _clear = Chaos;
+    for concurrency in [1usize, 4, 16] {
+        let mut ids = Vec::new();
+        for _ in 0..n {
+            ids.push(bed.seed("bench", json!({})).await.arn);
+        }
+        let mut settings = bed.settings("rfc2136").await;
+        settings.fleet.max_concurrency = concurrency;
+        let rotator = build_rotator(&settings, &bed.aws_config().await);
+        let started = Instant::now();
+        let summary = rotator.scheduled(&run_for(&ids), None).await.unwrap();
+        let wall = started.elapsed().as_secs_f64();
+        assert_eq!(summary.counts.get(&Action::Rotated), Some(&n));
+        println!(
+            "BENCH fleet identities={n} concurrency={concurrency} wall_s={wall:.1} per_identity_ms={:.0}",
+            wall * 1000.0 / n as f64
+        );
+    }
+}

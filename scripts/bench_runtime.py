@@ -1,0 +1,109 @@
+"""A local Lambda Runtime API for `make bench`.
+
+Starts a binary with AWS_LAMBDA_RUNTIME_API pointing here, and measures:
+- cold start: from process spawn to its first `GET /runtime/invocation/next`;
+- with --events FILE (JSON list of payloads): serves them one by one, records each response,
+  and reads the process's peak RSS (VmHWM) after the last one.
+Prints one JSON line.
+"""
+import argparse
+import http.server
+import json
+import os
+import socket
+import statistics
+import subprocess
+import threading
+import time
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def run_once(binary, env, events):
+    state = {"first_poll": None, "served": 0, "responses": [], "done": threading.Event(), "hwm_kb": None}
+    proc_holder = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            if state["first_poll"] is None:
+                state["first_poll"] = time.perf_counter()
+            if state["served"] >= len(events):
+                pid = proc_holder["proc"].pid
+                with open(f"/proc/{pid}/status") as status:
+                    for line in status:
+                        if line.startswith("VmHWM:"):
+                            state["hwm_kb"] = int(line.split()[1])
+                state["done"].set()
+                time.sleep(30)  # hold the poll; the process is killed
+                return
+            payload = json.dumps(events[state["served"]]).encode()
+            self.send_response(200)
+            self.send_header("Lambda-Runtime-Aws-Request-Id", f"req-{state['served']}")
+            self.send_header("Lambda-Runtime-Deadline-Ms", str(int(time.time() * 1000) + 60000))
+            self.send_header("Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:us-east-1:123456789012:function:bench")
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+            state["served"] += 1
+
+        def do_POST(self):
+            length = int(self.headers.get("Content-Length", 0))
+            body = self.rfile.read(length)
+            state["responses"].append({"path": self.path, "body": json.loads(body or b"null")})
+            self.send_response(202)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    port = free_port()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    run_env = dict(env, AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{port}", AWS_LAMBDA_FUNCTION_NAME="bench",
+                   AWS_LAMBDA_FUNCTION_MEMORY_SIZE="256", AWS_LAMBDA_FUNCTION_VERSION="1")
+    start = time.perf_counter()
+    proc = subprocess.Popen([binary], env=run_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc_holder["proc"] = proc
+    state["done"].wait(timeout=120)
+    proc.kill()
+    proc.wait()
+    server.shutdown()
+    return {
+        "cold_start_ms": (state["first_poll"] - start) * 1000 if state["first_poll"] else None,
+        "peak_rss_mb": state["hwm_kb"] / 1024 if state["hwm_kb"] else None,
+        "responses": state["responses"],
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("binary")
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--events", help="JSON file: list of payloads to serve")
+    args = parser.parse_args()
+    events = json.load(open(args.events)) if args.events else []
+    results = [run_once(args.binary, dict(os.environ), events) for _ in range(args.runs)]
+    colds = sorted(r["cold_start_ms"] for r in results if r["cold_start_ms"] is not None)
+    out = {
+        "binary": os.path.basename(args.binary),
+        "runs": len(results),
+        "cold_start_median_ms": statistics.median(colds) if colds else None,
+        "cold_start_p95_ms": colds[min(len(colds) - 1, round(0.95 * (len(colds) - 1)))] if colds else None,
+    }
+    if events:
+        out["peak_rss_mb"] = results[-1]["peak_rss_mb"]
+        out["responses"] = [r["path"].rsplit("/", 1)[-1] for r in results[-1]["responses"]]
+        out["errors"] = [r["body"] for r in results[-1]["responses"] if r["path"].endswith("/error")]
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
