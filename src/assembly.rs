@@ -9,6 +9,7 @@ use aws_config::retry::RetryConfig;
 use crate::adapters::clock::SystemClock;
 use crate::adapters::dns_lookup::{HickoryTxtLookup, LookupServers};
 use crate::adapters::dns_publisher::ConfiguredPublisher;
+use crate::adapters::http_client::DeferredTlsClient;
 use crate::adapters::rfc2136::Rfc2136Publisher;
 use crate::adapters::route53::Route53Publisher;
 use crate::adapters::secrets_manager::SecretsManagerStore;
@@ -55,6 +56,15 @@ pub fn build_rotator(settings: &Settings, aws: &SdkConfig) -> AwsRotator {
 
 /// How long one DNS query may take.
 const DNS_QUERY_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The AWS config the function and the CLI use: the standard provider chains, with the
+/// SDK's HTTPS client deferred to the first request (see [`DeferredTlsClient`]).
+pub async fn load_aws_config() -> SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(DeferredTlsClient::new())
+        .load()
+        .await
+}
 
 /// Retries for every AWS call: throttling (`TooManyRequestsException`, 429) and 5xx are
 /// retried with exponential backoff and full jitter, up to 8 attempts.

@@ -1,7 +1,7 @@
 //! The Lambda binary: wires tracing, settings and AWS clients once, then serves events.
 
 use lambda_runtime::{Error, run, service_fn, tracing};
-use ses_dkim_rotator::assembly::build_rotator;
+use ses_dkim_rotator::assembly::{build_rotator, load_aws_config};
 use ses_dkim_rotator::config::Settings;
 
 #[tokio::main]
@@ -15,7 +15,7 @@ async fn main() -> Result<(), Error> {
             "DKIM_VERIFY_DNS=false: SES will be switched without checking that DNS serves the new TXT record"
         );
     }
-    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let aws = load_aws_config().await;
     let rotator = build_rotator(&settings, &aws);
     let rotator = &rotator;
     run(service_fn(move |event| rotator.handle(event))).await

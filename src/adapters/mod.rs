@@ -5,6 +5,7 @@ pub mod clock;
 pub mod dns_lookup;
 pub mod dns_publisher;
 mod dns_wire;
+pub mod http_client;
 pub mod rfc2136;
 pub mod route53;
 pub mod secrets_manager;

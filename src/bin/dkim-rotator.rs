@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use serde_json::json;
-use ses_dkim_rotator::assembly::{AwsRotator, build_rotator};
+use ses_dkim_rotator::assembly::{AwsRotator, build_rotator, load_aws_config};
 use ses_dkim_rotator::config::Settings;
 use ses_dkim_rotator::engine::identity::DomainIdentity;
 use ses_dkim_rotator::engine::key::{DkimKeyPair, KeyBits, txt_presentation};
@@ -232,7 +232,7 @@ async fn run(cli: Cli) -> Result<bool, RotatorError> {
         return Ok(true);
     }
     let settings = Settings::from_env()?;
-    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let aws = load_aws_config().await;
     let rotator = build_rotator(&settings, &aws);
     match cli.command {
         Command::Status { secret_ids } => status(&rotator, cli.json, secret_ids).await,

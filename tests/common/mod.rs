@@ -93,7 +93,7 @@ impl TestBed {
 
     /// The AWS config the SDK clients were built from.
     pub async fn aws_config(&self) -> aws_config::SdkConfig {
-        aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+        ses_dkim_rotator::assembly::load_aws_config().await
     }
 
     /// A rotation engine wired exactly as the Lambda wires it (RFC 2136 to knot), with `policy`.
