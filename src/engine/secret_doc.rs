@@ -173,6 +173,7 @@ impl DkimSecret {
         };
         let selector = Selector::parse(selector).map_err(|e| format!("field `selector`: {e}"))?;
         let key = DkimKeyPair::from_private_key(&SecretText::new(private_key))
+            // `e` is a `KeyError`: it names what is wrong with the key, never its content.
             .map_err(|e| format!("field `private_key`: {e}"))?;
         if let Some(public_key) = optional_str(map, "public_key")?
             && public_key != key.public_key()

@@ -276,17 +276,11 @@ impl TestBed {
             .map(|(id, _)| id)
     }
 
-    /// The JSON in the version carrying `stage`.
+    /// The JSON in the version carrying `stage`; panics when there is none.
     pub async fn secret_json(&self, secret_id: &str, stage: &str) -> Value {
-        let out = self
-            .secrets
-            .get_secret_value()
-            .secret_id(secret_id)
-            .version_stage(stage)
-            .send()
+        self.try_secret_json(secret_id, stage)
             .await
-            .expect("GetSecretValue");
-        serde_json::from_str(out.secret_string().expect("SecretString")).expect("JSON secret")
+            .unwrap_or_else(|| panic!("{secret_id} has no JSON value at {stage}"))
     }
 
     /// Whether the version `token` has a value.
