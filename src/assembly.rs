@@ -68,7 +68,7 @@ pub async fn load_aws_config() -> SdkConfig {
 
 /// Retries for every AWS call: throttling (`TooManyRequestsException`, 429) and 5xx are
 /// retried with exponential backoff and full jitter, up to 8 attempts.
-fn retry_config() -> RetryConfig {
+pub fn sdk_retry_config() -> RetryConfig {
     RetryConfig::standard()
         .with_max_attempts(8)
         .with_initial_backoff(Duration::from_millis(100))
@@ -77,7 +77,7 @@ fn retry_config() -> RetryConfig {
 
 /// The SDK config with this crate's retry policy.
 fn with_retries(aws: &SdkConfig) -> SdkConfig {
-    aws.to_builder().retry_config(retry_config()).build()
+    aws.to_builder().retry_config(sdk_retry_config()).build()
 }
 
 /// Wires the adapters `settings` asks for. Makes no network call.

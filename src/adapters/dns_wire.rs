@@ -11,7 +11,7 @@ use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
 use hickory_proto::runtime::TokioRuntimeProvider;
 use hickory_proto::tcp::TcpClientStream;
 use hickory_proto::udp::UdpClientStream;
-use hickory_proto::xfer::{DnsHandle, DnsResponse, FirstAnswer};
+use hickory_proto::xfer::{DnsHandle, FirstAnswer};
 
 use crate::engine::ports::{LookupFailure, TxtAnswer};
 
@@ -77,7 +77,16 @@ pub(crate) async fn query_txt(
     txt_answer(server, &response)
 }
 
-fn txt_answer(server: SocketAddr, response: &DnsResponse) -> Result<TxtAnswer, LookupFailure> {
+/// Decodes one raw DNS response (wire format) from `server` into the TXT records it answers,
+/// exactly as [`query_txt`] reads a reply. The `dns_txt` fuzz target drives it with
+/// arbitrary bytes.
+pub fn decode_txt_response(server: SocketAddr, bytes: &[u8]) -> Result<TxtAnswer, LookupFailure> {
+    let message =
+        Message::from_vec(bytes).map_err(|e| failure(server, format!("undecodable reply: {e}")))?;
+    txt_answer(server, &message)
+}
+
+fn txt_answer(server: SocketAddr, response: &Message) -> Result<TxtAnswer, LookupFailure> {
     match response.response_code() {
         ResponseCode::NoError => {}
         ResponseCode::NXDomain => return Ok(TxtAnswer::NoRecords),

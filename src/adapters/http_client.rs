@@ -1,5 +1,6 @@
-//! The HTTPS client the AWS SDK clients share: the SDK's own default (hyper + rustls), built
-//! per connector only when the first request is sent.
+//! The HTTPS client the AWS SDK clients share: the SDK's own hyper 1 + rustls client, with
+//! ring as the crypto provider (already linked for hickory's TSIG, so no aws-lc in the
+//! binary), built per connector only when the first request is sent.
 //!
 //! Building a rustls connector reads and parses the platform's CA bundle (a few milliseconds).
 //! The clients themselves are created before the first Runtime API poll, as AWS recommends;
@@ -22,12 +23,12 @@ pub struct DeferredTlsClient {
 }
 
 impl DeferredTlsClient {
-    /// The SDK's default HTTPS client (rustls with aws-lc, proxy settings from the
-    /// environment), deferred.
+    /// The SDK's HTTPS client (rustls with ring, proxy settings from the environment),
+    /// deferred.
     pub fn new() -> Self {
         let inner = Builder::new().build_with_connector_fn(|settings, components| {
             let mut builder = ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(
-                tls::rustls_provider::CryptoMode::AwsLc,
+                tls::rustls_provider::CryptoMode::Ring,
             ));
             builder.set_connector_settings(settings.cloned());
             if let Some(components) = components {

@@ -4,7 +4,7 @@
 pub mod clock;
 pub mod dns_lookup;
 pub mod dns_publisher;
-mod dns_wire;
+pub mod dns_wire;
 pub mod http_client;
 pub mod rfc2136;
 pub mod route53;

@@ -59,7 +59,7 @@ impl TestBed {
                 "{var} is not set: run integration tests through `make test` (scripts/testbed.sh starts the emulators)"
             );
         }
-        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let config = ses_dkim_rotator::assembly::load_aws_config().await;
         Self {
             secrets: aws_sdk_secretsmanager::Client::new(&config),
             ses: aws_sdk_sesv2::Client::new(&config),
