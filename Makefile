@@ -1,5 +1,5 @@
 # ses-dkim-rotator: `make test` and `make demo` do all set-up on a fresh machine.
-.PHONY: test demo bench tools build release lint clean
+.PHONY: test demo bench fuzz deny tools build release lint clean
 
 ## test: fmt, clippy, cfn-lint, unit + integration tests against local AWS stand-ins
 test:
@@ -12,6 +12,15 @@ demo:
 ## bench: performance figures (release build, emulators, one run; FLEET_BENCH_N=1000 for the full fleet)
 bench:
 	scripts/testbed.sh scripts/bench.sh
+
+## fuzz: every cargo-fuzz target for FUZZ_SECONDS each (default 120); make test runs 15 s each
+FUZZ_SECONDS ?= 120
+fuzz:
+	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+## deny: cargo deny (advisories against the vendored RustSec snapshot, licences, bans, sources)
+deny:
+	scripts/supply_chain.sh
 
 ## tools: install the pinned tools the test bed needs (also done by test and demo)
 tools:

@@ -10,6 +10,7 @@
 //! - [`config`] reads and checks the settings once, at start-up.
 //! - [`notifications`] and [`metrics`] say what happened: SNS messages, CloudWatch EMF lines.
 //! - [`error`] is the one error type every entry point returns.
+//! - [`logging`] and [`panic_report`] are the Lambda binary's log set-up and panic net.
 
 pub mod adapters;
 pub mod assembly;
@@ -17,6 +18,8 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod handler;
+pub mod logging;
 pub mod metrics;
 pub mod notifications;
+pub mod panic_report;
 pub mod secret_text;

@@ -21,7 +21,10 @@ fn check(answer: &Result<TxtAnswer, ses_dkim_rotator::engine::dns_check::LookupF
         };
         assert_eq!(records.len(), 1);
         let compact: String = records[0].chars().filter(|c| !c.is_whitespace()).collect();
-        assert!(compact.contains(&format!("p={KEY}")), "published without the key");
+        assert!(
+            compact.contains(&format!("p={KEY}")),
+            "published without the key"
+        );
     }
 }
 

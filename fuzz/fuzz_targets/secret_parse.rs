@@ -25,7 +25,10 @@ fuzz_target!(|data: &[u8]| {
                 .and_then(|v| v.get("private_key")?.as_str().map(str::to_owned))
                 .filter(|k| k.len() >= 16);
             if let Some(key) = private_key {
-                assert!(!message.contains(key.as_str()), "private_key echoed in error");
+                assert!(
+                    !message.contains(key.as_str()),
+                    "private_key echoed in error"
+                );
             }
         }
     }

@@ -59,7 +59,7 @@ impl TestBed {
                 "{var} is not set: run integration tests through `make test` (scripts/testbed.sh starts the emulators)"
             );
         }
-        let config = ses_dkim_rotator::assembly::load_aws_config().await;
+        let config = ses_dkim_rotator::assembly::lambda_aws_config();
         Self {
             secrets: aws_sdk_secretsmanager::Client::new(&config),
             ses: aws_sdk_sesv2::Client::new(&config),
@@ -93,7 +93,7 @@ impl TestBed {
 
     /// The AWS config the SDK clients were built from.
     pub async fn aws_config(&self) -> aws_config::SdkConfig {
-        ses_dkim_rotator::assembly::load_aws_config().await
+        ses_dkim_rotator::assembly::lambda_aws_config()
     }
 
     /// A rotation engine wired exactly as the Lambda wires it (RFC 2136 to knot), with `policy`.
