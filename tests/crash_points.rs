@@ -2,6 +2,10 @@
 //! effect lands, then an injected abort), the step is run again, and the end state must be the
 //! one an uninterrupted rotation reaches. The list of calls is pinned below, so a new call
 //! cannot slip in untested.
+//!
+//! The same for the scheduled path: a whole lifecycle (the key is due → rotate; SES confirms
+//! → tag; the grace period is over → retire the previous selector's TXT), where a run that
+//! fails on an injected abort is simply run again, as the next schedule would.
 
 mod common;
 
@@ -16,12 +20,16 @@ use ses_dkim_rotator::adapters::dns_publisher::ConfiguredPublisher;
 use ses_dkim_rotator::adapters::rfc2136::Rfc2136Publisher;
 use ses_dkim_rotator::adapters::secrets_manager::SecretsManagerStore;
 use ses_dkim_rotator::adapters::sesv2::SesV2Signing;
+use ses_dkim_rotator::engine::dns_check::TxtAnswer;
+use ses_dkim_rotator::engine::key::{DkimKeyPair, KeyBits, split_txt_strings};
 use ses_dkim_rotator::engine::ports::{
     DkimSigningService, DnsPublisher, DnsTxtLookup, FailureKind, LookupFailure, PortError,
     PublishMode, SecretDescription, SecretStore, ServerAnswer, SesDkimState, StoredVersion,
     TxtRecord, VersionInfo, VersionRef,
 };
-use ses_dkim_rotator::engine::rotation::{Ports, RotationEngine, Step};
+use ses_dkim_rotator::engine::retirement::TAG_RETIRED;
+use ses_dkim_rotator::engine::rotation::{Ports, RotationEngine, RotationPolicy, Step};
+use ses_dkim_rotator::engine::schedule::{Action, MaintainOptions, TAG_CONFIRMED};
 use ses_dkim_rotator::secret_text::SecretText;
 
 /// Every external call of one uninterrupted rotation (first rotation of a secret), in order.
@@ -202,6 +210,7 @@ async fn crashing_engine<'r>(
     bed: &TestBed,
     rec: &'r Recorder,
     tsig_secret: &str,
+    policy: RotationPolicy,
 ) -> RotationEngine<
     Crashing<'r, SecretsManagerStore>,
     Crashing<'r, SesV2Signing>,
@@ -239,7 +248,7 @@ async fn crashing_engine<'r>(
             },
             clock: SystemClock,
         },
-        allow_all(),
+        policy,
     )
 }
 
@@ -257,8 +266,8 @@ async fn rotate_with_crash(
         ..Recorder::default()
     };
     let clean = Recorder::default();
-    let first = crashing_engine(bed, &crashing, tsig).await;
-    let retry = crashing_engine(bed, &clean, tsig).await;
+    let first = crashing_engine(bed, &crashing, tsig, allow_all()).await;
+    let retry = crashing_engine(bed, &clean, tsig, allow_all()).await;
     let mut crashed = false;
     for step in [
         Step::CreateSecret,
@@ -327,5 +336,230 @@ async fn every_external_call_is_a_crash_point_the_rotation_recovers_from() {
     for point in 1..=EXPECTED_CALLS.len() {
         let seeded = bed.seed("crash", json!({})).await;
         rotate_with_crash(&bed, &seeded, Some(point), &tsig).await;
+    }
+}
+
+/// Every external call of one uninterrupted scheduled lifecycle, run by run.
+const EXPECTED_SCHEDULED_CALLS: &[&[&str]] = &[
+    // Run 1: the key is due. Read state, then the four steps with the schedule's own token.
+    &[
+        "DescribeSecret",
+        "GetSecretValue",
+        "GetEmailIdentity",
+        // createSecret
+        "DescribeSecret",
+        "GetSecretValue",
+        "GetEmailIdentity",
+        "GetSecretValue",
+        "ListSecretVersionIds",
+        "PutSecretValue",
+        // setSecret
+        "DescribeSecret",
+        "GetSecretValue",
+        "DnsUpdate",
+        // testSecret
+        "DescribeSecret",
+        "GetSecretValue",
+        "GetEmailIdentity",
+        "GetSecretValue",
+        "DnsQuery",
+        // finishSecret
+        "DescribeSecret",
+        "GetSecretValue",
+        "GetEmailIdentity",
+        "GetSecretValue",
+        "DnsQuery",
+        "PutEmailIdentityDkimSigningAttributes",
+        "GetEmailIdentity",
+        "UpdateSecretVersionStage",
+        "UpdateSecretVersionStage",
+        "TagResource",
+    ],
+    // Run 2: SES says SUCCESS: tag the selector confirmed.
+    &[
+        "DescribeSecret",
+        "GetSecretValue",
+        "GetEmailIdentity",
+        "TagResource",
+    ],
+    // Run 3: the grace period (zero here) is over: delete the previous TXT, tag it retired.
+    &[
+        "DescribeSecret",
+        "GetSecretValue",
+        "GetEmailIdentity",
+        "DnsUpdate",
+        "TagResource",
+    ],
+    // Run 4: nothing left to do.
+    &["DescribeSecret", "GetSecretValue", "GetEmailIdentity"],
+];
+
+/// The calls that change nothing.
+const READS: &[&str] = &[
+    "DescribeSecret",
+    "GetSecretValue",
+    "GetEmailIdentity",
+    "ListSecretVersionIds",
+    "ListSecrets",
+    "DnsQuery",
+];
+
+/// The selector the seeded secret starts with: rotated in long ago, so the key is due.
+const OLD_SELECTOR: &str = "ses-20260101-0a0a";
+
+/// A secret whose key (`OLD_SELECTOR`, created 2026-01-01) SES signs with and DNS publishes.
+async fn seed_with_old_key(bed: &TestBed) -> Seeded {
+    let key = DkimKeyPair::generate(KeyBits::Rsa1024).unwrap();
+    let seeded = bed
+        .seed(
+            "crashsched",
+            json!({
+                "selector": OLD_SELECTOR,
+                "private_key": key.private_key().expose(),
+                "public_key": key.public_key(),
+                "created_at": "2026-01-01T00:00:00Z",
+            }),
+        )
+        .await;
+    SesV2Signing::new(bed.ses.clone())
+        .sign_with_external_key(&seeded.domain, None, OLD_SELECTOR, key.private_key())
+        .await
+        .unwrap();
+    dns_add_txt(
+        &format!("{OLD_SELECTOR}._domainkey.{}", seeded.domain),
+        &split_txt_strings(&key.txt_value()),
+    );
+    bed.assert_invariant(&seeded.domain, &seeded.arn).await;
+    seeded
+}
+
+/// Runs the schedule for one secret until it has nothing left to do; a run that fails (on
+/// the injected abort) is run again with an engine that does not abort. Checks the end
+/// state; returns the calls of each run made before the abort.
+async fn schedule_with_crash(
+    bed: &TestBed,
+    abort_after: Option<usize>,
+    tsig: &str,
+) -> Vec<Vec<&'static str>> {
+    let seeded = seed_with_old_key(bed).await;
+    let policy = RotationPolicy {
+        old_key_grace: time::Duration::ZERO,
+        ..allow_all()
+    };
+    let crashing = Recorder {
+        abort_after,
+        ..Recorder::default()
+    };
+    let clean = Recorder::default();
+    let first = crashing_engine(bed, &crashing, tsig, policy.clone()).await;
+    let retry = crashing_engine(bed, &clean, tsig, policy).await;
+    let options = MaintainOptions {
+        force: false,
+        dry_run: false,
+        rotation_interval: time::Duration::days(90),
+        deadline: None,
+    };
+    let mut crashed = false;
+    let mut settled = false;
+    let mut runs = Vec::new();
+    for run in 1..=8 {
+        let recorder = if crashed { &clean } else { &crashing };
+        let before = recorder.calls.lock().unwrap().len();
+        let report = if crashed {
+            retry.maintain(&seeded.arn, &options).await
+        } else {
+            first.maintain(&seeded.arn, &options).await
+        };
+        let calls = recorder.calls.lock().unwrap()[before..].to_vec();
+        if !crashed {
+            runs.push(calls.clone());
+        }
+        bed.assert_invariant(&seeded.domain, &seeded.arn).await;
+        match report.action {
+            Action::Failed | Action::WaitingForDns => {
+                assert!(
+                    abort_after.is_some() && !crashed,
+                    "run {run} failed without an injected abort: {report:?}"
+                );
+                crashed = true;
+            }
+            // Settled: a run with nothing to do that changed nothing (a run that only
+            // starts a grace period it could not find a record of is not settled).
+            Action::Skipped if calls.iter().all(|c| READS.contains(c)) => {
+                settled = true;
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        settled,
+        "abort #{abort_after:?}: the schedule never settled"
+    );
+
+    // The end state of an uninterrupted lifecycle.
+    let current = bed.secret_json(&seeded.arn, "AWSCURRENT").await;
+    let selector = current["selector"].as_str().unwrap().to_owned();
+    assert_ne!(
+        selector, OLD_SELECTOR,
+        "abort #{abort_after:?}: not rotated"
+    );
+    assert_eq!(current["previous_selector"], OLD_SELECTOR);
+    assert_eq!(
+        bed.ses_selector(&seeded.domain).await.as_deref(),
+        Some(selector.as_str()),
+        "abort #{abort_after:?}: the key SES uses is not the one in AWSCURRENT"
+    );
+    assert_eq!(
+        dns_txt(&format!("{OLD_SELECTOR}._domainkey.{}", seeded.domain)),
+        TxtAnswer::NoRecords,
+        "abort #{abort_after:?}: the previous selector's TXT was not retired"
+    );
+    let described = bed
+        .secrets
+        .describe_secret()
+        .secret_id(&seeded.arn)
+        .send()
+        .await
+        .unwrap();
+    let tag = |key: &str| {
+        described
+            .tags()
+            .iter()
+            .find(|t| t.key() == Some(key))
+            .and_then(|t| t.value().map(str::to_owned))
+    };
+    assert_eq!(tag(TAG_CONFIRMED).as_deref(), Some(selector.as_str()));
+    assert_eq!(tag(TAG_RETIRED).as_deref(), Some(OLD_SELECTOR));
+    let stages = bed.stages(&seeded.arn).await;
+    assert!(
+        !stages
+            .values()
+            .any(|s| s.contains(&"AWSPENDING".to_owned()) && !s.contains(&"AWSCURRENT".to_owned())),
+        "abort #{abort_after:?}: an AWSPENDING would block the next rotation: {stages:?}"
+    );
+    if let Some(point) = abort_after {
+        let made = crashing.calls.lock().unwrap().len();
+        assert!(made >= point, "abort point #{point} was never reached");
+    }
+    runs
+}
+
+#[tokio::test]
+async fn every_external_call_of_a_scheduled_lifecycle_is_a_crash_point_too() {
+    let bed = TestBed::connect().await;
+    let tsig = bed.tsig_secret().await;
+    let runs = schedule_with_crash(&bed, None, &tsig).await;
+    let pinned: Vec<Vec<&str>> = EXPECTED_SCHEDULED_CALLS
+        .iter()
+        .map(|r| r.to_vec())
+        .collect();
+    assert_eq!(
+        runs, pinned,
+        "the calls of a scheduled lifecycle changed: update EXPECTED_SCHEDULED_CALLS (and think about each new crash point)"
+    );
+    let points = runs.iter().map(Vec::len).sum::<usize>();
+    for point in 1..=points {
+        schedule_with_crash(&bed, Some(point), &tsig).await;
     }
 }

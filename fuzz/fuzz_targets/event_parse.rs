@@ -9,14 +9,37 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use ses_dkim_rotator::handler::parse_invocation;
 
+/// Every key and string value in `value`.
+fn collect_texts(value: &Value, texts: &mut Vec<String>) {
+    match value {
+        Value::String(s) => texts.push(s.clone()),
+        Value::Array(items) => items.iter().for_each(|v| collect_texts(v, texts)),
+        Value::Object(map) => {
+            for (key, v) in map {
+                texts.push(key.clone());
+                collect_texts(v, texts);
+            }
+        }
+        _ => {}
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let Ok(payload) = serde_json::from_slice::<Value>(data) else {
         return;
     };
+    // A token worth looking for: long enough not to occur by chance in field names, and
+    // nowhere else in the payload (a SecretId may legitimately contain the same text).
+    let mut rest = payload.clone();
+    if let Some(map) = rest.as_object_mut() {
+        map.remove("RotationToken");
+    }
+    let mut texts = vec![rest.to_string()];
+    collect_texts(&rest, &mut texts);
     let rotation_token = payload
         .get("RotationToken")
         .and_then(Value::as_str)
-        .filter(|t| t.len() >= 8)
+        .filter(|t| t.len() >= 16 && !texts.iter().any(|text| text.contains(*t)))
         .map(str::to_owned);
     match parse_invocation(&payload) {
         Ok(invocation) => {
