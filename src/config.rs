@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use crate::engine::identity::AllowedIdentities;
 use crate::engine::key::KeyBits;
+use crate::engine::quoting::quote_prefix;
 use crate::engine::rotation::{RetireMode, RotationPolicy};
 use crate::engine::selector::SelectorPrefix;
 use crate::error::RotatorError;
@@ -131,7 +132,11 @@ fn choice<'a>(
         .ok_or_else(|| {
             invalid(
                 name,
-                format!("`{value}` is not one of {}", allowed.join(", ")),
+                format!(
+                    "`{}` is not one of {}",
+                    quote_prefix(&value),
+                    allowed.join(", ")
+                ),
             )
         })
 }
@@ -156,7 +161,10 @@ impl Settings {
                     .ok_or_else(|| {
                         invalid(
                             name,
-                            format!("`{text}` is not a whole number from 0 to {max}"),
+                            format!(
+                                "`{}` is not a whole number from 0 to {max}",
+                                quote_prefix(&text)
+                            ),
                         )
                     }),
             }
@@ -237,7 +245,10 @@ impl Settings {
                     .ok_or_else(|| {
                         invalid(
                             "DKIM_SECRET_TAG",
-                            format!("`{text}` is not key=value (e.g. dkim-rotator=managed)"),
+                            format!(
+                                "`{}` is not key=value (e.g. dkim-rotator=managed)",
+                                quote_prefix(&text)
+                            ),
                         )
                     })
             })

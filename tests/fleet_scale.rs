@@ -1,17 +1,24 @@
-//! A scheduled run over 200 identities with throttling and latency injected into SESv2
-//! (`awsim chaos`). Alone in this test binary: the chaos rules are global to the emulator.
+//! A scheduled run over 200 identities with throttling (429), server errors (500, 503) and
+//! latency injected into SESv2 (`awsim chaos`). Alone in this test binary with the fleet
+//! benchmark (ignored unless `make bench`): the chaos rules are global to the emulator.
 
 mod common;
 
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{Value, json};
+use ses_dkim_rotator::adapters::secrets_manager::SecretsManagerStore;
+use ses_dkim_rotator::adapters::sesv2::SesV2Signing;
 use ses_dkim_rotator::assembly::build_rotator;
-use ses_dkim_rotator::engine::schedule::Action;
+use ses_dkim_rotator::engine::ports::{
+    PortError, SecretDescription, SecretStore, StoredVersion, VersionInfo, VersionRef,
+};
+use ses_dkim_rotator::engine::schedule::{Action, MaintainOptions};
 use ses_dkim_rotator::handler::ScheduledRun;
 use ses_dkim_rotator::metrics;
+use ses_dkim_rotator::secret_text::SecretText;
 
 fn run_for(ids: &[String]) -> ScheduledRun {
     ScheduledRun {
@@ -43,16 +50,30 @@ impl Chaos {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    fn throttle_ses(probability: &str) -> Self {
+    /// Each SESv2 call: 2–15 ms latency; 3 % throttled (429), 1 % 500, 1 % 503.
+    fn faults_on_ses() -> Self {
         Self::awsim(&["clear"]);
+        for (probability, error) in [
+            ("0.03", "429,TooManyRequestsException,Rate exceeded"),
+            ("0.01", "500,InternalFailure,injected server error"),
+            ("0.01", "503,ServiceUnavailable,injected unavailability"),
+        ] {
+            Self::awsim(&[
+                "add",
+                "--service",
+                "ses",
+                "--probability",
+                probability,
+                "--error",
+                error,
+                "--ttl-secs",
+                "600",
+            ]);
+        }
         Self::awsim(&[
             "add",
             "--service",
             "ses",
-            "--probability",
-            probability,
-            "--error",
-            "429,TooManyRequestsException,Rate exceeded",
             "--latency",
             "2-15",
             "--ttl-secs",
@@ -83,7 +104,8 @@ impl Drop for Chaos {
 }
 
 #[tokio::test]
-async fn fleet_of_200_rotates_through_throttling_and_latency_and_one_broken_secret_fails_alone() {
+async fn fleet_of_200_rotates_through_throttling_server_errors_and_latency_and_one_broken_secret_fails_alone()
+ {
     let bed = TestBed::connect().await;
     let mut fleet = Vec::new();
     for _ in 0..200 {
@@ -101,14 +123,14 @@ async fn fleet_of_200_rotates_through_throttling_and_latency_and_one_broken_secr
     settings.fleet.max_concurrency = 8;
     let rotator = build_rotator(&settings, &bed.aws_config().await);
 
-    let chaos = Chaos::throttle_ses("0.05");
+    let chaos = Chaos::faults_on_ses();
     let started = Instant::now();
     let summary = rotator.scheduled(&run_for(&ids), None).await.unwrap();
     let wall = started.elapsed();
     let throttled = chaos.injected();
     drop(chaos);
     eprintln!(
-        "fleet: {} identities in {:.1} s at concurrency 8; {throttled} injected 429s absorbed by retries",
+        "fleet: {} identities in {:.1} s at concurrency 8; {throttled} injected faults (429/500/503) absorbed by retries",
         ids.len(),
         wall.as_secs_f64()
     );
@@ -175,8 +197,59 @@ async fn fleet_of_200_rotates_through_throttling_and_latency_and_one_broken_secr
     );
 }
 
+/// Secrets Manager with a fixed delay added to every call: moto cannot inject latency, and
+/// the benchmark wants every AWS call to cost what a real round trip does.
+struct Delayed<S> {
+    inner: S,
+    delay: Duration,
+}
+
+impl<S: SecretStore> SecretStore for Delayed<S> {
+    async fn describe(&self, id: &str) -> Result<SecretDescription, PortError> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.describe(id).await
+    }
+    async fn read(&self, id: &str, v: VersionRef<'_>) -> Result<Option<StoredVersion>, PortError> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.read(id, v).await
+    }
+    async fn put_pending(
+        &self,
+        id: &str,
+        token: &str,
+        value: &SecretText,
+        rotation_token: Option<&SecretText>,
+    ) -> Result<(), PortError> {
+        tokio::time::sleep(self.delay).await;
+        self.inner
+            .put_pending(id, token, value, rotation_token)
+            .await
+    }
+    async fn promote(&self, id: &str, to: &str, from: Option<&str>) -> Result<(), PortError> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.promote(id, to, from).await
+    }
+    async fn list_versions(&self, id: &str) -> Result<Vec<VersionInfo>, PortError> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.list_versions(id).await
+    }
+    async fn list_tagged(&self, key: &str, value: &str) -> Result<Vec<String>, PortError> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.list_tagged(key, value).await
+    }
+    async fn set_tags(&self, id: &str, tags: &[(&str, &str)]) -> Result<(), PortError> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.set_tags(id, tags).await
+    }
+    async fn clear_pending(&self, id: &str, version: &str) -> Result<(), PortError> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.clear_pending(id, version).await
+    }
+}
+
 /// `make bench`: wall time of a scheduled run over `FLEET_BENCH_N` identities (default 100)
-/// with 50 ms added to every SESv2 call, at concurrency 1, 4 and 16.
+/// with 50 ms added to every AWS call (SESv2 by `awsim chaos`, Secrets Manager by
+/// [`Delayed`]), at each concurrency of `FLEET_BENCH_CONCURRENCY` (default `1,4,16`).
 #[tokio::test]
 #[ignore = "benchmark: run by `make bench`"]
 async fn fleet_scaling_benchmark() {
@@ -184,6 +257,11 @@ async fn fleet_scaling_benchmark() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100);
+    let levels: Vec<usize> = std::env::var("FLEET_BENCH_CONCURRENCY")
+        .unwrap_or_else(|_| "1,4,16".into())
+        .split(',')
+        .map(|c| c.trim().parse().expect("FLEET_BENCH_CONCURRENCY: numbers"))
+        .collect();
     let bed = TestBed::connect().await;
     Chaos::awsim(&["clear"]);
     Chaos::awsim(&[
@@ -193,24 +271,46 @@ async fn fleet_scaling_benchmark() {
         "--latency",
         "50",
         "--ttl-secs",
-        "3600",
+        "7200",
     ]);
     let _clear = Chaos;
-    for concurrency in [1usize, 4, 16] {
+    let policy = bed.settings("rfc2136").await.policy;
+    let engine = bed
+        .engine_over(
+            Delayed {
+                inner: SecretsManagerStore::new(bed.secrets.clone()),
+                delay: Duration::from_millis(50),
+            },
+            SesV2Signing::new(bed.ses.clone()),
+            policy,
+        )
+        .await;
+    let options = MaintainOptions {
+        force: false,
+        dry_run: false,
+        rotation_interval: time::Duration::days(90),
+        deadline: None,
+    };
+    for concurrency in levels {
         let mut ids = Vec::new();
         for _ in 0..n {
             ids.push(bed.seed("bench", json!({})).await.arn);
         }
-        let mut settings = bed.settings("rfc2136").await;
-        settings.fleet.max_concurrency = concurrency;
-        let rotator = build_rotator(&settings, &bed.aws_config().await);
         let started = Instant::now();
-        let summary = rotator.scheduled(&run_for(&ids), None).await.unwrap();
+        let summary = engine
+            .maintain_fleet(&ids, &options, concurrency, Duration::from_secs(60))
+            .await;
         let wall = started.elapsed().as_secs_f64();
-        assert_eq!(summary.counts.get(&Action::Rotated), Some(&n));
+        assert_eq!(
+            summary.counts.get(&Action::Rotated),
+            Some(&n),
+            "{:?}",
+            summary.counts
+        );
         println!(
-            "BENCH fleet identities={n} concurrency={concurrency} wall_s={wall:.1} per_identity_ms={:.0}",
-            wall * 1000.0 / n as f64
+            "BENCH fleet identities={n} concurrency={concurrency} wall_s={wall:.1} per_identity_ms={:.0} identities_per_s={:.1}",
+            wall * 1000.0 / n as f64,
+            n as f64 / wall
         );
     }
 }

@@ -8,21 +8,7 @@
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use ses_dkim_rotator::handler::parse_invocation;
-
-/// Every key and string value in `value`.
-fn collect_texts(value: &Value, texts: &mut Vec<String>) {
-    match value {
-        Value::String(s) => texts.push(s.clone()),
-        Value::Array(items) => items.iter().for_each(|v| collect_texts(v, texts)),
-        Value::Object(map) => {
-            for (key, v) in map {
-                texts.push(key.clone());
-                collect_texts(v, texts);
-            }
-        }
-        _ => {}
-    }
-}
+use ses_dkim_rotator_fuzz::texts_of;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(payload) = serde_json::from_slice::<Value>(data) else {
@@ -34,8 +20,7 @@ fuzz_target!(|data: &[u8]| {
     if let Some(map) = rest.as_object_mut() {
         map.remove("RotationToken");
     }
-    let mut texts = vec![rest.to_string()];
-    collect_texts(&rest, &mut texts);
+    let texts = texts_of(&rest);
     let rotation_token = payload
         .get("RotationToken")
         .and_then(Value::as_str)

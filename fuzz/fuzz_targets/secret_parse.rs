@@ -8,6 +8,7 @@
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use ses_dkim_rotator::engine::secret_doc::DkimSecret;
+use ses_dkim_rotator_fuzz::texts_of;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

@@ -6,14 +6,20 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
+use super::quoting::quote_prefix;
+
 /// A domain identity name, lower-cased and without a trailing dot.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DomainIdentity(String);
 
 impl DomainIdentity {
     /// Checks `text` is a domain name SES can sign for (BYODKIM is for domains, not addresses).
+    ///
+    /// An error quotes at most a short prefix of `text` ([`quote_prefix`]).
     pub fn parse(text: &str) -> Result<Self, String> {
         let name = text.trim().trim_end_matches('.').to_ascii_lowercase();
+        let quoted = quote_prefix(text);
+        let text = quoted.as_str();
         if name.is_empty() {
             return Err("the identity is empty; give a domain such as `example.com`".into());
         }
@@ -48,7 +54,8 @@ impl DomainIdentity {
                 && !label.ends_with('-');
             if !ok {
                 return Err(format!(
-                    "`{text}` is not a valid domain name: label `{label}` must be 1-63 letters, digits or inner hyphens"
+                    "`{text}` is not a valid domain name: label `{}` must be 1-63 letters, digits or inner hyphens",
+                    quote_prefix(label)
                 ));
             }
         }
@@ -140,6 +147,17 @@ mod tests {
             let err = DomainIdentity::parse(bad).unwrap_err();
             assert!(err.contains(hint), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn errors_quote_at_most_a_short_prefix_of_what_they_were_given() {
+        let blob = format!("{}.example.com", "MIICXAIBAAKBgQC".repeat(40));
+        let err = DomainIdentity::parse(&blob).unwrap_err();
+        assert!(err.contains("longer than the 253"), "{err}");
+        assert!(err.len() < 200, "{err}");
+        assert!(!err.contains(&blob[..100]));
+        let label = format!("{}.com", "x".repeat(300));
+        assert!(DomainIdentity::parse(&label).unwrap_err().len() < 300);
     }
 
     #[test]

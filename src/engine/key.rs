@@ -64,7 +64,12 @@ impl FromStr for KeyBits {
             .parse::<u32>()
             .ok()
             .and_then(KeyBits::from_bits)
-            .ok_or_else(|| format!("`{text}` is not a key size SES accepts; use 1024 or 2048"))
+            .ok_or_else(|| {
+                format!(
+                    "`{}` is not a key size SES accepts; use 1024 or 2048",
+                    super::quoting::quote_prefix(text)
+                )
+            })
     }
 }
 

@@ -10,12 +10,14 @@
 //! - [`retirement`]: removing the previous selector's record after the grace period.
 //! - [`schedule`]: the scheduled run for one secret and for a fleet.
 //! - [`rotation`]: the four Secrets Manager rotation steps, driven through the ports.
+//! - [`quoting`]: how error messages quote a refused value (briefly).
 
 pub mod dns_check;
 pub mod identity;
 pub mod key;
 pub mod operations;
 pub mod ports;
+pub mod quoting;
 pub mod retirement;
 pub mod rotation;
 pub mod schedule;

@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+use super::quoting::quote_prefix;
+
 use time::Date;
 
 /// Longest selector SES accepts.
@@ -16,6 +18,9 @@ pub const PREFIX_MAX: usize = SELECTOR_MAX - GENERATED_SUFFIX_LEN;
 
 /// Checks one DNS label against SES's selector rule; `what` names the value in the message.
 fn check_label(text: &str, what: &str, max: usize) -> Result<(), String> {
+    let length = text.len();
+    let quoted = quote_prefix(text);
+    let shown = quoted.as_str();
     if text.is_empty() {
         return Err(format!(
             "{what} is empty; use letters, digits and inner hyphens"
@@ -23,8 +28,7 @@ fn check_label(text: &str, what: &str, max: usize) -> Result<(), String> {
     }
     if text.len() > max {
         return Err(format!(
-            "{what} `{text}` is {} characters; the limit is {max}",
-            text.len()
+            "{what} `{shown}` is {length} characters; the limit is {max}"
         ));
     }
     if let Some(bad) = text
@@ -32,12 +36,12 @@ fn check_label(text: &str, what: &str, max: usize) -> Result<(), String> {
         .find(|c| !c.is_ascii_alphanumeric() && *c != '-')
     {
         return Err(format!(
-            "{what} `{text}` contains {bad:?}; only letters, digits and inner hyphens are allowed (no dots or underscores)"
+            "{what} `{shown}` contains {bad:?}; only letters, digits and inner hyphens are allowed (no dots or underscores)"
         ));
     }
     if text.starts_with('-') || text.ends_with('-') {
         return Err(format!(
-            "{what} `{text}` starts or ends with a hyphen; hyphens may only stand inside"
+            "{what} `{shown}` starts or ends with a hyphen; hyphens may only stand inside"
         ));
     }
     Ok(())
