@@ -26,7 +26,7 @@ impl DomainIdentity {
         if name.contains('@') {
             return Err(format!(
                 "`{text}` is an email address; BYODKIM keys belong to a domain identity such as `{}`",
-                name.rsplit('@').next().unwrap_or("example.com")
+                quote_prefix(name.rsplit('@').next().unwrap_or("example.com"))
             ));
         }
         if !name.is_ascii() {
