@@ -82,18 +82,18 @@ impl Chaos {
         Chaos
     }
 
-    fn injected(&self) -> u64 {
-        let stats = Self::awsim(&["stats"]);
-        // The stats print a total; take the first number on the line that mentions it.
-        stats
+    /// Errors injected so far (`awsim chaos list`: the `fired=` of each rule with an error
+    /// status; latency-only rules are not counted).
+    fn injected_errors(&self) -> u64 {
+        let rules = Self::awsim(&["list"]);
+        let count: u64 = rules
             .lines()
-            .find(|l| l.to_ascii_lowercase().contains("total"))
-            .and_then(|l| {
-                l.split(|c: char| !c.is_ascii_digit())
-                    .find(|t| !t.is_empty())
-            })
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("no total in chaos stats: {stats}"))
+            .filter(|l| l.contains("[429]") || l.contains("[500]") || l.contains("[503]"))
+            .filter_map(|l| l.split("fired=").nth(1))
+            .filter_map(|n| n.trim().parse::<u64>().ok())
+            .sum();
+        assert!(rules.contains("fired="), "unexpected chaos list: {rules}");
+        count
     }
 }
 
@@ -127,7 +127,7 @@ async fn fleet_of_200_rotates_through_throttling_server_errors_and_latency_and_o
     let started = Instant::now();
     let summary = rotator.scheduled(&run_for(&ids), None).await.unwrap();
     let wall = started.elapsed();
-    let throttled = chaos.injected();
+    let throttled = chaos.injected_errors();
     drop(chaos);
     eprintln!(
         "fleet: {} identities in {:.1} s at concurrency 8; {throttled} injected faults (429/500/503) absorbed by retries",
