@@ -25,7 +25,7 @@ for bits in (1024, 2048):
     print(f"openssl genrsa {bits}: median {statistics.median(t):.1f} ms, p95 {t[round(0.95*(len(t)-1))]:.1f} ms (31 keys, includes process start)")
 PY
 
-say "deployable size (x86_64 release; arm64 needs the aarch64 target, not installable here)"
+say "deployable size (x86_64 release; arm64 needs the aarch64 rust-std, which cannot be fetched here)"
 python - <<'PY'
 import os, zipfile
 b = "target/release/ses-dkim-rotator"
@@ -57,16 +57,37 @@ print(json.dumps([{"Step": s, "SecretId": seed["arn"], "ClientRequestToken": see
 PY
 python scripts/bench_runtime.py target/release/ses-dkim-rotator --events /tmp/ses-dkim-bench-events.json
 
-say "AWS and DNS calls per rotation (pinned in tests/crash_points.rs)"
+say "AWS and DNS calls (pinned in tests/crash_points.rs)"
 python - <<'PY'
 import re
-text = open("tests/crash_points.rs").read()
-calls = re.findall(r'^\s+"(\w+)",$', text.split("EXPECTED_CALLS")[1].split("];")[0], re.M)
 from collections import Counter
-c = Counter(calls)
-dns = c.pop("DnsQuery", 0) + c.pop("DnsUpdate", 0)
-print(f"{sum(c.values())} AWS calls + {dns} DNS messages: " + ", ".join(f"{k}×{v}" for k, v in sorted(c.items())))
+text = open("tests/crash_points.rs").read()
+
+def group(block):
+    """Calls of a pinned list, split at its `// <label>` comments."""
+    steps, label = {}, "-"
+    for line in block.splitlines():
+        line = line.strip()
+        if line.startswith("//"):
+            label = line[2:].strip().split(":")[0].split(".")[0]
+        for call in re.findall(r'"(\w+)"', line):
+            steps.setdefault(label, []).append(call)
+    return steps
+
+def show(title, steps):
+    total = [c for calls in steps.values() for c in calls]
+    dns = sum(1 for c in total if c.startswith("Dns"))
+    print(f"{title}: {len(total) - dns} AWS calls + {dns} DNS messages")
+    for label, calls in steps.items():
+        c = Counter(calls)
+        print(f"  {label:<28} {len(calls):>2}: " + ", ".join(f"{k}×{v}" if v > 1 else k for k, v in c.items()))
+
+rotation = text.split("const EXPECTED_CALLS")[1].split("];")[0]
+show("one rotation (Secrets Manager's four steps, RFC 2136)", group(rotation))
+scheduled = text.split("const EXPECTED_SCHEDULED_CALLS")[1].split("\n];")[0]
+show("one scheduled lifecycle (rotate, confirm, retire, idle)", group(scheduled))
 PY
 
-say "fleet scaling (50 ms added to every SESv2 call)"
-FLEET_BENCH_N=${FLEET_BENCH_N:-100} cargo test --locked --test fleet_scale -- --ignored --nocapture fleet_scaling_benchmark 2>&1 | grep '^BENCH'
+say "fleet scaling (50 ms added to every AWS call: SESv2 by awsim chaos, Secrets Manager by a delaying port)"
+FLEET_BENCH_N=${FLEET_BENCH_N:-100} FLEET_BENCH_CONCURRENCY=${FLEET_BENCH_CONCURRENCY:-1,4,16} \
+  cargo test --locked --test fleet_scale -- --ignored --nocapture fleet_scaling_benchmark 2>&1 | grep '^BENCH'
