@@ -32,7 +32,7 @@ build:
 
 ## release: the deployable arm64 bootstrap (cargo lambda, zig)
 release: tools
-	PATH="$$HOME/.cache/ses-dkim-rotator/venv/bin:$$PATH" cargo lambda build --release --arm64 --locked
+	PATH="$$HOME/.cache/ses-dkim-rotator/venv/bin:$$PATH" cargo lambda build --release --arm64 --locked --bin ses-dkim-rotator
 
 lint:
 	cargo fmt --all -- --check

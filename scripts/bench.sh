@@ -63,29 +63,27 @@ import re
 from collections import Counter
 text = open("tests/crash_points.rs").read()
 
-def group(block):
-    """Calls of a pinned list, split at its `// <label>` comments."""
-    steps, label = {}, "-"
-    for line in block.splitlines():
-        line = line.strip()
-        if line.startswith("//"):
-            label = line[2:].strip().split(":")[0].split(".")[0]
-        for call in re.findall(r'"(\w+)"', line):
-            steps.setdefault(label, []).append(call)
-    return steps
+def table(const):
+    """(label, calls) pairs of a pinned `[(&str, &[&str]); N]` table."""
+    body = text.split(f"const {const}")[1].split("\n];")[0]
+    return re.findall(r'\(\s*"([^"]+)",\s*&\[(.*?)\],?\s*\)', body, re.S)
 
-def show(title, steps):
-    total = [c for calls in steps.values() for c in calls]
-    dns = sum(1 for c in total if c.startswith("Dns"))
-    print(f"{title}: {len(total) - dns} AWS calls + {dns} DNS messages")
-    for label, calls in steps.items():
+def show(title, rows):
+    rows = [(label, re.findall(r'"(\w+)"', calls)) for label, calls in rows]
+    every = [c for _, calls in rows for c in calls]
+    dns = sum(1 for c in every if c.startswith("Dns"))
+    print(f"{title}: {len(every) - dns} AWS calls + {dns} DNS messages")
+    for label, calls in rows:
         c = Counter(calls)
-        print(f"  {label:<28} {len(calls):>2}: " + ", ".join(f"{k}×{v}" if v > 1 else k for k, v in c.items()))
+        print(f"  {label:<16} {len(calls):>2}: " + ", ".join(f"{k}×{v}" if v > 1 else k for k, v in c.items()))
 
-rotation = text.split("const EXPECTED_CALLS")[1].split("];")[0]
-show("one rotation (Secrets Manager's four steps, RFC 2136)", group(rotation))
-scheduled = text.split("const EXPECTED_SCHEDULED_CALLS")[1].split("\n];")[0]
-show("one scheduled lifecycle (rotate, confirm, retire, idle)", group(scheduled))
+steps = table("STEP_CALLS")
+show("one rotation (Secrets Manager's four steps, RFC 2136)", steps)
+runs = table("SCHEDULED_RUN_CALLS")
+first_label, first_calls = runs[0]
+steps_text = ", ".join(calls for _, calls in steps)
+show("one scheduled lifecycle (the four steps inside run 1)",
+     [(first_label, first_calls + ", " + steps_text)] + runs[1:])
 PY
 
 say "fleet scaling (50 ms added to every AWS call: SESv2 by awsim chaos, Secrets Manager by a delaying port)"

@@ -32,37 +32,59 @@ use ses_dkim_rotator::engine::rotation::{Ports, RotationEngine, RotationPolicy, 
 use ses_dkim_rotator::engine::schedule::{Action, MaintainOptions, TAG_CONFIRMED};
 use ses_dkim_rotator::secret_text::SecretText;
 
-/// Every external call of one uninterrupted rotation (first rotation of a secret), in order.
-const EXPECTED_CALLS: &[&str] = &[
-    // createSecret
-    "DescribeSecret",
-    "GetSecretValue",
-    "GetEmailIdentity",
-    "GetSecretValue",
-    "ListSecretVersionIds",
-    "PutSecretValue",
-    // setSecret
-    "DescribeSecret",
-    "GetSecretValue",
-    "DnsUpdate",
-    // testSecret
-    "DescribeSecret",
-    "GetSecretValue",
-    "GetEmailIdentity",
-    "GetSecretValue",
-    "DnsQuery",
-    // finishSecret
-    "DescribeSecret",
-    "GetSecretValue",
-    "GetEmailIdentity",
-    "GetSecretValue",
-    "DnsQuery",
-    "PutEmailIdentityDkimSigningAttributes",
-    "GetEmailIdentity",
-    "UpdateSecretVersionStage",
-    "UpdateSecretVersionStage",
-    "TagResource",
+/// The external calls of each of Secrets Manager's four steps, in order, for the first
+/// rotation of a secret (RFC 2136). Pinned: a new call must be added here, and so becomes a
+/// crash point.
+const STEP_CALLS: [(&str, &[&str]); 4] = [
+    (
+        "createSecret",
+        &[
+            "DescribeSecret",
+            "GetSecretValue",
+            "GetEmailIdentity",
+            "GetSecretValue",
+            "ListSecretVersionIds",
+            "PutSecretValue",
+        ],
+    ),
+    (
+        "setSecret",
+        &["DescribeSecret", "GetSecretValue", "DnsUpdate"],
+    ),
+    (
+        "testSecret",
+        &[
+            "DescribeSecret",
+            "GetSecretValue",
+            "GetEmailIdentity",
+            "GetSecretValue",
+            "DnsQuery",
+        ],
+    ),
+    (
+        "finishSecret",
+        &[
+            "DescribeSecret",
+            "GetSecretValue",
+            "GetEmailIdentity",
+            "GetSecretValue",
+            "DnsQuery",
+            "PutEmailIdentityDkimSigningAttributes",
+            "GetEmailIdentity",
+            "UpdateSecretVersionStage",
+            "UpdateSecretVersionStage",
+            "TagResource",
+        ],
+    ),
 ];
+
+/// Every external call of one uninterrupted rotation, in order.
+fn expected_calls() -> Vec<&'static str> {
+    STEP_CALLS
+        .iter()
+        .flat_map(|(_, calls)| calls.iter().copied())
+        .collect()
+}
 
 /// Records each call and aborts right after call number `abort_after` (1-based).
 #[derive(Default)]
@@ -329,70 +351,67 @@ async fn every_external_call_is_a_crash_point_the_rotation_recovers_from() {
     let reference = bed.seed("crashref", json!({})).await;
     let calls = rotate_with_crash(&bed, &reference, None, &tsig).await;
     assert_eq!(
-        calls, EXPECTED_CALLS,
-        "the calls of a rotation changed: update EXPECTED_CALLS (and think about each new crash point)"
+        calls,
+        expected_calls(),
+        "the calls of a rotation changed: update STEP_CALLS (and think about each new crash point)"
     );
 
-    for point in 1..=EXPECTED_CALLS.len() {
+    for point in 1..=expected_calls().len() {
         let seeded = bed.seed("crash", json!({})).await;
         rotate_with_crash(&bed, &seeded, Some(point), &tsig).await;
     }
 }
 
-/// Every external call of one uninterrupted scheduled lifecycle, run by run.
-const EXPECTED_SCHEDULED_CALLS: &[&[&str]] = &[
-    // Run 1: the key is due. Read state, then the four steps with the schedule's own token.
-    &[
-        "DescribeSecret",
-        "GetSecretValue",
-        "GetEmailIdentity",
-        // createSecret
-        "DescribeSecret",
-        "GetSecretValue",
-        "GetEmailIdentity",
-        "GetSecretValue",
-        "ListSecretVersionIds",
-        "PutSecretValue",
-        // setSecret
-        "DescribeSecret",
-        "GetSecretValue",
-        "DnsUpdate",
-        // testSecret
-        "DescribeSecret",
-        "GetSecretValue",
-        "GetEmailIdentity",
-        "GetSecretValue",
-        "DnsQuery",
-        // finishSecret
-        "DescribeSecret",
-        "GetSecretValue",
-        "GetEmailIdentity",
-        "GetSecretValue",
-        "DnsQuery",
-        "PutEmailIdentityDkimSigningAttributes",
-        "GetEmailIdentity",
-        "UpdateSecretVersionStage",
-        "UpdateSecretVersionStage",
-        "TagResource",
-    ],
-    // Run 2: SES says SUCCESS: tag the selector confirmed.
-    &[
-        "DescribeSecret",
-        "GetSecretValue",
-        "GetEmailIdentity",
-        "TagResource",
-    ],
-    // Run 3: the grace period (zero here) is over: delete the previous TXT, tag it retired.
-    &[
-        "DescribeSecret",
-        "GetSecretValue",
-        "GetEmailIdentity",
-        "DnsUpdate",
-        "TagResource",
-    ],
-    // Run 4: nothing left to do.
-    &["DescribeSecret", "GetSecretValue", "GetEmailIdentity"],
+/// The external calls of one uninterrupted scheduled lifecycle, run by run, besides the
+/// four steps' own ([`STEP_CALLS`]), which run 1 makes after its first three reads.
+const SCHEDULED_RUN_CALLS: [(&str, &[&str]); 4] = [
+    // The key is due: read the state, then the four steps with the schedule's own token.
+    (
+        "run 1 (rotate)",
+        &["DescribeSecret", "GetSecretValue", "GetEmailIdentity"],
+    ),
+    // SES says SUCCESS: tag the selector confirmed.
+    (
+        "run 2 (confirm)",
+        &[
+            "DescribeSecret",
+            "GetSecretValue",
+            "GetEmailIdentity",
+            "TagResource",
+        ],
+    ),
+    // The grace period (zero here) is over: delete the previous TXT, tag it retired.
+    (
+        "run 3 (retire)",
+        &[
+            "DescribeSecret",
+            "GetSecretValue",
+            "GetEmailIdentity",
+            "DnsUpdate",
+            "TagResource",
+        ],
+    ),
+    // Nothing left to do.
+    (
+        "run 4 (idle)",
+        &["DescribeSecret", "GetSecretValue", "GetEmailIdentity"],
+    ),
 ];
+
+/// Every external call of one uninterrupted scheduled lifecycle, run by run.
+fn expected_scheduled_calls() -> Vec<Vec<&'static str>> {
+    SCHEDULED_RUN_CALLS
+        .iter()
+        .enumerate()
+        .map(|(run, (_, calls))| {
+            let mut all = calls.to_vec();
+            if run == 0 {
+                all.extend(expected_calls());
+            }
+            all
+        })
+        .collect()
+}
 
 /// The calls that change nothing.
 const READS: &[&str] = &[
@@ -550,13 +569,10 @@ async fn every_external_call_of_a_scheduled_lifecycle_is_a_crash_point_too() {
     let bed = TestBed::connect().await;
     let tsig = bed.tsig_secret().await;
     let runs = schedule_with_crash(&bed, None, &tsig).await;
-    let pinned: Vec<Vec<&str>> = EXPECTED_SCHEDULED_CALLS
-        .iter()
-        .map(|r| r.to_vec())
-        .collect();
     assert_eq!(
-        runs, pinned,
-        "the calls of a scheduled lifecycle changed: update EXPECTED_SCHEDULED_CALLS (and think about each new crash point)"
+        runs,
+        expected_scheduled_calls(),
+        "the calls of a scheduled lifecycle changed: update SCHEDULED_RUN_CALLS (and think about each new crash point)"
     );
     let points = runs.iter().map(Vec::len).sum::<usize>();
     for point in 1..=points {

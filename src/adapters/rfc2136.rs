@@ -24,6 +24,7 @@ use crate::engine::key::split_txt_strings;
 use crate::engine::ports::{
     DnsPublisher, FailureKind, PortError, PublishMode, SecretStore, TxtRecord, VersionRef,
 };
+use crate::engine::quoting::quote_prefix;
 
 const SERVICE: &str = "DNS";
 
@@ -55,7 +56,8 @@ pub fn parse_tsig_secret(text: &str) -> Result<TSigner, String> {
         "hmac-sha512" => TsigAlgorithm::HmacSha512,
         other => {
             return Err(format!(
-                "TSIG algorithm `{other}` is not supported; use hmac-sha256, hmac-sha384 or hmac-sha512"
+                "TSIG algorithm `{}` is not supported; use hmac-sha256, hmac-sha384 or hmac-sha512",
+                quote_prefix(other)
             ));
         }
     };
