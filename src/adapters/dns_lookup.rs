@@ -51,7 +51,8 @@ impl HickoryTxtLookup {
                     "cannot read the system resolver configuration: {e}"
                 ))
             })?
-            .build();
+            .build()
+            .map_err(|e| discovery(format!("cannot build the system resolver: {e}")))?;
         let labels: Vec<&str> = identity.split('.').collect();
         for start in 0..labels.len().saturating_sub(1) {
             let zone = labels[start..].join(".");
@@ -59,9 +60,9 @@ impl HickoryTxtLookup {
                 continue;
             };
             let hosts: Vec<String> = ns
-                .as_lookup()
-                .record_iter()
-                .filter_map(|r| match r.data() {
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
                     RData::NS(ns) => Some(ns.0.to_ascii()),
                     _ => None,
                 })

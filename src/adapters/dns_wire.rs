@@ -1,22 +1,21 @@
-//! Talking DNS to one server with `hickory-client`: queries over UDP with TCP fallback on
+//! Talking DNS to one server with `hickory-net`: queries over UDP with TCP fallback on
 //! truncation, and RFC 2136 updates over TCP, optionally TSIG-signed.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use hickory_client::client::{Client, ClientHandle};
+use hickory_net::client::{Client, ClientHandle};
+use hickory_net::runtime::TokioRuntimeProvider;
+use hickory_net::tcp::TcpClientStream;
+use hickory_net::udp::UdpClientStream;
+use hickory_net::xfer::{DnsHandle, DnsMultiplexer, FirstAnswer};
 use hickory_proto::op::{Message, ResponseCode};
-use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
-use hickory_proto::runtime::TokioRuntimeProvider;
-use hickory_proto::tcp::TcpClientStream;
-use hickory_proto::udp::UdpClientStream;
-use hickory_proto::xfer::{DnsHandle, FirstAnswer};
+use hickory_proto::rr::{DNSClass, Name, RData, RecordType, TSigner};
 
 use crate::engine::ports::{LookupFailure, TxtAnswer};
 
 /// Signs requests (TSIG) before they leave.
-pub(crate) type Signer = Arc<dyn hickory_proto::op::MessageFinalizer>;
+pub(crate) type Signer = TSigner;
 
 fn failure(server: SocketAddr, reason: impl ToString) -> LookupFailure {
     LookupFailure {
@@ -25,18 +24,13 @@ fn failure(server: SocketAddr, reason: impl ToString) -> LookupFailure {
     }
 }
 
-async fn udp_client(
-    server: SocketAddr,
-    timeout: Duration,
-    signer: Option<Signer>,
-) -> Result<Client, LookupFailure> {
+type TokioClient = Client<TokioRuntimeProvider>;
+
+async fn udp_client(server: SocketAddr, timeout: Duration) -> Result<TokioClient, LookupFailure> {
     let stream = UdpClientStream::builder(server, TokioRuntimeProvider::default())
         .with_timeout(Some(timeout))
-        .with_signer(signer)
         .build();
-    let (client, background) = Client::connect(stream)
-        .await
-        .map_err(|e| failure(server, e))?;
+    let (client, background) = TokioClient::from_sender(stream);
     tokio::spawn(background);
     Ok(client)
 }
@@ -45,12 +39,15 @@ async fn tcp_client(
     server: SocketAddr,
     timeout: Duration,
     signer: Option<Signer>,
-) -> Result<Client, LookupFailure> {
+) -> Result<TokioClient, LookupFailure> {
     let (stream, handle) =
         TcpClientStream::new(server, None, Some(timeout), TokioRuntimeProvider::default());
-    let (client, background) = Client::with_timeout(stream, handle, timeout, signer)
-        .await
-        .map_err(|e| failure(server, e))?;
+    let stream = stream.await.map_err(|e| failure(server, e))?;
+    let mut multiplexer = DnsMultiplexer::new(stream, handle).with_timeout(timeout);
+    if let Some(signer) = signer {
+        multiplexer = multiplexer.with_signer(signer);
+    }
+    let (client, background) = TokioClient::from_sender(multiplexer);
     tokio::spawn(background);
     Ok(client)
 }
@@ -62,12 +59,12 @@ pub(crate) async fn query_txt(
     timeout: Duration,
 ) -> Result<TxtAnswer, LookupFailure> {
     let name = Name::from_ascii(name).map_err(|e| failure(server, format!("bad name: {e}")))?;
-    let mut client = udp_client(server, timeout, None).await?;
+    let mut client = udp_client(server, timeout).await?;
     let mut response = client
         .query(name.clone(), DNSClass::IN, RecordType::TXT)
         .await
         .map_err(|e| failure(server, e))?;
-    if response.truncated() {
+    if response.metadata.truncation {
         let mut client = tcp_client(server, timeout, None).await?;
         response = client
             .query(name, DNSClass::IN, RecordType::TXT)
@@ -87,17 +84,17 @@ pub fn decode_txt_response(server: SocketAddr, bytes: &[u8]) -> Result<TxtAnswer
 }
 
 fn txt_answer(server: SocketAddr, response: &Message) -> Result<TxtAnswer, LookupFailure> {
-    match response.response_code() {
+    match response.metadata.response_code {
         ResponseCode::NoError => {}
         ResponseCode::NXDomain => return Ok(TxtAnswer::NoRecords),
         code => return Err(failure(server, format!("server answered {code}"))),
     }
     let records: Vec<String> = response
-        .answers()
+        .answers
         .iter()
-        .filter_map(|record| match record.data() {
+        .filter_map(|record| match &record.data {
             RData::TXT(txt) => Some(
-                txt.txt_data()
+                txt.txt_data
                     .iter()
                     .map(|part| String::from_utf8_lossy(part).into_owned())
                     .collect::<String>(),
@@ -121,11 +118,11 @@ pub(crate) async fn send_update(
 ) -> Result<(), LookupFailure> {
     let client = tcp_client(server, timeout, signer).await?;
     let response = client
-        .send(update)
+        .send(update.into())
         .first_answer()
         .await
         .map_err(|e| failure(server, e))?;
-    match response.response_code() {
+    match response.metadata.response_code {
         ResponseCode::NoError => Ok(()),
         code => Err(failure(
             server,

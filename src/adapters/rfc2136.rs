@@ -5,16 +5,14 @@
 //! `{"name": "key-name.", "algorithm": "hmac-sha256", "secret": "<base64>"}`.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use hickory_proto::dnssec::rdata::tsig::TsigAlgorithm;
-use hickory_proto::dnssec::tsig::TSigner;
 use hickory_proto::op::update_message::{self, UpdateMessage};
 use hickory_proto::rr::rdata::TXT;
-use hickory_proto::rr::{Name, RData, Record, RecordType};
+use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
+use hickory_proto::rr::{Name, RData, Record, RecordType, TSigner};
 use serde_json::Value;
 use time::OffsetDateTime;
 use tokio::sync::OnceCell;
@@ -136,7 +134,7 @@ impl<S: SecretStore> Rfc2136Publisher<S> {
                             format!("{secret_id}: {reason}"),
                         )
                     })?;
-                Ok(Some(Arc::new(signer) as Signer))
+                Ok(Some(signer))
             })
             .await
             .cloned()
