@@ -24,8 +24,7 @@ use ses_dkim_rotator::engine::dns_check::TxtAnswer;
 use ses_dkim_rotator::engine::key::{DkimKeyPair, KeyBits, split_txt_strings};
 use ses_dkim_rotator::engine::ports::{
     DkimSigningService, DnsPublisher, DnsTxtLookup, FailureKind, LookupFailure, PortError,
-    PublishMode, SecretDescription, SecretStore, ServerAnswer, SesDkimState, StoredVersion,
-    TxtRecord, VersionInfo, VersionRef,
+    PublishMode, ServerAnswer, SesDkimState, TxtRecord,
 };
 use ses_dkim_rotator::engine::retirement::TAG_RETIRED;
 use ses_dkim_rotator::engine::rotation::{Ports, RotationEngine, RotationPolicy, Step};
@@ -119,51 +118,15 @@ struct Crashing<'r, P> {
     rec: &'r Recorder,
 }
 
-impl<S: SecretStore> SecretStore for Crashing<'_, S> {
-    async fn describe(&self, id: &str) -> Result<SecretDescription, PortError> {
-        self.rec
-            .port("DescribeSecret", self.inner.describe(id).await)
-    }
-    async fn read(&self, id: &str, v: VersionRef<'_>) -> Result<Option<StoredVersion>, PortError> {
-        self.rec
-            .port("GetSecretValue", self.inner.read(id, v).await)
-    }
-    async fn put_pending(
+/// Aborts right after the call numbered `abort_after` (the call's effect has landed).
+impl AroundStoreCall for &Recorder {
+    async fn around<T: Send>(
         &self,
-        id: &str,
-        token: &str,
-        value: &SecretText,
-        rotation_token: Option<&SecretText>,
-    ) -> Result<(), PortError> {
-        let r = self
-            .inner
-            .put_pending(id, token, value, rotation_token)
-            .await;
-        self.rec.port("PutSecretValue", r)
-    }
-    async fn promote(&self, id: &str, to: &str, from: Option<&str>) -> Result<(), PortError> {
-        self.rec.port(
-            "UpdateSecretVersionStage",
-            self.inner.promote(id, to, from).await,
-        )
-    }
-    async fn list_versions(&self, id: &str) -> Result<Vec<VersionInfo>, PortError> {
-        self.rec
-            .port("ListSecretVersionIds", self.inner.list_versions(id).await)
-    }
-    async fn list_tagged(&self, key: &str, value: &str) -> Result<Vec<String>, PortError> {
-        self.rec
-            .port("ListSecrets", self.inner.list_tagged(key, value).await)
-    }
-    async fn set_tags(&self, id: &str, tags: &[(&str, &str)]) -> Result<(), PortError> {
-        self.rec
-            .port("TagResource", self.inner.set_tags(id, tags).await)
-    }
-    async fn clear_pending(&self, id: &str, version: &str) -> Result<(), PortError> {
-        self.rec.port(
-            "UpdateSecretVersionStage",
-            self.inner.clear_pending(id, version).await,
-        )
+        which: StoreCall,
+        call: impl Future<Output = Result<T, PortError>> + Send,
+    ) -> Result<T, PortError> {
+        let result = call.await;
+        self.port(which.api, result)
     }
 }
 
@@ -234,7 +197,7 @@ async fn crashing_engine<'r>(
     tsig_secret: &str,
     policy: RotationPolicy,
 ) -> RotationEngine<
-    Crashing<'r, SecretsManagerStore>,
+    AroundStore<SecretsManagerStore, &'r Recorder>,
     Crashing<'r, SesV2Signing>,
     Crashing<'r, ConfiguredPublisher>,
     Crashing<'r, HickoryTxtLookup>,
@@ -243,9 +206,9 @@ async fn crashing_engine<'r>(
     let server = dns_server().parse().unwrap();
     RotationEngine::new(
         Ports {
-            secrets: Crashing {
+            secrets: AroundStore {
                 inner: SecretsManagerStore::new(bed.secrets.clone()),
-                rec,
+                around: rec,
             },
             ses: Crashing {
                 inner: SesV2Signing::new(bed.ses.clone()),

@@ -12,13 +12,10 @@ use serde_json::{Value, json};
 use ses_dkim_rotator::adapters::secrets_manager::SecretsManagerStore;
 use ses_dkim_rotator::adapters::sesv2::SesV2Signing;
 use ses_dkim_rotator::assembly::build_rotator;
-use ses_dkim_rotator::engine::ports::{
-    PortError, SecretDescription, SecretStore, StoredVersion, VersionInfo, VersionRef,
-};
+use ses_dkim_rotator::engine::ports::PortError;
 use ses_dkim_rotator::engine::schedule::{Action, MaintainOptions};
 use ses_dkim_rotator::handler::ScheduledRun;
 use ses_dkim_rotator::metrics;
-use ses_dkim_rotator::secret_text::SecretText;
 
 fn run_for(ids: &[String]) -> ScheduledRun {
     ScheduledRun {
@@ -197,59 +194,24 @@ async fn fleet_of_200_rotates_through_throttling_server_errors_and_latency_and_o
     );
 }
 
-/// Secrets Manager with a fixed delay added to every call: moto cannot inject latency, and
-/// the benchmark wants every AWS call to cost what a real round trip does.
-struct Delayed<S> {
-    inner: S,
-    delay: Duration,
-}
+/// A fixed delay before every Secrets Manager call: moto cannot inject latency, and the
+/// benchmark wants every AWS call to cost what a real round trip does.
+struct Delay(Duration);
 
-impl<S: SecretStore> SecretStore for Delayed<S> {
-    async fn describe(&self, id: &str) -> Result<SecretDescription, PortError> {
-        tokio::time::sleep(self.delay).await;
-        self.inner.describe(id).await
-    }
-    async fn read(&self, id: &str, v: VersionRef<'_>) -> Result<Option<StoredVersion>, PortError> {
-        tokio::time::sleep(self.delay).await;
-        self.inner.read(id, v).await
-    }
-    async fn put_pending(
+impl AroundStoreCall for Delay {
+    async fn around<T: Send>(
         &self,
-        id: &str,
-        token: &str,
-        value: &SecretText,
-        rotation_token: Option<&SecretText>,
-    ) -> Result<(), PortError> {
-        tokio::time::sleep(self.delay).await;
-        self.inner
-            .put_pending(id, token, value, rotation_token)
-            .await
-    }
-    async fn promote(&self, id: &str, to: &str, from: Option<&str>) -> Result<(), PortError> {
-        tokio::time::sleep(self.delay).await;
-        self.inner.promote(id, to, from).await
-    }
-    async fn list_versions(&self, id: &str) -> Result<Vec<VersionInfo>, PortError> {
-        tokio::time::sleep(self.delay).await;
-        self.inner.list_versions(id).await
-    }
-    async fn list_tagged(&self, key: &str, value: &str) -> Result<Vec<String>, PortError> {
-        tokio::time::sleep(self.delay).await;
-        self.inner.list_tagged(key, value).await
-    }
-    async fn set_tags(&self, id: &str, tags: &[(&str, &str)]) -> Result<(), PortError> {
-        tokio::time::sleep(self.delay).await;
-        self.inner.set_tags(id, tags).await
-    }
-    async fn clear_pending(&self, id: &str, version: &str) -> Result<(), PortError> {
-        tokio::time::sleep(self.delay).await;
-        self.inner.clear_pending(id, version).await
+        _: StoreCall,
+        call: impl Future<Output = Result<T, PortError>> + Send,
+    ) -> Result<T, PortError> {
+        tokio::time::sleep(self.0).await;
+        call.await
     }
 }
 
 /// `make bench`: wall time of a scheduled run over `FLEET_BENCH_N` identities (default 100)
 /// with 50 ms added to every AWS call (SESv2 by `awsim chaos`, Secrets Manager by
-/// [`Delayed`]), at each concurrency of `FLEET_BENCH_CONCURRENCY` (default `1,4,16`).
+/// [`Delay`]), at each concurrency of `FLEET_BENCH_CONCURRENCY` (default `1,4,16`).
 #[tokio::test]
 #[ignore = "benchmark: run by `make bench`"]
 async fn fleet_scaling_benchmark() {
@@ -277,9 +239,9 @@ async fn fleet_scaling_benchmark() {
     let policy = bed.settings("rfc2136").await.policy;
     let engine = bed
         .engine_over(
-            Delayed {
+            AroundStore {
                 inner: SecretsManagerStore::new(bed.secrets.clone()),
-                delay: Duration::from_millis(50),
+                around: Delay(Duration::from_millis(50)),
             },
             SesV2Signing::new(bed.ses.clone()),
             policy,

@@ -12,9 +12,7 @@ use ses_dkim_rotator::adapters::secrets_manager::SecretsManagerStore;
 use ses_dkim_rotator::adapters::sesv2::SesV2Signing;
 use ses_dkim_rotator::engine::identity::AllowedIdentities;
 use ses_dkim_rotator::engine::key::KeyBits;
-use ses_dkim_rotator::engine::ports::{
-    FailureKind, PortError, SecretDescription, SecretStore, StoredVersion, VersionInfo, VersionRef,
-};
+use ses_dkim_rotator::engine::ports::{FailureKind, PortError};
 use ses_dkim_rotator::engine::rotation::{Outcome, RotationPolicy, Step};
 use ses_dkim_rotator::secret_text::SecretText;
 
@@ -156,53 +154,25 @@ async fn every_step_run_twice_makes_one_key_and_one_switch() {
     );
 }
 
-/// A store whose first `UpdateSecretVersionStage` fails, as if the Lambda died right after
-/// switching SES.
-struct FailFirstPromote {
-    inner: SecretsManagerStore,
-    failed: AtomicBool,
-}
+/// The first `promote` (`UpdateSecretVersionStage` to `AWSCURRENT`) fails without reaching
+/// Secrets Manager, as if the Lambda died right after switching SES.
+struct FailFirstPromote(AtomicBool);
 
-impl SecretStore for FailFirstPromote {
-    async fn describe(&self, id: &str) -> Result<SecretDescription, PortError> {
-        self.inner.describe(id).await
-    }
-    async fn read(&self, id: &str, v: VersionRef<'_>) -> Result<Option<StoredVersion>, PortError> {
-        self.inner.read(id, v).await
-    }
-    async fn put_pending(
+impl AroundStoreCall for FailFirstPromote {
+    async fn around<T: Send>(
         &self,
-        id: &str,
-        token: &str,
-        value: &SecretText,
-        rotation_token: Option<&SecretText>,
-    ) -> Result<(), PortError> {
-        self.inner
-            .put_pending(id, token, value, rotation_token)
-            .await
-    }
-    async fn list_versions(&self, id: &str) -> Result<Vec<VersionInfo>, PortError> {
-        self.inner.list_versions(id).await
-    }
-    async fn list_tagged(&self, key: &str, value: &str) -> Result<Vec<String>, PortError> {
-        self.inner.list_tagged(key, value).await
-    }
-    async fn set_tags(&self, id: &str, tags: &[(&str, &str)]) -> Result<(), PortError> {
-        self.inner.set_tags(id, tags).await
-    }
-    async fn promote(&self, id: &str, to: &str, from: Option<&str>) -> Result<(), PortError> {
-        if !self.failed.swap(true, Ordering::SeqCst) {
+        which: StoreCall,
+        call: impl Future<Output = Result<T, PortError>> + Send,
+    ) -> Result<T, PortError> {
+        if which.method == "promote" && !self.0.swap(true, Ordering::SeqCst) {
             return Err(PortError {
                 service: "SecretsManager",
-                operation: "UpdateSecretVersionStage",
+                operation: which.api,
                 kind: FailureKind::Unavailable,
                 message: "injected: connection reset".into(),
             });
         }
-        self.inner.promote(id, to, from).await
-    }
-    async fn clear_pending(&self, id: &str, version: &str) -> Result<(), PortError> {
-        self.inner.clear_pending(id, version).await
+        call.await
     }
 }
 
@@ -212,9 +182,9 @@ async fn failure_between_ses_switch_and_stage_move_converges_on_retry() {
     let seeded = bed.seed("crash", json!({})).await;
     let engine = bed
         .engine_over(
-            FailFirstPromote {
+            AroundStore {
                 inner: SecretsManagerStore::new(bed.secrets.clone()),
-                failed: AtomicBool::new(false),
+                around: FailFirstPromote(AtomicBool::new(false)),
             },
             SesV2Signing::new(bed.ses.clone()),
             allow_all(),

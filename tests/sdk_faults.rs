@@ -73,6 +73,17 @@ macro_rules! fault_cases {
     ) => {
         mod $name {
             use super::*;
+            use aws_smithy_mocks::Rule;
+
+            /// A client answering from `faulty` and `others`, with the function's retry policy.
+            fn client(faulty: &Rule, others: &[Rule]) -> $sdk::Client {
+                mock_client!(
+                    $sdk,
+                    RuleMode::MatchAny,
+                    std::iter::once(faulty).chain(others.iter()),
+                    |config| config.retry_config(sdk_retry_config())
+                )
+            }
 
             #[tokio::test]
             async fn transient() {
@@ -83,13 +94,8 @@ macro_rules! fault_cases {
                     .http_status(400, Some($body($throttle, "Rate exceeded")))
                     .output($ok)
                     .build();
-                let others: Vec<aws_smithy_mocks::Rule> = vec![$($other),*];
-                let $client = mock_client!(
-                    $sdk,
-                    RuleMode::MatchAny,
-                    std::iter::once(&faulty).chain(others.iter()),
-                    |config| config.retry_config(sdk_retry_config())
-                );
+                let others: Vec<Rule> = vec![$($other),*];
+                let $client = client(&faulty, &others);
                 let result = $call.await;
                 assert!(result.is_ok(), "not retried to success: {:?}", result.err());
                 assert_eq!(faulty.num_calls(), 4, "500, 503, throttled, then success");
@@ -101,13 +107,8 @@ macro_rules! fault_cases {
                     .sequence()
                     .http_status(400, Some($body($refuse, REFUSAL)))
                     .build();
-                let others: Vec<aws_smithy_mocks::Rule> = vec![$($other),*];
-                let $client = mock_client!(
-                    $sdk,
-                    RuleMode::MatchAny,
-                    std::iter::once(&faulty).chain(others.iter()),
-                    |config| config.retry_config(sdk_retry_config())
-                );
+                let others: Vec<Rule> = vec![$($other),*];
+                let $client = client(&faulty, &others);
                 let error = $call.await.expect_err("a refused call must fail");
                 assert_eq!(faulty.num_calls(), 1, "a refusal is not retried");
                 assert_eq!(error.kind, FailureKind::InvalidRequest, "{error}");

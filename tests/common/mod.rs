@@ -19,11 +19,15 @@ use ses_dkim_rotator::assembly::{AwsEngine, build_engine};
 use ses_dkim_rotator::config::Settings;
 use ses_dkim_rotator::engine::dns_check::{TxtAnswer, check_dkim_record};
 use ses_dkim_rotator::engine::identity::AllowedIdentities;
-use ses_dkim_rotator::engine::ports::{DkimSigningService, SecretStore, SesDkimState};
+use ses_dkim_rotator::engine::ports::{
+    DkimSigningService, PortError, SecretDescription, SecretStore, SesDkimState, StoredVersion,
+    VersionInfo, VersionRef,
+};
 use ses_dkim_rotator::engine::rotation::{
     Ports, RotationEngine, RotationPolicy, RotationRequest, Step, StepReport,
 };
 use ses_dkim_rotator::error::RotatorError;
+use ses_dkim_rotator::secret_text::SecretText;
 
 /// The engine as the Lambda builds it, over the emulated services and the real DNS server.
 pub type RealEngine = AwsEngine;
@@ -530,4 +534,87 @@ fn raw_get_once(authority: &str, path: &str) -> Option<String> {
     }
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     Some(body.to_owned())
+}
+
+/// One call to the Secrets Manager port, for wrappers that act around it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreCall {
+    /// The AWS operation (`UpdateSecretVersionStage`…), as the crash-point lists name it.
+    pub api: &'static str,
+    /// The port method (`promote`, `clear_pending`…): tells apart calls of one operation.
+    pub method: &'static str,
+}
+
+/// What a test does around each call of a wrapped store: delay it, fail it, abort after it.
+pub trait AroundStoreCall: Send + Sync {
+    /// Runs (or does not run) `call`, the wrapped store's future for `which`.
+    fn around<T: Send>(
+        &self,
+        which: StoreCall,
+        call: impl Future<Output = Result<T, PortError>> + Send,
+    ) -> impl Future<Output = Result<T, PortError>> + Send;
+}
+
+/// A [`SecretStore`] whose every call goes through `around`.
+pub struct AroundStore<S, A> {
+    /// The real store.
+    pub inner: S,
+    /// What happens around each call.
+    pub around: A,
+}
+
+const fn call(api: &'static str, method: &'static str) -> StoreCall {
+    StoreCall { api, method }
+}
+
+impl<S: SecretStore, A: AroundStoreCall> SecretStore for AroundStore<S, A> {
+    async fn describe(&self, id: &str) -> Result<SecretDescription, PortError> {
+        let which = call("DescribeSecret", "describe");
+        self.around.around(which, self.inner.describe(id)).await
+    }
+    async fn read(&self, id: &str, v: VersionRef<'_>) -> Result<Option<StoredVersion>, PortError> {
+        let which = call("GetSecretValue", "read");
+        self.around.around(which, self.inner.read(id, v)).await
+    }
+    async fn put_pending(
+        &self,
+        id: &str,
+        token: &str,
+        value: &SecretText,
+        rotation_token: Option<&SecretText>,
+    ) -> Result<(), PortError> {
+        let which = call("PutSecretValue", "put_pending");
+        let put = self.inner.put_pending(id, token, value, rotation_token);
+        self.around.around(which, put).await
+    }
+    async fn promote(&self, id: &str, to: &str, from: Option<&str>) -> Result<(), PortError> {
+        let which = call("UpdateSecretVersionStage", "promote");
+        self.around
+            .around(which, self.inner.promote(id, to, from))
+            .await
+    }
+    async fn list_versions(&self, id: &str) -> Result<Vec<VersionInfo>, PortError> {
+        let which = call("ListSecretVersionIds", "list_versions");
+        self.around
+            .around(which, self.inner.list_versions(id))
+            .await
+    }
+    async fn list_tagged(&self, key: &str, value: &str) -> Result<Vec<String>, PortError> {
+        let which = call("ListSecrets", "list_tagged");
+        self.around
+            .around(which, self.inner.list_tagged(key, value))
+            .await
+    }
+    async fn set_tags(&self, id: &str, tags: &[(&str, &str)]) -> Result<(), PortError> {
+        let which = call("TagResource", "set_tags");
+        self.around
+            .around(which, self.inner.set_tags(id, tags))
+            .await
+    }
+    async fn clear_pending(&self, id: &str, version: &str) -> Result<(), PortError> {
+        let which = call("UpdateSecretVersionStage", "clear_pending");
+        self.around
+            .around(which, self.inner.clear_pending(id, version))
+            .await
+    }
 }
