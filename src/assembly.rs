@@ -22,27 +22,19 @@ use crate::adapters::secrets_manager::SecretsManagerStore;
 use crate::adapters::sesv2::SesV2Signing;
 use crate::adapters::sns::{ConfiguredNotifier, SnsNotifier};
 use crate::config::{PublisherSetting, Settings};
-use crate::engine::rotation::{Ports, RotationEngine};
+use crate::engine::Engine;
+use crate::engine::ports::PortSet;
 use crate::handler::Rotator;
 
+/// The real AWS and DNS adapters, as one [`crate::engine::ports::Ports`] bundle.
+pub type AwsPorts =
+    PortSet<SecretsManagerStore, SesV2Signing, ConfiguredPublisher, HickoryTxtLookup, SystemClock>;
+
 /// The engine over the real AWS and DNS adapters.
-pub type AwsEngine = RotationEngine<
-    SecretsManagerStore,
-    SesV2Signing,
-    ConfiguredPublisher,
-    HickoryTxtLookup,
-    SystemClock,
->;
+pub type AwsEngine = Engine<AwsPorts>;
 
 /// The whole function: engine, fleet settings, notifier.
-pub type AwsRotator = Rotator<
-    SecretsManagerStore,
-    SesV2Signing,
-    ConfiguredPublisher,
-    HickoryTxtLookup,
-    SystemClock,
-    ConfiguredNotifier,
->;
+pub type AwsRotator = Rotator<AwsPorts, ConfiguredNotifier>;
 
 /// Wires the engine, the scheduled-run settings and the notifier. Makes no network call.
 pub fn build_rotator(settings: &Settings, aws: &SdkConfig) -> AwsRotator {
@@ -166,8 +158,8 @@ pub fn build_engine(settings: &Settings, aws: &SdkConfig) -> AwsEngine {
         Some(servers) => LookupServers::Fixed(servers.clone()),
         None => LookupServers::Authoritative { port: 53 },
     };
-    RotationEngine::new(
-        Ports {
+    Engine::new(
+        PortSet {
             secrets,
             ses: SesV2Signing::new(aws_sdk_sesv2::Client::new(aws)),
             dns,

@@ -27,12 +27,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::engine::RotationPolicy;
 use crate::engine::identity::AllowedIdentities;
 use crate::engine::key::KeyBits;
 use crate::engine::quoting::quote_prefix;
-use crate::engine::rotation::{RetireMode, RotationPolicy};
+use crate::engine::retirement::RetireMode;
 use crate::engine::selector::SelectorPrefix;
-use crate::error::RotatorError;
+use crate::error::AppError;
 
 /// How DKIM records are published.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,14 +97,14 @@ pub struct Settings {
     pub fleet: FleetSettings,
 }
 
-fn invalid(name: &'static str, reason: impl Into<String>) -> RotatorError {
-    RotatorError::InvalidSetting {
+fn invalid(name: &'static str, reason: impl Into<String>) -> AppError {
+    AppError::InvalidSetting {
         name,
         reason: reason.into(),
     }
 }
 
-fn socket_addr(name: &'static str, text: &str) -> Result<SocketAddr, RotatorError> {
+fn socket_addr(name: &'static str, text: &str) -> Result<SocketAddr, AppError> {
     text.trim().parse().map_err(|_| {
         invalid(
             name,
@@ -120,7 +121,7 @@ fn choice<'a>(
     name: &'static str,
     value: Option<String>,
     allowed: &[&'a str],
-) -> Result<Option<&'a str>, RotatorError> {
+) -> Result<Option<&'a str>, AppError> {
     let Some(value) = value else {
         return Ok(None);
     };
@@ -143,14 +144,14 @@ fn choice<'a>(
 
 impl Settings {
     /// Reads the settings from the process environment.
-    pub fn from_env() -> Result<Self, RotatorError> {
+    pub fn from_env() -> Result<Self, AppError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
     /// Reads the settings through `lookup` (the environment, or a map in tests).
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, RotatorError> {
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, AppError> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let number = |name: &'static str, default: u64, max: u64| -> Result<u64, RotatorError> {
+        let number = |name: &'static str, default: u64, max: u64| -> Result<u64, AppError> {
             match get(name) {
                 None => Ok(default),
                 Some(text) => text
@@ -300,7 +301,7 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, RotatorError> {
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, AppError> {
         let map: HashMap<String, String> = pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -1,17 +1,16 @@
-//! [`RotatorError`]: the one error every entry point returns.
+//! [`AppError`]: what the Lambda function and the CLI return. It wraps the engine's
+//! [`EngineError`] with the two failures only an entry point has (a bad event, a bad setting)
+//! and turns into Lambda's [`Diagnostic`], so `errorType` means something.
 //!
-//! Each variant says what is wrong and what to do. [`RotatorError::error_type`] gives Lambda's
-//! `errorType` a stable, meaningful name. No variant ever carries key material or a
-//! `RotationToken`.
+//! No variant ever carries key material or a `RotationToken`.
 
 use lambda_runtime::Diagnostic;
 
-use crate::engine::key::KeyError;
-use crate::engine::ports::PortError;
+use crate::engine::error::EngineError;
 
-/// Everything that can stop a rotation step or the function's start-up.
+/// Everything that can stop an invocation or the function's start-up.
 #[derive(Debug, thiserror::Error)]
-pub enum RotatorError {
+pub enum AppError {
     /// The invocation payload is not an event this function accepts.
     #[error("invalid event: {0}")]
     InvalidEvent(String),
@@ -25,198 +24,30 @@ pub enum RotatorError {
         reason: String,
     },
 
-    /// Secrets Manager rotation is off for the secret.
-    #[error(
-        "secret {secret_id}: rotation is not enabled; turn it on (aws secretsmanager rotate-secret --rotation-lambda-arn ...) rather than invoking this function by hand"
-    )]
-    RotationNotEnabled {
-        /// The secret.
-        secret_id: String,
-    },
-
-    /// The event's `ClientRequestToken` is not a version of the secret.
-    #[error(
-        "secret {secret_id}: version {token} is not staged for rotation; start rotation with RotateSecret so Secrets Manager stages it as AWSPENDING"
-    )]
-    TokenNotStaged {
-        /// The secret.
-        secret_id: String,
-        /// The event's `ClientRequestToken` (a version id, not secret).
-        token: String,
-    },
-
-    /// The version exists but is neither `AWSCURRENT` nor `AWSPENDING`.
-    #[error(
-        "secret {secret_id}: version {token} is not AWSPENDING (stages: {stages}); it belongs to an older rotation, start a new one"
-    )]
-    TokenNotPending {
-        /// The secret.
-        secret_id: String,
-        /// The event's `ClientRequestToken`.
-        token: String,
-        /// The stages the version has.
-        stages: String,
-    },
-
-    /// The secret has no `AWSCURRENT` version to rotate from.
-    #[error(
-        "secret {secret_id} has no AWSCURRENT value; store {{\"identity\": \"example.com\"}} in it first"
-    )]
-    NoCurrentVersion {
-        /// The secret.
-        secret_id: String,
-    },
-
-    /// A version's `SecretString` does not follow the secret contract.
-    #[error("secret {secret_id}, {version} version: {reason}")]
-    CorruptSecret {
-        /// The secret.
-        secret_id: String,
-        /// `AWSCURRENT` or `AWSPENDING`.
-        version: &'static str,
-        /// What is wrong, naming the field.
-        reason: String,
-    },
-
-    /// `createSecret` has not stored the pending version yet.
-    #[error(
-        "secret {secret_id}: no AWSPENDING value for version {token}; run createSecret for this token first"
-    )]
-    PendingMissing {
-        /// The secret.
-        secret_id: String,
-        /// The event's `ClientRequestToken`.
-        token: String,
-    },
-
-    /// The pending version holds something other than a key made for this rotation.
-    #[error("secret {secret_id}: {reason}")]
-    PendingConflict {
-        /// The secret.
-        secret_id: String,
-        /// What was found and what to do.
-        reason: String,
-    },
-
-    /// The pending key fails `testSecret`.
-    #[error("secret {secret_id}: pending key rejected: {reason}")]
-    PendingKeyInvalid {
-        /// The secret.
-        secret_id: String,
-        /// Which check failed.
-        reason: String,
-    },
-
-    /// Current and pending versions name different identities.
-    #[error(
-        "secret {secret_id}: AWSCURRENT is for `{current}` but AWSPENDING is for `{pending}`; a secret must keep one identity, cancel this rotation and fix the secret"
-    )]
-    IdentityMismatch {
-        /// The secret.
-        secret_id: String,
-        /// The current identity.
-        current: String,
-        /// The pending identity.
-        pending: String,
-    },
-
-    /// The confused-deputy guard refused the identity.
-    #[error("identity not allowed: {0}")]
-    IdentityNotAllowed(String),
-
-    /// SES has no such identity in this account and region.
-    #[error(
-        "identity `{identity}` does not exist in SES in this account and region; create it (aws sesv2 create-email-identity --email-identity {identity}) or correct `identity` in the secret"
-    )]
-    IdentityNotInSes {
-        /// The identity.
-        identity: String,
-    },
-
-    /// DNS does not (yet) serve the new selector's TXT record: SES was not switched.
-    #[error("secret {secret_id}: DNS check failed, SES not switched: {detail}")]
-    DnsNotVerified {
-        /// The secret.
-        secret_id: String,
-        /// The outcome (`missing`, `mismatch`, …).
-        outcome: &'static str,
-        /// What is wrong and what to do.
-        detail: String,
-    },
-
-    /// The DNS provider refused or failed to publish the record.
-    #[error("secret {secret_id}: publishing {name} failed: {source}")]
-    DnsPublishFailed {
-        /// The secret.
-        secret_id: String,
-        /// The record name.
-        name: String,
-        /// The provider's error.
-        source: PortError,
-    },
-
-    /// SES reported `FAILED` for the new key; the previous key was put back when there was one.
-    #[error(
-        "identity `{identity}`: SES reports DKIM status {status} for selector {selector}; {action}"
-    )]
-    SesRejectedKey {
-        /// The identity.
-        identity: String,
-        /// The selector SES refused.
-        selector: String,
-        /// SES's status.
-        status: String,
-        /// What was done and what to do.
-        action: String,
-    },
-
-    /// The retirement guard refused to remove a selector still in use.
-    #[error("refusing to retire selector {selector}: {reason}")]
-    RetireRefused {
-        /// The selector.
-        selector: String,
-        /// Why.
-        reason: String,
-    },
-
-    /// Key generation failed.
+    /// The engine refused or failed.
     #[error(transparent)]
-    Key(#[from] KeyError),
-
-    /// An AWS call failed after the SDK's retries.
-    #[error(transparent)]
-    Aws(#[from] PortError),
+    Engine(#[from] EngineError),
 }
 
-impl RotatorError {
+impl AppError {
     /// A stable name for Lambda's `errorType`.
     pub fn error_type(&self) -> &'static str {
         match self {
             Self::InvalidEvent(_) => "InvalidEvent",
             Self::InvalidSetting { .. } => "InvalidSetting",
-            Self::RotationNotEnabled { .. } => "RotationNotEnabled",
-            Self::TokenNotStaged { .. } => "TokenNotStaged",
-            Self::TokenNotPending { .. } => "TokenNotPending",
-            Self::NoCurrentVersion { .. } => "NoCurrentVersion",
-            Self::CorruptSecret { .. } => "CorruptSecret",
-            Self::PendingMissing { .. } => "PendingMissing",
-            Self::PendingConflict { .. } => "PendingConflict",
-            Self::PendingKeyInvalid { .. } => "PendingKeyInvalid",
-            Self::IdentityMismatch { .. } => "IdentityMismatch",
-            Self::IdentityNotAllowed(_) => "IdentityNotAllowed",
-            Self::IdentityNotInSes { .. } => "IdentityNotInSes",
-            Self::DnsNotVerified { .. } => "DnsNotVerified",
-            Self::DnsPublishFailed { .. } => "DnsPublishFailed",
-            Self::SesRejectedKey { .. } => "SesRejectedKey",
-            Self::RetireRefused { .. } => "RetireRefused",
-            Self::Key(_) => "KeyGenerationFailed",
-            Self::Aws(_) => "AwsCallFailed",
+            Self::Engine(error) => error.error_type(),
         }
     }
 }
 
-impl From<RotatorError> for Diagnostic {
-    fn from(error: RotatorError) -> Self {
+impl From<crate::engine::ports::PortError> for AppError {
+    fn from(error: crate::engine::ports::PortError) -> Self {
+        Self::Engine(error.into())
+    }
+}
+
+impl From<AppError> for Diagnostic {
+    fn from(error: AppError) -> Self {
         Diagnostic {
             error_type: error.error_type().to_owned(),
             error_message: error.to_string(),

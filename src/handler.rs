@@ -15,10 +15,11 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
 use crate::config::FleetSettings;
-use crate::engine::ports::{Clock, DkimSigningService, DnsPublisher, DnsTxtLookup, SecretStore};
-use crate::engine::rotation::{Outcome, RotationEngine, RotationRequest};
-use crate::engine::schedule::MaintainOptions;
-use crate::error::RotatorError;
+use crate::engine::Engine;
+use crate::engine::ports::{Deadline, Ports};
+use crate::engine::schedule::{FleetSummary, MaintainOptions};
+use crate::engine::steps::{Outcome, RotationRequest};
+use crate::error::AppError;
 use crate::metrics::{self, RunCounts};
 use crate::notifications::{self, Notification, Notifier};
 use crate::secret_text::SecretText;
@@ -34,54 +35,52 @@ const MAX_SECRET_IDS: usize = 10_000;
 /// Largest event accepted; rotation events are a few hundred bytes.
 const MAX_FIELD_LEN: usize = 2048;
 
-fn required_str(map: &Map<String, Value>, field: &str) -> Result<String, RotatorError> {
+fn required_str(map: &Map<String, Value>, field: &str) -> Result<String, AppError> {
     match map.get(field) {
         Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= MAX_FIELD_LEN => Ok(s.clone()),
-        Some(Value::String(s)) if s.len() > MAX_FIELD_LEN => {
-            Err(RotatorError::InvalidEvent(format!(
-                "field `{field}` is longer than {MAX_FIELD_LEN} characters; expected {ACCEPTED}"
-            )))
-        }
-        Some(Value::String(_)) => Err(RotatorError::InvalidEvent(format!(
+        Some(Value::String(s)) if s.len() > MAX_FIELD_LEN => Err(AppError::InvalidEvent(format!(
+            "field `{field}` is longer than {MAX_FIELD_LEN} characters; expected {ACCEPTED}"
+        ))),
+        Some(Value::String(_)) => Err(AppError::InvalidEvent(format!(
             "field `{field}` is empty; expected {ACCEPTED}"
         ))),
-        Some(_) => Err(RotatorError::InvalidEvent(format!(
+        Some(_) => Err(AppError::InvalidEvent(format!(
             "field `{field}` must be a string; expected {ACCEPTED}"
         ))),
-        None => Err(RotatorError::InvalidEvent(format!(
+        None => Err(AppError::InvalidEvent(format!(
             "field `{field}` is missing; expected {ACCEPTED}"
         ))),
     }
 }
 
 /// Parses a raw payload into a rotation request.
-pub fn parse_rotation_event(payload: &Value) -> Result<RotationRequest, RotatorError> {
+pub fn parse_rotation_event(payload: &Value) -> Result<RotationRequest, AppError> {
     let Value::Object(map) = payload else {
-        return Err(RotatorError::InvalidEvent(format!(
+        return Err(AppError::InvalidEvent(format!(
             "the payload is not a JSON object; expected {ACCEPTED}"
         )));
     };
     if !map.contains_key("Step") {
-        return Err(RotatorError::InvalidEvent(format!(
+        return Err(AppError::InvalidEvent(format!(
             "the payload has no `Step`, so it is not a rotation event; expected {ACCEPTED}"
         )));
     }
     if map.len() > 16 {
-        return Err(RotatorError::InvalidEvent(format!(
+        return Err(AppError::InvalidEvent(format!(
             "the payload has {} fields; a rotation event has at most 4",
             map.len()
         )));
     }
     let step = required_str(map, "Step")?
         .parse()
-        .map_err(|e: String| RotatorError::InvalidEvent(e))?;
+        .map_err(|e: String| AppError::InvalidEvent(e))?;
     let secret_id = required_str(map, "SecretId")?;
     let token = required_str(map, "ClientRequestToken")?;
     let rotation_token = match map.get("RotationToken") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(SecretText::new(s.as_str())),
         Some(_) => {
-            return Err(RotatorError::InvalidEvent(
+            return Err(AppError::InvalidEvent(
                 "field `RotationToken` must be a string when present".into(),
             ));
         }
@@ -93,11 +92,13 @@ pub fn parse_rotation_event(payload: &Value) -> Result<RotationRequest, RotatorE
 }
 
 /// The invocation's deadline (Lambda gives milliseconds since the epoch; 0 when unknown).
-fn deadline_of(context: &lambda_runtime::Context) -> Option<OffsetDateTime> {
+fn deadline_of(context: &lambda_runtime::Context) -> Deadline {
     if context.deadline == 0 {
-        return None;
+        return Deadline::NONE;
     }
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(context.deadline) * 1_000_000).ok()
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(context.deadline) * 1_000_000)
+        .map(Deadline::at)
+        .unwrap_or(Deadline::NONE)
 }
 
 /// A scheduled run: which secrets, and how.
@@ -120,9 +121,9 @@ pub enum Invocation {
     Scheduled(ScheduledRun),
 }
 
-fn parse_scheduled(map: &Map<String, Value>) -> Result<ScheduledRun, RotatorError> {
+fn parse_scheduled(map: &Map<String, Value>) -> Result<ScheduledRun, AppError> {
     if let Some(unknown) = map.keys().find(|k| !SCHEDULE_FIELDS.contains(&k.as_str())) {
-        return Err(RotatorError::InvalidEvent(format!(
+        return Err(AppError::InvalidEvent(format!(
             "unknown field `{}` in a scheduler payload; allowed: secret_ids, force, dry_run",
             unknown.chars().take(40).collect::<String>()
         )));
@@ -130,7 +131,7 @@ fn parse_scheduled(map: &Map<String, Value>) -> Result<ScheduledRun, RotatorErro
     let flag = |name: &str| match map.get(name) {
         None | Some(Value::Null) => Ok(false),
         Some(Value::Bool(b)) => Ok(*b),
-        Some(_) => Err(RotatorError::InvalidEvent(format!(
+        Some(_) => Err(AppError::InvalidEvent(format!(
             "field `{name}` must be true or false"
         ))),
     };
@@ -138,7 +139,7 @@ fn parse_scheduled(map: &Map<String, Value>) -> Result<ScheduledRun, RotatorErro
         None | Some(Value::Null) => None,
         Some(Value::Array(items)) => {
             if items.len() > MAX_SECRET_IDS {
-                return Err(RotatorError::InvalidEvent(format!(
+                return Err(AppError::InvalidEvent(format!(
                     "`secret_ids` names {} secrets; at most {MAX_SECRET_IDS} per run",
                     items.len()
                 )));
@@ -149,7 +150,7 @@ fn parse_scheduled(map: &Map<String, Value>) -> Result<ScheduledRun, RotatorErro
                     Value::String(s) if !s.trim().is_empty() && s.len() <= MAX_FIELD_LEN => {
                         Ok(s.trim().to_owned())
                     }
-                    _ => Err(RotatorError::InvalidEvent(
+                    _ => Err(AppError::InvalidEvent(
                         "`secret_ids` must be a list of secret ARNs or names (non-empty strings)"
                             .into(),
                     )),
@@ -158,7 +159,7 @@ fn parse_scheduled(map: &Map<String, Value>) -> Result<ScheduledRun, RotatorErro
             Some(ids)
         }
         Some(_) => {
-            return Err(RotatorError::InvalidEvent(
+            return Err(AppError::InvalidEvent(
                 "`secret_ids` must be a list of secret ARNs or names".into(),
             ));
         }
@@ -171,9 +172,9 @@ fn parse_scheduled(map: &Map<String, Value>) -> Result<ScheduledRun, RotatorErro
 }
 
 /// Parses any accepted payload.
-pub fn parse_invocation(payload: &Value) -> Result<Invocation, RotatorError> {
+pub fn parse_invocation(payload: &Value) -> Result<Invocation, AppError> {
     let Value::Object(map) = payload else {
-        return Err(RotatorError::InvalidEvent(format!(
+        return Err(AppError::InvalidEvent(format!(
             "the payload is not a JSON object; expected {ACCEPTED}"
         )));
     };
@@ -188,16 +189,16 @@ pub fn parse_invocation(payload: &Value) -> Result<Invocation, RotatorError> {
     if !map.is_empty() && map.keys().any(|k| SCHEDULE_FIELDS.contains(&k.as_str())) {
         return parse_scheduled(map).map(Invocation::Scheduled);
     }
-    Err(RotatorError::InvalidEvent(format!(
+    Err(AppError::InvalidEvent(format!(
         "the payload is none of the accepted shapes; expected {ACCEPTED}"
     )))
 }
 
 /// Everything an invocation needs, built once at start-up.
 #[derive(Debug)]
-pub struct Rotator<S, E, D, L, C, N> {
+pub struct Rotator<P, N> {
     /// The rotation engine.
-    pub engine: RotationEngine<S, E, D, L, C>,
+    pub engine: Engine<P>,
     /// Scheduled-run settings.
     pub fleet: FleetSettings,
     /// Where notifications go.
@@ -208,15 +209,7 @@ fn now_ms() -> i64 {
     (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-impl<S, E, D, L, C, N> Rotator<S, E, D, L, C, N>
-where
-    S: SecretStore,
-    E: DkimSigningService,
-    D: DnsPublisher,
-    L: DnsTxtLookup,
-    C: Clock,
-    N: Notifier,
-{
+impl<P: Ports, N: Notifier> Rotator<P, N> {
     async fn notify(&self, notification: Option<Notification>) {
         let Some(notification) = notification else {
             return;
@@ -228,7 +221,7 @@ where
 
     /// The secrets a scheduled run manages: the payload's, else `DKIM_SECRET_IDS` plus every
     /// secret tagged `DKIM_SECRET_TAG`, without duplicates.
-    pub async fn managed_secrets(&self, run: &ScheduledRun) -> Result<Vec<String>, RotatorError> {
+    pub async fn managed_secrets(&self, run: &ScheduledRun) -> Result<Vec<String>, AppError> {
         if let Some(ids) = &run.secret_ids {
             return Ok(dedupe(ids.clone()));
         }
@@ -237,7 +230,7 @@ where
             ids.extend(self.engine.list_tagged(key, value).await?);
         }
         if ids.is_empty() {
-            return Err(RotatorError::InvalidSetting {
+            return Err(AppError::InvalidSetting {
                 name: "DKIM_SECRET_IDS",
                 reason: "a scheduled run has no secrets to manage: set DKIM_SECRET_IDS (comma list) and/or DKIM_SECRET_TAG (key=value), or pass secret_ids".into(),
             });
@@ -248,8 +241,8 @@ where
     async fn rotation(
         &self,
         mut request: RotationRequest,
-        deadline: Option<OffsetDateTime>,
-    ) -> Result<Value, RotatorError> {
+        deadline: Deadline,
+    ) -> Result<Value, AppError> {
         request.deadline = deadline;
         let result = self.engine.run_step(&request).await;
         let namespace = &self.fleet.metrics_namespace;
@@ -280,7 +273,7 @@ where
                 );
                 let counts = RunCounts {
                     failures: 1,
-                    rollbacks: u64::from(matches!(error, RotatorError::SesRejectedKey { .. })),
+                    rollbacks: u64::from(error.rolled_back()),
                     ..RunCounts::default()
                 };
                 println!("{}", metrics::counts_line(namespace, now_ms(), counts));
@@ -300,8 +293,8 @@ where
     pub async fn scheduled(
         &self,
         run: &ScheduledRun,
-        deadline: Option<OffsetDateTime>,
-    ) -> Result<crate::engine::schedule::FleetSummary, RotatorError> {
+        deadline: Deadline,
+    ) -> Result<FleetSummary, AppError> {
         let secret_ids = self.managed_secrets(run).await?;
         let options = MaintainOptions {
             force: run.force,
@@ -326,7 +319,7 @@ where
     }
 
     /// Handles one invocation: parse, run, return the report (or the summary) as JSON.
-    pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, RotatorError> {
+    pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, AppError> {
         let deadline = deadline_of(&event.context);
         match parse_invocation(&event.payload)? {
             Invocation::Rotation(request) => self.rotation(request, deadline).await,
@@ -352,7 +345,7 @@ fn dedupe(ids: Vec<String>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::rotation::Step;
+    use crate::engine::steps::Step;
     use serde_json::json;
 
     #[test]

@@ -2,14 +2,15 @@
 //!
 //! The crate is laid out hexagonally:
 //! - [`engine`] is the pure rotation logic (keys, selectors, the secret document, the four
-//!   Secrets Manager steps). It knows nothing of the AWS SDK; it talks to the outside world
-//!   through the small traits in [`engine::ports`].
-//! - [`adapters`] implements those traits with the AWS SDK and the system clock.
+//!   Secrets Manager steps, the scheduled run's plan). It knows nothing of the AWS SDK or of
+//!   Lambda; it talks to the outside world through one [`engine::ports::Ports`] bundle.
+//! - [`adapters`] implements those ports with the AWS SDK, hickory and the system clock;
+//!   `testing` (feature `testing`, on in `cargo test`) implements them in memory.
 //! - [`handler`] turns a Lambda event into an engine call and the result into a response.
 //! - [`assembly`] picks the adapters the settings ask for and builds the engine.
 //! - [`config`] reads and checks the settings once, at start-up.
 //! - [`notifications`] and [`metrics`] say what happened: SNS messages, CloudWatch EMF lines.
-//! - [`error`] is the one error type every entry point returns.
+//! - [`error`] is the entry points' error: the engine's, plus a bad event or setting.
 //! - [`logging`] and [`panic_report`] are the Lambda binary's log set-up and panic net.
 
 pub mod adapters;
@@ -23,3 +24,5 @@ pub mod metrics;
 pub mod notifications;
 pub mod panic_report;
 pub mod secret_text;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;

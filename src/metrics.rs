@@ -95,7 +95,7 @@ pub fn fleet_lines(namespace: &str, timestamp_ms: i64, summary: &FleetSummary) -
     let counts = RunCounts {
         rotations: count(&|r| matches!(r.action, Action::Rotated | Action::Resumed)),
         failures: count(&|r| r.action == Action::Failed),
-        rollbacks: count(&|r| r.error_type.as_deref() == Some("SesRejectedKey")),
+        rollbacks: count(&|r| r.rolled_back),
         retirements: count(&|r| r.action == Action::Retired),
     };
     let mut lines = vec![counts_line(namespace, timestamp_ms, counts)];

@@ -8,10 +8,12 @@ use std::future::Future;
 
 use serde::Serialize;
 
+use crate::engine::error::EngineError;
 use crate::engine::ports::PortError;
-use crate::engine::rotation::{DnsRecord, Outcome, StepReport};
+use crate::engine::retirement::RetireOutcome;
 use crate::engine::schedule::{Action, IdentityReport};
-use crate::error::RotatorError;
+use crate::engine::secret_doc::DnsRecord;
+use crate::engine::steps::{Outcome, StepReport};
 
 /// What a notification is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -126,10 +128,11 @@ pub fn for_step(report: &StepReport) -> Option<Notification> {
 }
 
 /// The notification a failed step or run calls for.
-pub fn for_error(secret_id: &str, identity: Option<&str>, error: &RotatorError) -> Notification {
-    let kind = match error {
-        RotatorError::SesRejectedKey { .. } => NotificationKind::RolledBack,
-        _ => NotificationKind::Failure,
+pub fn for_error(secret_id: &str, identity: Option<&str>, error: &EngineError) -> Notification {
+    let kind = if error.rolled_back() {
+        NotificationKind::RolledBack
+    } else {
+        NotificationKind::Failure
     };
     build(
         kind,
@@ -169,28 +172,24 @@ pub fn for_identity(report: &IdentityReport) -> Option<Notification> {
             )
         }
         Action::Failed => {
-            extra.push(("error_type", report.error_type.clone().unwrap_or_default()));
-            let kind = if report.error_type.as_deref() == Some("SesRejectedKey") {
+            extra.push((
+                "error_type",
+                report.error_type.unwrap_or_default().to_owned(),
+            ));
+            let kind = if report.rolled_back {
                 NotificationKind::RolledBack
             } else {
                 NotificationKind::Failure
             };
             (kind, report.error.clone().unwrap_or_default())
         }
-        Action::Retired
-            if report
-                .detail
-                .as_deref()
-                .is_some_and(|d| d.contains("RemovalHinted")) =>
-        {
-            (
-                NotificationKind::RecordRemovable,
-                format!(
-                    "The grace period of {identity}'s previous DKIM selector is over: {}. You may now remove its TXT record.",
-                    report.detail.clone().unwrap_or_default()
-                ),
-            )
-        }
+        Action::Retired if report.retired == Some(RetireOutcome::RemovalHinted) => (
+            NotificationKind::RecordRemovable,
+            format!(
+                "The grace period of {identity}'s previous DKIM selector is over: {}. You may now remove its TXT record.",
+                report.detail.clone().unwrap_or_default()
+            ),
+        ),
         _ => return None,
     };
     Some(build(
@@ -210,14 +209,4 @@ pub trait Notifier: Send + Sync {
         &self,
         notification: &Notification,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
-}
-
-/// Sends nothing (no topic configured).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoNotifier;
-
-impl Notifier for NoNotifier {
-    async fn publish(&self, _notification: &Notification) -> Result<(), PortError> {
-        Ok(())
-    }
 }

@@ -26,12 +26,12 @@ use ses_dkim_rotator::adapters::secrets_manager::SecretsManagerStore;
 use ses_dkim_rotator::adapters::sesv2::SesV2Signing;
 use ses_dkim_rotator::engine::identity::AllowedIdentities;
 use ses_dkim_rotator::engine::key::{DkimKeyPair, KeyBits};
+use ses_dkim_rotator::engine::ports::PortSet;
 use ses_dkim_rotator::engine::ports::{DkimSigningService, FailureKind, SecretStore, VersionRef};
-use ses_dkim_rotator::engine::rotation::{
-    Outcome, Ports, RotationEngine, RotationPolicy, RotationRequest, Step,
-};
 use ses_dkim_rotator::engine::secret_doc::{DkimSecret, PublishedKey};
 use ses_dkim_rotator::engine::selector::Selector;
+use ses_dkim_rotator::engine::steps::{Outcome, RotationRequest, Step};
+use ses_dkim_rotator::engine::{Engine, RotationPolicy};
 use ses_dkim_rotator::secret_text::SecretText;
 use std::time::Duration;
 
@@ -176,12 +176,14 @@ fn versions() -> (String, String, String) {
 /// Mocked clients for a finishSecret, recording the order of calls across both services.
 struct FinishFixture {
     calls: Arc<Mutex<Vec<&'static str>>>,
-    engine: RotationEngine<
-        SecretsManagerStore,
-        SesV2Signing,
-        ConfiguredPublisher,
-        HickoryTxtLookup,
-        SystemClock,
+    engine: Engine<
+        PortSet<
+            SecretsManagerStore,
+            SesV2Signing,
+            ConfiguredPublisher,
+            HickoryTxtLookup,
+            SystemClock,
+        >,
     >,
     put_ses: aws_smithy_mocks::Rule,
     promote: aws_smithy_mocks::Rule,
@@ -296,8 +298,8 @@ fn finish_fixture(ses_put_fails: bool) -> FinishFixture {
         [&describe, &get, &promote, &clear, &tag]
     );
     let ses = mock_client!(aws_sdk_sesv2, RuleMode::MatchAny, [&get_identity, &put_ses]);
-    let engine = RotationEngine::new(
-        Ports {
+    let engine = Engine::new(
+        PortSet {
             secrets: SecretsManagerStore::new(secrets),
             ses: SesV2Signing::new(ses),
             dns: ConfiguredPublisher::Hint,

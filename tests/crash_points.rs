@@ -22,13 +22,16 @@ use ses_dkim_rotator::adapters::secrets_manager::SecretsManagerStore;
 use ses_dkim_rotator::adapters::sesv2::SesV2Signing;
 use ses_dkim_rotator::engine::dns_check::TxtAnswer;
 use ses_dkim_rotator::engine::key::{DkimKeyPair, KeyBits, split_txt_strings};
+use ses_dkim_rotator::engine::ports::Deadline;
+use ses_dkim_rotator::engine::ports::PortSet;
 use ses_dkim_rotator::engine::ports::{
     DkimSigningService, DnsPublisher, DnsTxtLookup, FailureKind, LookupFailure, PortError,
     PublishMode, ServerAnswer, SesDkimState, TxtRecord,
 };
 use ses_dkim_rotator::engine::retirement::TAG_RETIRED;
-use ses_dkim_rotator::engine::rotation::{Ports, RotationEngine, RotationPolicy, Step};
 use ses_dkim_rotator::engine::schedule::{Action, MaintainOptions, TAG_CONFIRMED};
+use ses_dkim_rotator::engine::steps::Step;
+use ses_dkim_rotator::engine::{Engine, RotationPolicy};
 use ses_dkim_rotator::secret_text::SecretText;
 
 /// The external calls of each of Secrets Manager's four steps, in order, for the first
@@ -70,9 +73,11 @@ const STEP_CALLS: [(&str, &[&str]); 4] = [
             "DnsQuery",
             "PutEmailIdentityDkimSigningAttributes",
             "GetEmailIdentity",
-            "UpdateSecretVersionStage",
-            "UpdateSecretVersionStage",
+            // The switch is tagged before AWSCURRENT moves: a failed tag fails the step, and
+            // the retry (token not yet current) tags it again.
             "TagResource",
+            "UpdateSecretVersionStage",
+            "UpdateSecretVersionStage",
         ],
     ),
 ];
@@ -160,11 +165,7 @@ impl<D: DnsPublisher> DnsPublisher for Crashing<'_, D> {
     fn mode(&self) -> PublishMode {
         self.inner.mode()
     }
-    async fn upsert_txt(
-        &self,
-        record: TxtRecord<'_>,
-        deadline: Option<time::OffsetDateTime>,
-    ) -> Result<(), PortError> {
+    async fn upsert_txt(&self, record: TxtRecord<'_>, deadline: Deadline) -> Result<(), PortError> {
         self.rec
             .port("DnsUpdate", self.inner.upsert_txt(record, deadline).await)
     }
@@ -196,16 +197,18 @@ async fn crashing_engine<'r>(
     rec: &'r Recorder,
     tsig_secret: &str,
     policy: RotationPolicy,
-) -> RotationEngine<
-    AroundStore<SecretsManagerStore, &'r Recorder>,
-    Crashing<'r, SesV2Signing>,
-    Crashing<'r, ConfiguredPublisher>,
-    Crashing<'r, HickoryTxtLookup>,
-    SystemClock,
+) -> Engine<
+    PortSet<
+        AroundStore<SecretsManagerStore, &'r Recorder>,
+        Crashing<'r, SesV2Signing>,
+        Crashing<'r, ConfiguredPublisher>,
+        Crashing<'r, HickoryTxtLookup>,
+        SystemClock,
+    >,
 > {
     let server = dns_server().parse().unwrap();
-    RotationEngine::new(
-        Ports {
+    Engine::new(
+        PortSet {
             secrets: AroundStore {
                 inner: SecretsManagerStore::new(bed.secrets.clone()),
                 around: rec,
@@ -439,7 +442,7 @@ async fn schedule_with_crash(
         force: false,
         dry_run: false,
         rotation_interval: time::Duration::days(90),
-        deadline: None,
+        deadline: Deadline::NONE,
     };
     let mut crashed = false;
     let mut settled = false;

@@ -15,16 +15,19 @@ use serde_json::json;
 use ses_dkim_rotator::adapters::dns_lookup::{HickoryTxtLookup, LookupServers};
 use ses_dkim_rotator::adapters::secrets_manager::SecretsManagerStore;
 use ses_dkim_rotator::adapters::sesv2::SesV2Signing;
+use ses_dkim_rotator::engine::RotationPolicy;
 use ses_dkim_rotator::engine::dns_check::TxtAnswer;
+use ses_dkim_rotator::engine::error::EngineError;
 use ses_dkim_rotator::engine::key::{DkimKeyPair, KeyBits, split_txt_strings};
+use ses_dkim_rotator::engine::ports::Deadline;
 use ses_dkim_rotator::engine::ports::DnsTxtLookup;
+use ses_dkim_rotator::engine::retirement::RetireMode;
 use ses_dkim_rotator::engine::retirement::RetireOutcome;
-use ses_dkim_rotator::engine::rotation::{Outcome, RetireMode, RotationPolicy, Step};
-use ses_dkim_rotator::error::RotatorError;
+use ses_dkim_rotator::engine::steps::{Outcome, Step};
 
-fn dns_outcome(err: &RotatorError) -> &'static str {
+fn dns_outcome(err: &EngineError) -> &'static str {
     match err {
-        RotatorError::DnsNotVerified { outcome, .. } => outcome,
+        EngineError::DnsNotVerified { outcome, .. } => outcome,
         other => panic!("expected DnsNotVerified, got {other:?}"),
     }
 }
@@ -37,7 +40,7 @@ async fn expect_dns_outcome(
     seeded: &Seeded,
     token: &str,
     outcome: &str,
-) -> RotatorError {
+) -> EngineError {
     let err = expect_error(engine, step, &seeded.arn, token, "DnsNotVerified").await;
     assert_eq!(dns_outcome(&err), outcome, "{err}");
     assert_not_switched(bed, seeded, token).await;
@@ -47,7 +50,11 @@ async fn expect_dns_outcome(
 /// SES untouched and the rotation still pending: a failed check changed nothing.
 async fn assert_not_switched(bed: &TestBed, seeded: &Seeded, token: &str) {
     assert_ne!(
-        bed.ses_dkim(&seeded.domain).await.origin.as_deref(),
+        bed.ses_dkim(&seeded.domain)
+            .await
+            .origin
+            .as_ref()
+            .map(|o| o.as_str()),
         Some("EXTERNAL")
     );
     assert_eq!(
@@ -235,7 +242,7 @@ async fn verification_waits_within_the_deadline_for_a_late_record() {
         dns_add_txt(&name, &split_txt_strings(&value));
     });
     let mut req = request(Step::TestSecret, &seeded.arn, &token);
-    req.deadline = Some(time::OffsetDateTime::now_utc() + time::Duration::seconds(20));
+    req.deadline = Deadline::at(time::OffsetDateTime::now_utc() + time::Duration::seconds(20));
     let report = engine.run_step(&req).await.unwrap();
     adder.join().unwrap();
     assert_eq!(report.dns_check, Some("published"));
@@ -469,7 +476,11 @@ async fn route53_on_the_emulator_publishes_one_record_in_the_longest_matching_zo
         bed.assert_invariant(&seeded.domain, &seeded.arn).await;
     }
     assert_eq!(
-        bed.ses_dkim(&domain).await.origin.as_deref(),
+        bed.ses_dkim(&domain)
+            .await
+            .origin
+            .as_ref()
+            .map(|o| o.as_str()),
         Some("EXTERNAL")
     );
 }
@@ -505,7 +516,11 @@ async fn route53_zone_choice_errors_say_what_to_do() {
     let err = expect_error(&engine, Step::SetSecret, &arn, &token, "DnsPublishFailed").await;
     assert!(err.to_string().contains("hosted_zone_id"), "{err}");
     assert_ne!(
-        bed.ses_dkim(&domain).await.origin.as_deref(),
+        bed.ses_dkim(&domain)
+            .await
+            .origin
+            .as_ref()
+            .map(|o| o.as_str()),
         Some("EXTERNAL")
     );
 }

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use ses_dkim_rotator::assembly::{AwsRotator, build_rotator};
 use ses_dkim_rotator::config::Settings;
 use ses_dkim_rotator::engine::key::{DkimKeyPair, split_txt_strings};
+use ses_dkim_rotator::engine::ports::Deadline;
 use ses_dkim_rotator::engine::schedule::Action;
 use ses_dkim_rotator::handler::ScheduledRun;
 use ses_dkim_rotator::secret_text::SecretText;
@@ -46,7 +47,7 @@ async fn a_short_deadline_defers_the_rest_and_the_next_run_finishes_them() {
     .await;
     let deadline = time::OffsetDateTime::now_utc() + time::Duration::milliseconds(2000);
     let first = rotator
-        .scheduled(&run_for(&ids, false), Some(deadline))
+        .scheduled(&run_for(&ids, false), Deadline::at(deadline))
         .await
         .unwrap();
     let deferred = first.counts.get(&Action::Deferred).copied().unwrap_or(0);
@@ -55,7 +56,7 @@ async fn a_short_deadline_defers_the_rest_and_the_next_run_finishes_them() {
     assert_eq!(deferred + rotated, 12, "{:?}", first.counts);
 
     let second = rotator
-        .scheduled(&run_for(&ids, false), None)
+        .scheduled(&run_for(&ids, false), Deadline::NONE)
         .await
         .unwrap();
     assert_eq!(
@@ -134,7 +135,10 @@ async fn a_secret_rotated_by_secrets_manager_is_never_rotated_by_the_schedule() 
     let token = bed.start_rotation(&seeded.arn).await; // rotation enabled, AWSPENDING staged
     let rotator = rotator(&bed, "rfc2136", |_| {}).await;
     let summary = rotator
-        .scheduled(&run_for(std::slice::from_ref(&seeded.arn), true), None)
+        .scheduled(
+            &run_for(std::slice::from_ref(&seeded.arn), true),
+            Deadline::NONE,
+        )
         .await
         .unwrap();
     let report = &summary.identities[0];
@@ -154,7 +158,11 @@ async fn a_secret_rotated_by_secrets_manager_is_never_rotated_by_the_schedule() 
         "the schedule touched Secrets Manager's rotation"
     );
     assert_ne!(
-        bed.ses_dkim(&seeded.domain).await.origin.as_deref(),
+        bed.ses_dkim(&seeded.domain)
+            .await
+            .origin
+            .as_ref()
+            .map(|o| o.as_str()),
         Some("EXTERNAL")
     );
 }
@@ -210,7 +218,10 @@ async fn notifications_reach_an_sns_topic_with_readable_text_and_attributes() {
     let notify = |s: &mut Settings| s.fleet.notify_topic_arn = Some(topic.clone());
     let dns_rotator = rotator(&bed, "rfc2136", notify).await;
     dns_rotator
-        .scheduled(&run_for(&[ok.arn.clone(), broken.clone()], false), None)
+        .scheduled(
+            &run_for(&[ok.arn.clone(), broken.clone()], false),
+            Deadline::NONE,
+        )
         .await
         .unwrap();
     let hint_rotator = rotator(&bed, "hint", |s| {
@@ -218,7 +229,10 @@ async fn notifications_reach_an_sns_topic_with_readable_text_and_attributes() {
     })
     .await;
     let waited = hint_rotator
-        .scheduled(&run_for(std::slice::from_ref(&waiting.arn), false), None)
+        .scheduled(
+            &run_for(std::slice::from_ref(&waiting.arn), false),
+            Deadline::NONE,
+        )
         .await
         .unwrap();
     assert_eq!(waited.identities[0].action, Action::WaitingForDns);
@@ -464,7 +478,7 @@ async fn a_secret_region_selects_the_ses_region_of_its_identity() {
         .await;
     let rotator = rotator(&bed, "rfc2136", |_| {}).await;
     let summary = rotator
-        .scheduled(&run_for(std::slice::from_ref(&arn), false), None)
+        .scheduled(&run_for(std::slice::from_ref(&arn), false), Deadline::NONE)
         .await
         .unwrap();
     assert_eq!(

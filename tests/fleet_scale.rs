@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use ses_dkim_rotator::adapters::secrets_manager::SecretsManagerStore;
 use ses_dkim_rotator::adapters::sesv2::SesV2Signing;
 use ses_dkim_rotator::assembly::build_rotator;
+use ses_dkim_rotator::engine::ports::Deadline;
 use ses_dkim_rotator::engine::ports::PortError;
 use ses_dkim_rotator::engine::schedule::{Action, MaintainOptions};
 use ses_dkim_rotator::handler::ScheduledRun;
@@ -122,7 +123,10 @@ async fn fleet_of_200_rotates_through_throttling_server_errors_and_latency_and_o
 
     let chaos = Chaos::faults_on_ses();
     let started = Instant::now();
-    let summary = rotator.scheduled(&run_for(&ids), None).await.unwrap();
+    let summary = rotator
+        .scheduled(&run_for(&ids), Deadline::NONE)
+        .await
+        .unwrap();
     let wall = started.elapsed();
     let throttled = chaos.injected_errors();
     drop(chaos);
@@ -142,7 +146,7 @@ async fn fleet_of_200_rotates_through_throttling_server_errors_and_latency_and_o
     assert_eq!(summary.counts.get(&Action::Failed), Some(&1));
     let failed = &summary.identities[100];
     assert_eq!(failed.secret_id, broken);
-    assert_eq!(failed.error_type.as_deref(), Some("CorruptSecret"));
+    assert_eq!(failed.error_type, Some("CorruptSecret"));
     assert!(throttled > 0, "the chaos rule injected nothing");
     for (seeded, report) in fleet
         .iter()
@@ -183,7 +187,10 @@ async fn fleet_of_200_rotates_through_throttling_server_errors_and_latency_and_o
     );
 
     // A second run finds nothing due: all skipped, nothing rotated twice.
-    let again = rotator.scheduled(&run_for(&ids[..20]), None).await.unwrap();
+    let again = rotator
+        .scheduled(&run_for(&ids[..20]), Deadline::NONE)
+        .await
+        .unwrap();
     assert!(
         again.identities.iter().all(|r| matches!(
             r.action,
@@ -251,7 +258,7 @@ async fn fleet_scaling_benchmark() {
         force: false,
         dry_run: false,
         rotation_interval: time::Duration::days(90),
-        deadline: None,
+        deadline: Deadline::NONE,
     };
     for concurrency in levels {
         let mut ids = Vec::new();

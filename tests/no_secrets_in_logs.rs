@@ -12,6 +12,7 @@ use common::*;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::json;
 use ses_dkim_rotator::assembly::build_rotator;
+use ses_dkim_rotator::engine::ports::Deadline;
 use ses_dkim_rotator::handler::ScheduledRun;
 
 #[derive(Clone, Default)]
@@ -92,7 +93,7 @@ async fn no_log_line_holds_a_private_key_rotation_token_or_tsig_key() {
                     force: true,
                     dry_run: false,
                 },
-                None,
+                Deadline::NONE,
             )
             .await
             .unwrap();
@@ -114,7 +115,7 @@ async fn no_log_line_holds_a_private_key_rotation_token_or_tsig_key() {
         force: false,
         dry_run: false,
     };
-    rotator.scheduled(&run, None).await.unwrap();
+    rotator.scheduled(&run, Deadline::NONE).await.unwrap();
     let current = bed.secret_json(&scheduled.arn, "AWSCURRENT").await;
     private_keys.push(current["private_key"].as_str().unwrap().to_owned());
     let broken = bed

@@ -10,16 +10,22 @@ use common::*;
 use serde_json::json;
 use ses_dkim_rotator::adapters::secrets_manager::SecretsManagerStore;
 use ses_dkim_rotator::adapters::sesv2::SesV2Signing;
+use ses_dkim_rotator::engine::RotationPolicy;
 use ses_dkim_rotator::engine::identity::AllowedIdentities;
 use ses_dkim_rotator::engine::key::KeyBits;
+use ses_dkim_rotator::engine::ports::SigningOrigin;
 use ses_dkim_rotator::engine::ports::{FailureKind, PortError};
-use ses_dkim_rotator::engine::rotation::{Outcome, RotationPolicy, Step};
+use ses_dkim_rotator::engine::steps::{Outcome, Step};
 use ses_dkim_rotator::secret_text::SecretText;
 
 /// SES must not have been touched: no external key configured.
 async fn assert_ses_untouched(bed: &TestBed, domain: &str) {
     let state = bed.ses_dkim(domain).await;
-    assert_ne!(state.origin.as_deref(), Some("EXTERNAL"), "{state:?}");
+    assert_ne!(
+        state.origin.as_ref().map(|o| o.as_str()),
+        Some("EXTERNAL"),
+        "{state:?}"
+    );
 }
 
 /// The secret still has exactly one version, AWSCURRENT, holding the seed document.
@@ -80,12 +86,12 @@ async fn happy_path_switches_ses_and_promotes_the_new_key() {
     assert_eq!(hint.value, current["dns_value"].as_str().unwrap());
 
     let state = bed.ses_dkim(&seeded.domain).await;
-    assert_eq!(state.origin.as_deref(), Some("EXTERNAL"));
+    assert_eq!(state.origin.as_ref().map(|o| o.as_str()), Some("EXTERNAL"));
     assert_eq!(
         bed.ses_selector(&seeded.domain).await,
         Some(selector.clone())
     );
-    assert_eq!(reports[3].ses_origin.as_deref(), Some("EXTERNAL"));
+    assert_eq!(reports[3].ses_origin, Some(SigningOrigin::External));
 
     let stages = bed.stages(&seeded.arn).await;
     assert!(

@@ -20,6 +20,7 @@ use ses_dkim_rotator::adapters::secrets_manager::SecretsManagerStore;
 use ses_dkim_rotator::adapters::sesv2::SesV2Signing;
 use ses_dkim_rotator::adapters::sns::SnsNotifier;
 use ses_dkim_rotator::assembly::sdk_retry_config;
+use ses_dkim_rotator::engine::ports::Deadline;
 use ses_dkim_rotator::engine::ports::{
     DkimSigningService, DnsPublisher, FailureKind, SecretStore, TxtRecord, VersionRef,
 };
@@ -57,8 +58,8 @@ fn record(zone_hint: Option<&'static str>) -> TxtRecord<'static> {
 }
 
 /// A deadline far enough away for the Route 53 publisher to wait for `INSYNC`.
-fn deadline() -> Option<OffsetDateTime> {
-    Some(OffsetDateTime::now_utc() + Duration::from_secs(120))
+fn deadline() -> Deadline {
+    Deadline::at(OffsetDateTime::now_utc() + Duration::from_secs(120))
 }
 
 /// Two tests for one operation: `transient` (retried to success) and `refused` (one request,

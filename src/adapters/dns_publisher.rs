@@ -1,11 +1,9 @@
 //! The publisher chosen by `DKIM_DNS_PUBLISHER`: hint (default), Route 53 or RFC 2136.
 
-use time::OffsetDateTime;
-
 use super::rfc2136::Rfc2136Publisher;
 use super::route53::Route53Publisher;
 use super::secrets_manager::SecretsManagerStore;
-use crate::engine::ports::{DnsPublisher, PortError, PublishMode, TxtRecord};
+use crate::engine::ports::{Deadline, DnsPublisher, PortError, PublishMode, TxtRecord};
 
 /// One of the three publishers, picked at start-up.
 #[derive(Debug)]
@@ -27,11 +25,7 @@ impl DnsPublisher for ConfiguredPublisher {
         }
     }
 
-    async fn upsert_txt(
-        &self,
-        record: TxtRecord<'_>,
-        deadline: Option<OffsetDateTime>,
-    ) -> Result<(), PortError> {
+    async fn upsert_txt(&self, record: TxtRecord<'_>, deadline: Deadline) -> Result<(), PortError> {
         match self {
             Self::Hint => Ok(()),
             Self::Route53(p) => p.upsert_txt(record, deadline).await,

@@ -14,13 +14,12 @@ use hickory_proto::rr::rdata::TXT;
 use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
 use hickory_proto::rr::{Name, RData, Record, RecordType, TSigner};
 use serde_json::Value;
-use time::OffsetDateTime;
 use tokio::sync::OnceCell;
 
 use super::dns_wire::{Signer, send_update};
 use crate::engine::key::split_txt_strings;
 use crate::engine::ports::{
-    DnsPublisher, FailureKind, PortError, PublishMode, SecretStore, TxtRecord, VersionRef,
+    Deadline, DnsPublisher, FailureKind, PortError, PublishMode, SecretStore, TxtRecord, VersionRef,
 };
 use crate::engine::quoting::quote_prefix;
 
@@ -190,7 +189,7 @@ impl<S: SecretStore> DnsPublisher for Rfc2136Publisher<S> {
     async fn upsert_txt(
         &self,
         record: TxtRecord<'_>,
-        _deadline: Option<OffsetDateTime>,
+        _deadline: Deadline,
     ) -> Result<(), PortError> {
         let (zone, name) = self.names(&record)?;
         // One update message: delete the TXT RRset, add the one record. Atomic on the server.

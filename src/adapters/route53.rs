@@ -15,7 +15,9 @@ use time::OffsetDateTime;
 
 use super::port_error;
 use crate::engine::key::txt_presentation;
-use crate::engine::ports::{DnsPublisher, FailureKind, PortError, PublishMode, TxtRecord};
+use crate::engine::ports::{
+    Deadline, DnsPublisher, FailureKind, PortError, PublishMode, TxtRecord,
+};
 
 const SERVICE: &str = "Route53";
 
@@ -120,7 +122,7 @@ impl Route53Publisher {
         action: ChangeAction,
         record: TxtRecord<'_>,
         value: &str,
-        deadline: Option<OffsetDateTime>,
+        deadline: Deadline,
     ) -> Result<(), PortError> {
         let zone_id = self.zone_for(&record).await?;
         let set = ResourceRecordSet::builder()
@@ -170,12 +172,8 @@ impl Route53Publisher {
             return Ok(());
         };
         while info.status() != &ChangeStatus::Insync {
-            let time_left = deadline
-                .map(|d| {
-                    d - OffsetDateTime::now_utc()
-                        > time::Duration::try_from(self.poll_interval * 3).unwrap_or_default()
-                })
-                .unwrap_or(false);
+            let time_left =
+                deadline.leaves(OffsetDateTime::now_utc(), self.poll_interval * 3, false);
             if !time_left {
                 // Not INSYNC yet: the DNS check before the switch decides whether it is live.
                 tracing::warn!(
@@ -205,11 +203,7 @@ impl DnsPublisher for Route53Publisher {
         PublishMode::Route53
     }
 
-    async fn upsert_txt(
-        &self,
-        record: TxtRecord<'_>,
-        deadline: Option<OffsetDateTime>,
-    ) -> Result<(), PortError> {
+    async fn upsert_txt(&self, record: TxtRecord<'_>, deadline: Deadline) -> Result<(), PortError> {
         self.change(ChangeAction::Upsert, record, record.value, deadline)
             .await
     }

@@ -8,7 +8,9 @@ use aws_sdk_sesv2::config::Region;
 use aws_sdk_sesv2::types::{DkimSigningAttributes, DkimSigningAttributesOrigin};
 
 use super::port_error;
-use crate::engine::ports::{DkimSigningService, FailureKind, PortError, SesDkimState};
+use crate::engine::ports::{
+    DkimSigningService, DkimStatus, FailureKind, PortError, SesDkimState, SigningOrigin,
+};
 use crate::secret_text::SecretText;
 
 const SERVICE: &str = "SESv2";
@@ -98,10 +100,10 @@ impl DkimSigningService for SesV2Signing {
         };
         Ok(Some(SesDkimState {
             signing_enabled: dkim.signing_enabled(),
-            status: dkim.status().map(|s| s.as_str().to_owned()),
+            status: dkim.status().map(|s| DkimStatus::parse(s.as_str())),
             origin: dkim
                 .signing_attributes_origin()
-                .map(|o| o.as_str().to_owned()),
+                .map(|o| SigningOrigin::parse(o.as_str())),
             selectors: dkim.tokens().to_vec(),
         }))
     }

@@ -10,11 +10,13 @@ use clap::{Parser, Subcommand};
 use serde_json::json;
 use ses_dkim_rotator::assembly::{AwsRotator, build_rotator, load_aws_config};
 use ses_dkim_rotator::config::Settings;
+use ses_dkim_rotator::engine::error::EngineError;
 use ses_dkim_rotator::engine::identity::DomainIdentity;
 use ses_dkim_rotator::engine::key::{DkimKeyPair, KeyBits, txt_presentation};
+use ses_dkim_rotator::engine::ports::Deadline;
 use ses_dkim_rotator::engine::schedule::{Action, FleetSummary, IdentityReport};
 use ses_dkim_rotator::engine::selector::{Selector, SelectorPrefix};
-use ses_dkim_rotator::error::RotatorError;
+use ses_dkim_rotator::error::AppError;
 use ses_dkim_rotator::handler::ScheduledRun;
 
 /// Rotate and inspect SES BYODKIM keys kept in Secrets Manager.
@@ -74,7 +76,7 @@ enum Command {
     },
 }
 
-fn fail(json: bool, error: &RotatorError) -> ExitCode {
+fn fail(json: bool, error: &AppError) -> ExitCode {
     if json {
         println!(
             "{}",
@@ -84,18 +86,18 @@ fn fail(json: bool, error: &RotatorError) -> ExitCode {
         eprintln!("error ({}): {error}", error.error_type());
     }
     match error {
-        RotatorError::InvalidSetting { .. } => ExitCode::from(3),
+        AppError::InvalidSetting { .. } => ExitCode::from(3),
         _ => ExitCode::from(1),
     }
 }
 
-fn keygen(json: bool, bits: u32, domain: &str, prefix: &str) -> Result<(), RotatorError> {
-    let invalid = |name, reason| RotatorError::InvalidSetting { name, reason };
+fn keygen(json: bool, bits: u32, domain: &str, prefix: &str) -> Result<(), AppError> {
+    let invalid = |name, reason| AppError::InvalidSetting { name, reason };
     let bits = KeyBits::from_bits(bits)
         .ok_or_else(|| invalid("--bits", format!("{bits} is not 1024 or 2048")))?;
     let domain = DomainIdentity::parse(domain).map_err(|r| invalid("--domain", r))?;
     let prefix = SelectorPrefix::parse(prefix).map_err(|r| invalid("--selector-prefix", r))?;
-    let key = DkimKeyPair::generate(bits)?;
+    let key = DkimKeyPair::generate(bits).map_err(EngineError::from)?;
     let selector = Selector::generate(
         &prefix,
         time::OffsetDateTime::now_utc().date(),
@@ -156,7 +158,7 @@ fn print_line(r: &IdentityReport) {
             action
         },
         r.selector.as_deref().unwrap_or("-"),
-        r.ses_status.as_deref().unwrap_or("-"),
+        r.ses_status.as_ref().map_or("-", |s| s.as_str()),
         r.key_age_days
             .map(|d| format!("{d:.1}d"))
             .unwrap_or("-".into()),
@@ -168,13 +170,13 @@ async fn status(
     rotator: &AwsRotator,
     json: bool,
     secret_ids: Vec<String>,
-) -> Result<bool, RotatorError> {
+) -> Result<bool, AppError> {
     let run = ScheduledRun {
         secret_ids: (!secret_ids.is_empty()).then_some(secret_ids),
         force: false,
         dry_run: true,
     };
-    let plan = rotator.scheduled(&run, None).await?;
+    let plan = rotator.scheduled(&run, Deadline::NONE).await?;
     let mut rows = Vec::new();
     let mut ok = true;
     for planned in &plan.identities {
@@ -202,8 +204,8 @@ async fn status(
             Ok(i) => println!(
                 "{:<36} {:<9} {:<9} {:<24} {:>7} {:<10} {:<10} {}",
                 i.identity,
-                i.ses_origin.as_deref().unwrap_or("-"),
-                i.ses_status.as_deref().unwrap_or("-"),
+                i.ses_origin.as_ref().map_or("-", |s| s.as_str()),
+                i.ses_status.as_ref().map_or("-", |s| s.as_str()),
                 i.current_selector.as_deref().unwrap_or("-"),
                 plan.key_age_days
                     .map(|d| format!("{d:.1}d"))
@@ -221,7 +223,7 @@ async fn status(
     Ok(ok)
 }
 
-async fn run(cli: Cli) -> Result<bool, RotatorError> {
+async fn run(cli: Cli) -> Result<bool, AppError> {
     if let Command::Keygen {
         bits,
         domain,
@@ -242,7 +244,7 @@ async fn run(cli: Cli) -> Result<bool, RotatorError> {
                 force,
                 dry_run: true,
             };
-            let summary = rotator.scheduled(&run, None).await?;
+            let summary = rotator.scheduled(&run, Deadline::NONE).await?;
             print_summary(cli.json, &summary);
             Ok(!summary.has_failures())
         }
@@ -252,7 +254,7 @@ async fn run(cli: Cli) -> Result<bool, RotatorError> {
                 force,
                 dry_run: false,
             };
-            let summary = rotator.scheduled(&run, None).await?;
+            let summary = rotator.scheduled(&run, Deadline::NONE).await?;
             print_summary(cli.json, &summary);
             Ok(summary
                 .identities

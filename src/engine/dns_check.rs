@@ -15,6 +15,15 @@ pub enum TxtAnswer {
     NoRecords,
 }
 
+/// One server's answer to a TXT query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerAnswer {
+    /// The server asked (`ip:port`).
+    pub server: String,
+    /// Its answer, or why there was none.
+    pub answer: Result<TxtAnswer, LookupFailure>,
+}
+
 /// Why a lookup produced no answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{server}: {reason}")]
@@ -172,7 +181,7 @@ pub fn check_dkim_record(
 /// Checks every server's answer: the record counts as published only when all agree.
 /// Returns the first outcome that is not [`DnsCheck::Published`], naming its server.
 pub fn check_all_servers(
-    answers: &Result<Vec<super::ports::ServerAnswer>, LookupFailure>,
+    answers: &Result<Vec<ServerAnswer>, LookupFailure>,
     expected_public_key: &str,
 ) -> DnsCheck {
     let answers = match answers {
@@ -266,7 +275,6 @@ mod tests {
 
     #[test]
     fn every_server_must_agree() {
-        use crate::engine::ports::ServerAnswer;
         let good = ServerAnswer {
             server: "a".into(),
             answer: Ok(TxtAnswer::Records(vec![format!("v=DKIM1; p={KEY}")])),

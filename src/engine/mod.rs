@@ -1,25 +1,220 @@
-//! The rotation engine: pure Rust, no AWS SDK types.
+//! The rotation engine: pure Rust, no AWS SDK types, over one [`Ports`] bundle.
 //!
+//! Values with rules, no I/O:
 //! - [`key`]: RSA key generation and the encodings SES and DNS want.
 //! - [`selector`]: DKIM selector names SES accepts.
-//! - [`dns_check`]: judging a DKIM TXT record as DNS serves it.
 //! - [`identity`]: domain identities and the allow-list that guards against a confused deputy.
-//! - [`secret_doc`]: the JSON document kept in each Secrets Manager version.
-//! - [`operations`]: inspecting a secret and rolling back, for the CLI.
-//! - [`ports`]: the traits through which the engine reaches Secrets Manager, SES and the clock.
-//! - [`retirement`]: removing the previous selector's record after the grace period.
-//! - [`schedule`]: the scheduled run for one secret and for a fleet.
-//! - [`rotation`]: the four Secrets Manager rotation steps, driven through the ports.
+//! - [`secret_doc`]: the JSON document kept in each Secrets Manager version, and its DNS record.
+//! - [`dns_check`]: judging a DKIM TXT record as DNS serves it.
 //! - [`quoting`]: how error messages quote a refused value (briefly).
+//!
+//! The engine, over the ports (arrows point down this list only):
+//! - [`ports`]: the traits through which the engine reaches Secrets Manager, SES, DNS and the
+//!   clock, bundled as [`Ports`]; SES's status and origin as enums; [`Deadline`].
+//! - [`error`]: [`EngineError`], which knows nothing of Lambda.
+//! - [`retirement`]: the previous selector's grace period and its removal (owns its mode,
+//!   its tags and the guard).
+//! - this module: [`Engine`], its [`RotationPolicy`] and the one way to read a version.
+//! - [`steps`]: the four Secrets Manager rotation steps.
+//! - [`plan`]: the scheduled run's rules as a pure function of facts and time.
+//! - [`schedule`]: carries a plan out, for one secret and for a fleet.
+//! - [`operations`]: inspecting a secret and rolling back, for the CLI.
 
 pub mod dns_check;
+pub mod error;
 pub mod identity;
 pub mod key;
 pub mod operations;
+pub mod plan;
 pub mod ports;
 pub mod quoting;
 pub mod retirement;
-pub mod rotation;
 pub mod schedule;
 pub mod secret_doc;
 pub mod selector;
+pub mod steps;
+
+use std::time::Duration;
+
+use self::error::EngineError;
+use self::identity::AllowedIdentities;
+use self::key::KeyBits;
+use self::ports::{
+    Clock, Deadline, DkimSigningService, Ports, STAGE_CURRENT, STAGE_PENDING, STAGE_PREVIOUS,
+    SecretStore, SesDkimState, VersionRef,
+};
+use self::retirement::{RetireMode, RetirementRules};
+use self::secret_doc::DkimSecret;
+use self::selector::SelectorPrefix;
+
+/// What the engine needs to know from configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotationPolicy {
+    /// Size of new keys (`DKIM_KEY_BITS`).
+    pub key_bits: KeyBits,
+    /// Start of new selectors (`DKIM_SELECTOR_PREFIX`).
+    pub selector_prefix: SelectorPrefix,
+    /// Identities this deployment may rotate (`DKIM_ALLOWED_IDENTITIES`).
+    pub allowed_identities: AllowedIdentities,
+    /// Check DNS before switching SES (`DKIM_VERIFY_DNS`, default on).
+    pub verify_dns: bool,
+    /// Pause between DNS verification attempts within one step.
+    pub verify_retry_interval: Duration,
+    /// Time kept free before the invocation deadline (for the calls after verification).
+    pub deadline_margin: Duration,
+    /// How long the previous selector stays published after a switch (`DKIM_OLD_KEY_GRACE_DAYS`).
+    pub old_key_grace: time::Duration,
+    /// What retiring the previous selector does (`DKIM_RETIRE`).
+    pub retire_mode: RetireMode,
+}
+
+impl Default for RotationPolicy {
+    fn default() -> Self {
+        Self {
+            key_bits: KeyBits::Rsa1024,
+            selector_prefix: SelectorPrefix::default(),
+            allowed_identities: AllowedIdentities::Unset,
+            verify_dns: true,
+            verify_retry_interval: Duration::from_secs(5),
+            deadline_margin: Duration::from_secs(10),
+            old_key_grace: time::Duration::days(7),
+            retire_mode: RetireMode::Delete,
+        }
+    }
+}
+
+impl RotationPolicy {
+    /// The part of the policy retirement needs.
+    pub fn retirement(&self) -> RetirementRules {
+        RetirementRules {
+            grace: self.old_key_grace,
+            mode: self.retire_mode,
+        }
+    }
+}
+
+/// Drives rotations, scheduled runs and operator actions through the ports.
+#[derive(Debug, Clone)]
+pub struct Engine<P> {
+    ports: P,
+    policy: RotationPolicy,
+}
+
+/// Which version [`Engine::read_doc`] reads, and how errors name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct VersionLabel<'a> {
+    version: VersionRef<'a>,
+    label: &'static str,
+}
+
+impl<'a> VersionLabel<'a> {
+    /// `AWSCURRENT`.
+    pub(crate) const CURRENT: Self = Self {
+        version: VersionRef::Current,
+        label: STAGE_CURRENT,
+    };
+    /// `AWSPREVIOUS`.
+    pub(crate) const PREVIOUS: Self = Self {
+        version: VersionRef::Previous,
+        label: STAGE_PREVIOUS,
+    };
+
+    /// The `AWSPENDING` value of version `id`.
+    pub(crate) fn pending(id: &'a str) -> Self {
+        Self {
+            version: VersionRef::Pending(id),
+            label: STAGE_PENDING,
+        }
+    }
+
+    /// Version `id`, whatever its labels.
+    pub(crate) fn id(id: &'a str) -> Self {
+        Self {
+            version: VersionRef::Id(id),
+            label: "unlabelled",
+        }
+    }
+}
+
+impl<P: Ports> Engine<P> {
+    /// An engine over the given ports and policy.
+    pub fn new(ports: P, policy: RotationPolicy) -> Self {
+        Self { ports, policy }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &RotationPolicy {
+        &self.policy
+    }
+
+    /// The ports.
+    pub fn ports(&self) -> &P {
+        &self.ports
+    }
+
+    pub(crate) fn store(&self) -> &P::Secrets {
+        self.ports.secrets()
+    }
+
+    pub(crate) fn ses(&self) -> &P::Ses {
+        self.ports.ses()
+    }
+
+    pub(crate) fn now(&self) -> time::OffsetDateTime {
+        self.ports.clock().now()
+    }
+
+    /// The one way a version is read and parsed: `Ok(None)` when it has no value.
+    pub(crate) async fn read_doc(
+        &self,
+        secret_id: &str,
+        which: VersionLabel<'_>,
+    ) -> Result<Option<DkimSecret>, EngineError> {
+        let Some(stored) = self.store().read(secret_id, which.version).await? else {
+            return Ok(None);
+        };
+        DkimSecret::parse(stored.secret_string.expose())
+            .map(Some)
+            .map_err(|reason| EngineError::CorruptSecret {
+                secret_id: secret_id.to_owned(),
+                version: which.label,
+                reason,
+            })
+    }
+
+    /// The `AWSCURRENT` document; an error when there is none.
+    pub(crate) async fn read_current(&self, secret_id: &str) -> Result<DkimSecret, EngineError> {
+        self.read_doc(secret_id, VersionLabel::CURRENT)
+            .await?
+            .ok_or_else(|| EngineError::NoCurrentVersion {
+                secret_id: secret_id.to_owned(),
+            })
+    }
+
+    /// Reads the current version and applies the identity guards shared by every action:
+    /// the identity is allowed, and SES has it.
+    pub(crate) async fn read_current_checked(
+        &self,
+        secret_id: &str,
+    ) -> Result<(DkimSecret, SesDkimState), EngineError> {
+        let current = self.read_current(secret_id).await?;
+        self.policy
+            .allowed_identities
+            .check(&current.identity)
+            .map_err(EngineError::IdentityNotAllowed)?;
+        let state = self
+            .ses()
+            .dkim_state(current.identity.as_str(), current.region.as_deref())
+            .await?
+            .ok_or_else(|| EngineError::IdentityNotInSes {
+                identity: current.identity.to_string(),
+            })?;
+        Ok((current, state))
+    }
+
+    /// Whether, with `deadline`, there is time for one more DNS verification attempt.
+    pub(crate) fn time_for_another_attempt(&self, deadline: Deadline) -> bool {
+        let needed = self.policy.verify_retry_interval + self.policy.deadline_margin;
+        deadline.leaves(self.now(), needed, false)
+    }
+}

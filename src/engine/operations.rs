@@ -4,13 +4,13 @@
 use serde::Serialize;
 
 use super::dns_check::check_all_servers;
+use super::error::EngineError;
 use super::ports::{
-    Clock, DkimSigningService, DnsPublisher, DnsTxtLookup, STAGE_CURRENT, STAGE_PREVIOUS,
-    SecretStore, VersionRef,
+    DkimSigningService, DkimStatus, DnsTxtLookup, Ports, STAGE_CURRENT, STAGE_PREVIOUS,
+    SecretStore, SigningOrigin,
 };
-use super::rotation::RotationEngine;
 use super::secret_doc::{DkimSecret, dkim_record_name};
-use crate::error::RotatorError;
+use super::{Engine, VersionLabel};
 
 /// What `status` shows for one secret.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -20,9 +20,9 @@ pub struct Inspection {
     /// The identity.
     pub identity: String,
     /// SES's DKIM origin.
-    pub ses_origin: Option<String>,
+    pub ses_origin: Option<SigningOrigin>,
     /// SES's DKIM status.
-    pub ses_status: Option<String>,
+    pub ses_status: Option<DkimStatus>,
     /// The selector in `AWSCURRENT`.
     pub current_selector: Option<String>,
     /// DNS check of the current selector's record.
@@ -33,44 +33,23 @@ pub struct Inspection {
     pub previous_dns: Option<&'static str>,
 }
 
-impl<S, E, D, L, C> RotationEngine<S, E, D, L, C>
-where
-    S: SecretStore,
-    E: DkimSigningService,
-    D: DnsPublisher,
-    L: DnsTxtLookup,
-    C: Clock,
-{
-    async fn read_version(
-        &self,
-        secret_id: &str,
-        version: VersionRef<'_>,
-        label: &'static str,
-    ) -> Result<Option<DkimSecret>, RotatorError> {
-        let Some(stored) = self.store.read(secret_id, version).await? else {
-            return Ok(None);
-        };
-        DkimSecret::parse(stored.secret_string.expose())
-            .map(Some)
-            .map_err(|reason| RotatorError::CorruptSecret {
-                secret_id: secret_id.to_owned(),
-                version: label,
-                reason,
-            })
-    }
-
+impl<P: Ports> Engine<P> {
     async fn dns_check_of(&self, doc: &DkimSecret) -> Option<&'static str> {
         let key = doc.key.as_ref()?;
         let name = key.dns_name(&doc.identity);
-        let answers = self.lookup.lookup_txt(doc.identity.as_str(), &name).await;
+        let answers = self
+            .ports()
+            .lookup()
+            .lookup_txt(doc.identity.as_str(), &name)
+            .await;
         Some(check_all_servers(&answers, key.key.public_key()).kind())
     }
 
     /// Reads a secret's state: SES, and DNS for the current and previous selectors.
-    pub async fn inspect(&self, secret_id: &str) -> Result<Inspection, RotatorError> {
+    pub async fn inspect(&self, secret_id: &str) -> Result<Inspection, EngineError> {
         let (current, state) = self.read_current_checked(secret_id).await?;
         let previous = self
-            .read_version(secret_id, VersionRef::Previous, STAGE_PREVIOUS)
+            .read_doc(secret_id, VersionLabel::PREVIOUS)
             .await
             .ok()
             .flatten()
@@ -78,8 +57,8 @@ where
         Ok(Inspection {
             secret_id: secret_id.to_owned(),
             identity: current.identity.to_string(),
-            ses_origin: state.origin.clone(),
-            ses_status: state.status.clone(),
+            ses_origin: state.origin,
+            ses_status: state.status,
             current_selector: current.key.as_ref().map(|k| k.selector.to_string()),
             current_dns: self.dns_check_of(&current).await,
             previous_selector: current.previous_selector.as_ref().map(|s| s.to_string()),
@@ -92,10 +71,10 @@ where
 
     /// Puts the previous key back: checks its record is still published, points SES at it,
     /// and moves `AWSCURRENT` back to its version. Refuses when the record is gone.
-    pub async fn rollback(&self, secret_id: &str) -> Result<Inspection, RotatorError> {
-        let description = self.store.describe(secret_id).await?;
+    pub async fn rollback(&self, secret_id: &str) -> Result<Inspection, EngineError> {
+        let description = self.store().describe(secret_id).await?;
         let (current, _) = self.read_current_checked(secret_id).await?;
-        let refuse = |reason: String| RotatorError::PendingConflict {
+        let refuse = |reason: String| EngineError::RollbackRefused {
             secret_id: secret_id.to_owned(),
             reason,
         };
@@ -104,23 +83,22 @@ where
             .ok_or_else(|| refuse("there is no AWSPREVIOUS version to roll back to".into()))?
             .to_owned();
         let previous = self
-            .read_version(secret_id, VersionRef::Previous, STAGE_PREVIOUS)
+            .read_doc(secret_id, VersionLabel::PREVIOUS)
             .await?
             .ok_or_else(|| refuse("the AWSPREVIOUS version has no value".into()))?;
         let key = previous.key.as_ref().ok_or_else(|| {
             refuse("the AWSPREVIOUS version holds no key (never rotated before)".into())
         })?;
         if previous.identity != current.identity {
-            return Err(RotatorError::IdentityMismatch {
-                secret_id: secret_id.to_owned(),
-                current: current.identity.to_string(),
-                pending: previous.identity.to_string(),
-            });
+            return Err(refuse(format!(
+                "AWSCURRENT is for `{}` but AWSPREVIOUS is for `{}`; roll back by hand, or rotate",
+                current.identity, previous.identity
+            )));
         }
         let check = self.dns_check_of(&previous).await.unwrap_or("missing");
         if check != "published" {
             let name = dkim_record_name(&key.selector, &previous.identity);
-            return Err(RotatorError::DnsNotVerified {
+            return Err(EngineError::DnsNotVerified {
                 secret_id: secret_id.to_owned(),
                 outcome: check,
                 detail: format!(
@@ -129,7 +107,7 @@ where
                 ),
             });
         }
-        self.ses
+        self.ses()
             .sign_with_external_key(
                 previous.identity.as_str(),
                 previous.region.as_deref(),
@@ -137,7 +115,7 @@ where
                 key.key.private_key(),
             )
             .await?;
-        self.store
+        self.store()
             .promote(
                 secret_id,
                 &previous_id,

@@ -1,16 +1,18 @@
 //! Ports: the small traits through which the engine reaches the outside world.
 //!
-//! Adapters in [`crate::adapters`] implement them with the AWS SDK; tests implement them with
-//! the SDK pointed at an emulator, or with `aws-smithy-mocks`. No SDK type crosses this line.
+//! Adapters in [`crate::adapters`] implement them with the AWS SDK and hickory; `testing`
+//! (feature `testing`) implements them in memory. No SDK type crosses this line: SES's status
+//! and origin arrive here as [`DkimStatus`] and [`SigningOrigin`].
 
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
+use serde::Serialize;
 use time::OffsetDateTime;
 
-pub use super::dns_check::{LookupFailure, TxtAnswer};
+pub use super::dns_check::{LookupFailure, ServerAnswer, TxtAnswer};
 
 use crate::secret_text::SecretText;
 
@@ -168,27 +170,122 @@ pub trait SecretStore: Send + Sync {
     ) -> impl Future<Output = Result<(), PortError>> + Send;
 }
 
+/// SES's DKIM verification status (`DkimAttributes.Status`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DkimStatus {
+    /// SES is still looking for the record (up to 72 hours after a change).
+    Pending,
+    /// SES found the record and signs with the key.
+    Success,
+    /// SES gave up: the record was not found in time, or does not match.
+    Failed,
+    /// A record that verified has stopped resolving; SES keeps trying.
+    TemporaryFailure,
+    /// Verification has not started.
+    NotStarted,
+    /// A status this build does not know (kept verbatim).
+    #[serde(untagged)]
+    Other(String),
+}
+
+impl DkimStatus {
+    /// The status as SES spells it.
+    pub fn parse(text: &str) -> Self {
+        match text {
+            "PENDING" => Self::Pending,
+            "SUCCESS" => Self::Success,
+            "FAILED" => Self::Failed,
+            "TEMPORARY_FAILURE" => Self::TemporaryFailure,
+            "NOT_STARTED" => Self::NotStarted,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+
+    /// The status as SES spells it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Success => "SUCCESS",
+            Self::Failed => "FAILED",
+            Self::TemporaryFailure => "TEMPORARY_FAILURE",
+            Self::NotStarted => "NOT_STARTED",
+            Self::Other(text) => text,
+        }
+    }
+}
+
+impl fmt::Display for DkimStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where SES's DKIM key comes from (`DkimAttributes.SigningAttributesOrigin`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SigningOrigin {
+    /// Easy DKIM: SES's own keys, published as three CNAME records.
+    AwsSes,
+    /// Bring Your Own DKIM: the key this function puts.
+    External,
+    /// An origin this build does not know (e.g. `AWS_SES_AF_SOUTH_1`, kept verbatim).
+    #[serde(untagged)]
+    Other(String),
+}
+
+impl SigningOrigin {
+    /// The origin as SES spells it.
+    pub fn parse(text: &str) -> Self {
+        match text {
+            "AWS_SES" => Self::AwsSes,
+            "EXTERNAL" => Self::External,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+
+    /// The origin as SES spells it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::AwsSes => "AWS_SES",
+            Self::External => "EXTERNAL",
+            Self::Other(text) => text,
+        }
+    }
+}
+
+impl fmt::Display for SigningOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// SES's view of an identity's DKIM signing.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SesDkimState {
     /// Whether SES signs mail for the identity.
     pub signing_enabled: bool,
-    /// `PENDING`, `SUCCESS`, `FAILED`, `TEMPORARY_FAILURE`, `NOT_STARTED` (or absent).
-    pub status: Option<String>,
-    /// `AWS_SES` or `EXTERNAL` (or absent).
-    pub origin: Option<String>,
-    /// For BYODKIM, the selector in use.
+    /// The verification status (absent when SES reports none).
+    pub status: Option<DkimStatus>,
+    /// The key's origin (absent when SES reports none).
+    pub origin: Option<SigningOrigin>,
+    /// For BYODKIM, the selector in use (Easy DKIM: its three tokens).
     pub selectors: Vec<String>,
 }
 
 impl SesDkimState {
     /// Whether SES signs with an external key under `selector`.
     pub fn uses_external_selector(&self, selector: &str) -> bool {
-        self.origin.as_deref() == Some("EXTERNAL")
+        self.origin == Some(SigningOrigin::External)
             && self
                 .selectors
                 .iter()
                 .any(|s| s.eq_ignore_ascii_case(selector))
+    }
+
+    /// Whether `status` is `status`.
+    pub fn has_status(&self, status: &DkimStatus) -> bool {
+        self.status.as_ref() == Some(status)
     }
 }
 
@@ -197,8 +294,11 @@ impl fmt::Display for SesDkimState {
         write!(
             f,
             "origin {}, status {}, selector {}",
-            self.origin.as_deref().unwrap_or("-"),
-            self.status.as_deref().unwrap_or("-"),
+            self.origin
+                .as_ref()
+                .map(SigningOrigin::as_str)
+                .unwrap_or("-"),
+            self.status.as_ref().map(DkimStatus::as_str).unwrap_or("-"),
             self.selectors.first().map(String::as_str).unwrap_or("-")
         )
     }
@@ -225,7 +325,7 @@ pub trait DkimSigningService: Send + Sync {
 }
 
 /// How DNS records get published.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PublishMode {
     /// Nothing is written: the record is logged and returned for a person to add.
@@ -259,7 +359,7 @@ pub trait DnsPublisher: Send + Sync {
     fn upsert_txt(
         &self,
         record: TxtRecord<'_>,
-        deadline: Option<OffsetDateTime>,
+        deadline: Deadline,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
 
     /// Deletes the TXT record `record.name`.
@@ -267,15 +367,6 @@ pub trait DnsPublisher: Send + Sync {
         &self,
         record: TxtRecord<'_>,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
-}
-
-/// One server's answer to a TXT query.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerAnswer {
-    /// The server asked (`ip:port`).
-    pub server: String,
-    /// Its answer, or why there was none.
-    pub answer: Result<TxtAnswer, LookupFailure>,
 }
 
 /// Reads TXT records from DNS (the servers the world will ask).
@@ -290,11 +381,110 @@ pub trait DnsTxtLookup: Send + Sync {
     ) -> impl Future<Output = Result<Vec<ServerAnswer>, LookupFailure>> + Send;
 }
 
-/// The time, behind a trait so tests can fix it.
+/// The time, behind a trait so tests drive it (`testing::ManualClock`).
 pub trait Clock: Send + Sync {
     /// Now, in UTC.
     fn now(&self) -> OffsetDateTime;
 
     /// Waits `duration` (between DNS verification attempts).
     fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send;
+}
+
+/// When an invocation must be done: Lambda's deadline, or none (the CLI, tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Deadline(Option<OffsetDateTime>);
+
+impl Deadline {
+    /// No deadline: waits are not retried.
+    pub const NONE: Self = Self(None);
+
+    /// A deadline at `at`.
+    pub fn at(at: OffsetDateTime) -> Self {
+        Self(Some(at))
+    }
+
+    /// The instant, if any.
+    pub fn instant(self) -> Option<OffsetDateTime> {
+        self.0
+    }
+
+    /// Whether, at `now`, more than `needed` is left. Without a deadline: `without`.
+    pub fn leaves(self, now: OffsetDateTime, needed: Duration, without: bool) -> bool {
+        match self.0 {
+            Some(deadline) => deadline - now > needed,
+            None => without,
+        }
+    }
+}
+
+/// The outside world as the engine sees it: one bundle of ports, so the engine is
+/// `Engine<P: Ports>` with static dispatch and one bound.
+pub trait Ports: Send + Sync {
+    /// Secrets Manager.
+    type Secrets: SecretStore;
+    /// SESv2.
+    type Ses: DkimSigningService;
+    /// Where TXT records are written.
+    type Dns: DnsPublisher;
+    /// Where TXT records are read back.
+    type Lookup: DnsTxtLookup;
+    /// The clock.
+    type Clock: Clock;
+
+    /// Secrets Manager.
+    fn secrets(&self) -> &Self::Secrets;
+    /// SESv2.
+    fn ses(&self) -> &Self::Ses;
+    /// Where TXT records are written.
+    fn dns(&self) -> &Self::Dns;
+    /// Where TXT records are read back.
+    fn lookup(&self) -> &Self::Lookup;
+    /// The clock.
+    fn clock(&self) -> &Self::Clock;
+}
+
+/// The plain [`Ports`] bundle: one value per port.
+#[derive(Debug, Clone)]
+pub struct PortSet<S, E, D, L, C> {
+    /// Secrets Manager.
+    pub secrets: S,
+    /// SESv2.
+    pub ses: E,
+    /// Where TXT records are written.
+    pub dns: D,
+    /// Where TXT records are read back.
+    pub lookup: L,
+    /// The clock.
+    pub clock: C,
+}
+
+impl<S, E, D, L, C> Ports for PortSet<S, E, D, L, C>
+where
+    S: SecretStore,
+    E: DkimSigningService,
+    D: DnsPublisher,
+    L: DnsTxtLookup,
+    C: Clock,
+{
+    type Secrets = S;
+    type Ses = E;
+    type Dns = D;
+    type Lookup = L;
+    type Clock = C;
+
+    fn secrets(&self) -> &S {
+        &self.secrets
+    }
+    fn ses(&self) -> &E {
+        &self.ses
+    }
+    fn dns(&self) -> &D {
+        &self.dns
+    }
+    fn lookup(&self) -> &L {
+        &self.lookup
+    }
+    fn clock(&self) -> &C {
+        &self.clock
+    }
 }

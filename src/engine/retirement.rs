@@ -5,6 +5,8 @@
 //! After that a run deletes it (Route 53 / RFC 2136), publishes a revoked `p=` instead
 //! (`DKIM_RETIRE=revoke`), or tells a person they may remove it (hint mode).
 //!
+//! [`assess`] decides from the secret, its tags and the time alone (pure); [`carry_out`] acts.
+//!
 //! The state lives on the secret, as tags, not in memory:
 //! - `ses-dkim-rotator:switched-to` / `switched-at`: which selector SES was switched to, when;
 //! - `ses-dkim-rotator:retired`: the last selector retired.
@@ -15,13 +17,9 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::ports::{
-    Clock, DkimSigningService, DnsPublisher, DnsTxtLookup, PublishMode, SecretDescription,
-    SecretStore, SesDkimState, TxtRecord,
-};
-use super::rotation::{RetireMode, RotationEngine, zone_hint};
+use super::error::EngineError;
+use super::ports::{DnsPublisher, Ports, PublishMode, SecretStore, SesDkimState, TxtRecord};
 use super::secret_doc::{DkimSecret, dkim_record_name};
-use crate::error::RotatorError;
 
 /// Tag: the selector SES was last switched to.
 pub const TAG_SWITCHED_TO: &str = "ses-dkim-rotator:switched-to";
@@ -30,8 +28,93 @@ pub const TAG_SWITCHED_AT: &str = "ses-dkim-rotator:switched-at";
 /// Tag: the last selector retired.
 pub const TAG_RETIRED: &str = "ses-dkim-rotator:retired";
 
-/// The value a revoked DKIM record carries.
+/// The value a revoked DKIM record carries: `p=` empty (RFC 6376 §3.6.1).
 pub const REVOKED_VALUE: &str = "v=DKIM1; k=rsa; p=";
+
+/// What happens to the previous selector's TXT record after the grace period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RetireMode {
+    /// Delete the record (hint mode: tell a person they may remove it).
+    Delete,
+    /// Publish [`REVOKED_VALUE`] in its place.
+    Revoke,
+}
+
+/// The retirement part of the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetirementRules {
+    /// How long the previous selector stays published after a switch.
+    pub grace: time::Duration,
+    /// What retiring does.
+    pub mode: RetireMode,
+}
+
+/// Where the previous selector stands, decided from the secret and its tags alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RetireDecision {
+    /// No previous selector (or no current key).
+    NothingToRetire,
+    /// Retired earlier (tag).
+    AlreadyRetired {
+        /// The previous selector.
+        selector: String,
+    },
+    /// No trustworthy switch time on the secret: the grace period starts now, never earlier.
+    StartGrace {
+        /// The previous selector.
+        selector: String,
+        /// The current selector, whose switch time is recorded.
+        current: String,
+    },
+    /// The grace period runs.
+    GracePeriod {
+        /// The previous selector.
+        selector: String,
+        /// When it ends.
+        until: OffsetDateTime,
+    },
+    /// The grace period is over: retire it.
+    Due {
+        /// The previous selector.
+        selector: String,
+    },
+}
+
+/// Decides, from the current document, the secret's tags and the time, what retirement
+/// would do. Pure: no call is made.
+pub fn assess(
+    current: &DkimSecret,
+    tag: impl Fn(&str) -> Option<String>,
+    rules: RetirementRules,
+    now: OffsetDateTime,
+) -> RetireDecision {
+    let (Some(previous), Some(current_key)) = (&current.previous_selector, &current.key) else {
+        return RetireDecision::NothingToRetire;
+    };
+    let selector = previous.to_string();
+    if tag(TAG_RETIRED).as_deref() == Some(previous.as_str()) {
+        return RetireDecision::AlreadyRetired { selector };
+    }
+    let switched_at = match (tag(TAG_SWITCHED_TO), tag(TAG_SWITCHED_AT)) {
+        (Some(to), Some(at)) if to == current_key.selector.as_str() => {
+            OffsetDateTime::parse(&at, &Rfc3339).ok()
+        }
+        _ => None,
+    };
+    let Some(switched_at) = switched_at else {
+        return RetireDecision::StartGrace {
+            selector,
+            current: current_key.selector.to_string(),
+        };
+    };
+    let until = switched_at + rules.grace;
+    if now < until {
+        RetireDecision::GracePeriod { selector, until }
+    } else {
+        RetireDecision::Due { selector }
+    }
+}
 
 /// What a retirement run did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -51,7 +134,7 @@ pub enum RetireOutcome {
     RemovalHinted,
 }
 
-/// The result of [`RotationEngine::retire_previous`].
+/// What a retirement run did, for one secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RetireReport {
     /// The secret.
@@ -69,134 +152,129 @@ pub struct RetireReport {
     pub grace_until: Option<String>,
 }
 
-fn rfc3339(at: OffsetDateTime) -> String {
+/// RFC 3339 text of `at` (as tags and reports carry it).
+pub fn rfc3339(at: OffsetDateTime) -> String {
     at.format(&Rfc3339).unwrap_or_else(|_| at.to_string())
 }
 
-impl<S, E, D, L, C> RotationEngine<S, E, D, L, C>
-where
-    S: SecretStore,
-    E: DkimSigningService,
-    D: DnsPublisher,
-    L: DnsTxtLookup,
-    C: Clock,
-{
-    /// Tags the secret with the switch just made; a failure only delays retirement.
-    pub(super) async fn record_switch(&self, secret_id: &str, selector: &str) {
-        let now = rfc3339(self.clock.now());
-        let tags = [(TAG_SWITCHED_TO, selector), (TAG_SWITCHED_AT, now.as_str())];
-        if let Err(error) = self.store.set_tags(secret_id, &tags).await {
-            tracing::warn!(secret_id, %error, "could not tag the switch time; the grace period will start at the next run");
+/// Tags the secret with the switch to `selector` at `at`.
+pub(crate) async fn record_switch<P: Ports>(
+    ports: &P,
+    secret_id: &str,
+    selector: &str,
+    at: OffsetDateTime,
+) -> Result<(), EngineError> {
+    let at = rfc3339(at);
+    let tags = [(TAG_SWITCHED_TO, selector), (TAG_SWITCHED_AT, at.as_str())];
+    ports.secrets().set_tags(secret_id, &tags).await?;
+    Ok(())
+}
+
+/// Carries out `decision` (from [`assess`]) for `current`: starts the grace clock, or
+/// retires the previous selector behind the guard, or reports.
+pub(crate) async fn carry_out<P: Ports>(
+    ports: &P,
+    rules: RetirementRules,
+    secret_id: &str,
+    decision: RetireDecision,
+    current: &DkimSecret,
+    ses_state: &SesDkimState,
+    now: OffsetDateTime,
+) -> Result<RetireReport, EngineError> {
+    let mut report = RetireReport {
+        secret_id: secret_id.to_owned(),
+        outcome: RetireOutcome::NothingToRetire,
+        selector: None,
+        dns_name: None,
+        grace_until: None,
+    };
+    let (selector, waiting) = match decision {
+        RetireDecision::NothingToRetire => return Ok(report),
+        RetireDecision::AlreadyRetired { selector } => {
+            (selector, Some((RetireOutcome::AlreadyRetired, None)))
         }
+        RetireDecision::StartGrace { selector, current } => {
+            record_switch(ports, secret_id, &current, now).await?;
+            let until = rfc3339(now + rules.grace);
+            (selector, Some((RetireOutcome::GracePeriod, Some(until))))
+        }
+        RetireDecision::GracePeriod { selector, until } => (
+            selector,
+            Some((RetireOutcome::GracePeriod, Some(rfc3339(until)))),
+        ),
+        RetireDecision::Due { selector } => (selector, None),
+    };
+    let previous = current
+        .previous_selector
+        .as_ref()
+        .filter(|p| p.as_str() == selector)
+        .ok_or_else(|| EngineError::RetireRefused {
+            selector: selector.clone(),
+            reason: "it is not the secret's previous selector".into(),
+        })?;
+    let name = dkim_record_name(previous, &current.identity);
+    report.selector = Some(selector.clone());
+    report.dns_name = Some(name.clone());
+    if let Some((outcome, grace_until)) = waiting {
+        report.outcome = outcome;
+        report.grace_until = grace_until;
+        return Ok(report);
     }
 
-    /// Retires the previous selector if its grace period has passed.
-    pub async fn retire_previous(&self, secret_id: &str) -> Result<RetireReport, RotatorError> {
-        let description = self.store.describe(secret_id).await?;
-        let (current, ses_state) = self.read_current_checked(secret_id).await?;
-        self.retire_with(secret_id, &description, &current, &ses_state)
-            .await
+    // The guard: never retire what SES signs with, or the current selector.
+    let ses_uses_it = ses_state
+        .selectors
+        .iter()
+        .any(|s| s.eq_ignore_ascii_case(previous.as_str()));
+    let is_current = current
+        .key
+        .as_ref()
+        .is_some_and(|k| &k.selector == previous);
+    if is_current || ses_uses_it {
+        return Err(EngineError::RetireRefused {
+            selector,
+            reason: "SES or AWSCURRENT still uses it".into(),
+        });
     }
 
-    /// [`Self::retire_previous`] on state the caller has already read.
-    pub(super) async fn retire_with(
-        &self,
-        secret_id: &str,
-        description: &SecretDescription,
-        current: &DkimSecret,
-        ses_state: &SesDkimState,
-    ) -> Result<RetireReport, RotatorError> {
-        let mut report = RetireReport {
-            secret_id: secret_id.to_owned(),
-            outcome: RetireOutcome::NothingToRetire,
-            selector: None,
-            dns_name: None,
-            grace_until: None,
-        };
-        let (Some(previous), Some(current_key)) = (&current.previous_selector, &current.key) else {
-            return Ok(report);
-        };
-        let name = dkim_record_name(previous, &current.identity);
-        report.selector = Some(previous.to_string());
-        report.dns_name = Some(name.clone());
-        let tag = |key: &str| description.tags.get(key).map(String::as_str);
-        if tag(TAG_RETIRED) == Some(previous.as_str()) {
-            report.outcome = RetireOutcome::AlreadyRetired;
-            return Ok(report);
+    let record = TxtRecord {
+        identity: current.identity.as_str(),
+        name: &name,
+        value: REVOKED_VALUE,
+        zone_hint: current.hosted_zone_id(),
+    };
+    let publish_failed = |source| EngineError::DnsPublishFailed {
+        secret_id: secret_id.to_owned(),
+        name: name.clone(),
+        source,
+    };
+    let dns = ports.dns();
+    report.outcome = match (dns.mode(), rules.mode) {
+        (PublishMode::Hint, mode) => {
+            tracing::info!(
+                secret_id,
+                dns_name = %name,
+                selector = %previous,
+                action = if mode == RetireMode::Revoke { "replace its value with `v=DKIM1; k=rsa; p=`" } else { "remove it" },
+                "the previous DKIM selector's grace period is over: you may now retire its TXT record"
+            );
+            RetireOutcome::RemovalHinted
         }
-
-        let now = self.clock.now();
-        let switched_at = match (tag(TAG_SWITCHED_TO), tag(TAG_SWITCHED_AT)) {
-            (Some(to), Some(at)) if to == current_key.selector.as_str() => {
-                OffsetDateTime::parse(at, &Rfc3339).ok()
-            }
-            _ => None,
-        };
-        let Some(switched_at) = switched_at else {
-            // No trustworthy switch time: start the grace period now, never earlier.
-            self.record_switch(secret_id, current_key.selector.as_str())
-                .await;
-            report.outcome = RetireOutcome::GracePeriod;
-            report.grace_until = Some(rfc3339(now + self.policy.old_key_grace));
-            return Ok(report);
-        };
-        let until = switched_at + self.policy.old_key_grace;
-        if now < until {
-            report.outcome = RetireOutcome::GracePeriod;
-            report.grace_until = Some(rfc3339(until));
-            return Ok(report);
+        (_, RetireMode::Delete) => {
+            dns.delete_txt(record).await.map_err(publish_failed)?;
+            RetireOutcome::Deleted
         }
-
-        // The guard: never retire what SES signs with, or the current selector.
-        let ses_uses_it = ses_state
-            .selectors
-            .iter()
-            .any(|s| s.eq_ignore_ascii_case(previous.as_str()));
-        if previous == &current_key.selector || ses_uses_it {
-            return Err(RotatorError::RetireRefused {
-                selector: previous.to_string(),
-                reason: "SES or AWSCURRENT still uses it".into(),
-            });
+        (_, RetireMode::Revoke) => {
+            dns.upsert_txt(record, super::ports::Deadline::NONE)
+                .await
+                .map_err(publish_failed)?;
+            RetireOutcome::Revoked
         }
-
-        let record = TxtRecord {
-            identity: current.identity.as_str(),
-            name: &name,
-            value: REVOKED_VALUE,
-            zone_hint: zone_hint(current),
-        };
-        let publish_failed = |source| RotatorError::DnsPublishFailed {
-            secret_id: secret_id.to_owned(),
-            name: name.clone(),
-            source,
-        };
-        report.outcome = match (self.dns.mode(), self.policy.retire_mode) {
-            (PublishMode::Hint, mode) => {
-                tracing::info!(
-                    secret_id,
-                    dns_name = %name,
-                    selector = %previous,
-                    action = if mode == RetireMode::Revoke { "replace its value with `v=DKIM1; k=rsa; p=`" } else { "remove it" },
-                    "the previous DKIM selector's grace period is over: you may now retire its TXT record"
-                );
-                RetireOutcome::RemovalHinted
-            }
-            (_, RetireMode::Delete) => {
-                self.dns.delete_txt(record).await.map_err(publish_failed)?;
-                RetireOutcome::Deleted
-            }
-            (_, RetireMode::Revoke) => {
-                self.dns
-                    .upsert_txt(record, None)
-                    .await
-                    .map_err(publish_failed)?;
-                RetireOutcome::Revoked
-            }
-        };
-        self.store
-            .set_tags(secret_id, &[(TAG_RETIRED, previous.as_str())])
-            .await?;
-        tracing::info!(secret_id, dns_name = %name, outcome = ?report.outcome, "previous DKIM selector retired");
-        Ok(report)
-    }
+    };
+    ports
+        .secrets()
+        .set_tags(secret_id, &[(TAG_RETIRED, previous.as_str())])
+        .await?;
+    tracing::info!(secret_id, dns_name = %name, outcome = ?report.outcome, "previous DKIM selector retired");
+    Ok(report)
 }

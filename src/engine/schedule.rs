@@ -1,16 +1,10 @@
-//! Scheduled maintenance: what one EventBridge run does for each managed secret, with the
-//! same engine as the four Secrets Manager steps, and the fleet runner that does it for many.
+//! Scheduled maintenance: gathers the [`Facts`] of each managed secret, asks
+//! [`super::plan::plan`] what to do, and carries it out with the same engine as the four
+//! Secrets Manager steps; [`Engine::maintain_fleet`] does it for many secrets at once.
 //!
-//! For each secret, in order, the first that applies:
-//! 1. Secrets Manager rotation is enabled → never rotate here (it would rotate twice); only
-//!    confirm and retire.
-//! 2. a rotation is in progress (an `AWSPENDING` version) → **resume** it with its token;
-//! 3. `AWSCURRENT` is older than `DKIM_ROTATION_INTERVAL_DAYS`, never rotated, or `force` →
-//!    **rotate** with a new token of this function's own;
-//! 4. SES's status for the current selector is `PENDING` → report it (`pending`); once it is
-//!    `SUCCESS` → **confirmed** (recorded as a tag);
-//! 5. the previous selector's grace period is over → **retire** it;
-//! 6. otherwise **skipped**, with the reason.
+//! A scheduled rotation runs the four steps with a token of this function's own; an unfinished
+//! one is resumed with its token. Confirmation (`SUCCESS`) is recorded in a tag; retirement
+//! is [`super::retirement`]'s.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -20,13 +14,16 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use super::error::EngineError;
+use super::plan::{Facts, Plan, PlanOptions, SkipReason, plan};
 use super::ports::{
-    Clock, DkimSigningService, DnsPublisher, DnsTxtLookup, STAGE_CURRENT, STAGE_PENDING,
-    SecretStore,
+    Deadline, DkimStatus, Ports, STAGE_CURRENT, STAGE_PENDING, SecretDescription, SecretStore,
+    SesDkimState,
 };
-use super::retirement::RetireOutcome;
-use super::rotation::{DnsRecord, RotationEngine, RotationRequest, Step, Trigger};
-use crate::error::RotatorError;
+use super::retirement::{self, RetireOutcome, RetireReport};
+use super::secret_doc::{DkimSecret, DnsRecord};
+use super::steps::{RotationRequest, Step, StepReport, Trigger};
+use super::{Engine, VersionLabel};
 
 /// Tag: the selector whose SES status was last seen `SUCCESS`.
 pub const TAG_CONFIRMED: &str = "ses-dkim-rotator:confirmed";
@@ -41,7 +38,16 @@ pub struct MaintainOptions {
     /// `DKIM_ROTATION_INTERVAL_DAYS`.
     pub rotation_interval: time::Duration,
     /// The invocation's deadline.
-    pub deadline: Option<OffsetDateTime>,
+    pub deadline: Deadline,
+}
+
+impl MaintainOptions {
+    fn plan_options(&self) -> PlanOptions {
+        PlanOptions {
+            force: self.force,
+            rotation_interval: self.rotation_interval,
+        }
+    }
 }
 
 /// What a scheduled run did (or, in a dry run, would do) for one secret.
@@ -86,7 +92,7 @@ pub struct IdentityReport {
     pub selector: Option<String>,
     /// SES's DKIM status.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub ses_status: Option<String>,
+    pub ses_status: Option<DkimStatus>,
     /// Age of the key in `AWSCURRENT`, in days.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_age_days: Option<f64>,
@@ -96,12 +102,21 @@ pub struct IdentityReport {
     /// A TXT record someone must add, or may now remove.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dns_record: Option<DnsRecord>,
-    /// Why, in words.
+    /// Why nothing was done, as data.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<SkipReason>,
+    /// What retirement did, when `action` is `retired`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retired: Option<RetireOutcome>,
+    /// Whether SES was put back on the previous key in this run.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub rolled_back: bool,
+    /// Why, in words, for people.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
     /// The error's type, when `action` is `failed` or `waiting_for_dns`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error_type: Option<String>,
+    pub error_type: Option<&'static str>,
     /// The error's message.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -119,26 +134,26 @@ impl IdentityReport {
             key_age_days: None,
             pending_hours: None,
             dns_record: None,
+            skipped: None,
+            retired: None,
+            rolled_back: false,
             detail: None,
             error_type: None,
             error: None,
         }
     }
 
-    fn failed(secret_id: &str, error: &RotatorError) -> Self {
-        let waiting = matches!(error, RotatorError::DnsNotVerified { .. });
-        Self {
-            error_type: Some(error.error_type().to_owned()),
-            error: Some(error.to_string()),
-            ..Self::new(
-                secret_id,
-                if waiting {
-                    Action::WaitingForDns
-                } else {
-                    Action::Failed
-                },
-            )
-        }
+    /// Marks the report failed with `error` (waiting for DNS when that is all it is).
+    fn fail(&mut self, error: &EngineError) {
+        self.action = if matches!(error, EngineError::DnsNotVerified { .. }) {
+            Action::WaitingForDns
+        } else {
+            Action::Failed
+        };
+        self.planned = false;
+        self.rolled_back = error.rolled_back();
+        self.error_type = Some(error.error_type());
+        self.error = Some(error.to_string());
     }
 }
 
@@ -158,31 +173,82 @@ impl FleetSummary {
     }
 }
 
-fn days_since(created_at: Option<&str>, now: OffsetDateTime) -> Option<f64> {
-    let created = OffsetDateTime::parse(created_at?, &Rfc3339).ok()?;
-    Some((now - created).as_seconds_f64() / 86_400.0)
+fn parse_time(text: Option<&str>) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(text?, &Rfc3339).ok()
 }
 
-impl<S, E, D, L, C> RotationEngine<S, E, D, L, C>
-where
-    S: SecretStore,
-    E: DkimSigningService,
-    D: DnsPublisher,
-    L: DnsTxtLookup,
-    C: Clock,
-{
+fn days_between(from: OffsetDateTime, to: OffsetDateTime) -> f64 {
+    (to - from).as_seconds_f64() / 86_400.0
+}
+
+/// The facts [`plan`] decides on, from what the run has read.
+fn facts_of(
+    description: &SecretDescription,
+    current: &DkimSecret,
+    ses_state: &SesDkimState,
+    retirement: retirement::RetireDecision,
+) -> Facts {
+    let tag = |key: &str| description.tags.get(key).cloned();
+    Facts {
+        secrets_manager_rotates: description.rotation_enabled,
+        unfinished_rotation: description
+            .versions
+            .iter()
+            .find(|(_, stages)| {
+                stages.iter().any(|s| s == STAGE_PENDING)
+                    && !stages.iter().any(|s| s == STAGE_CURRENT)
+            })
+            .map(|(id, _)| id.clone()),
+        has_key: current.key.is_some(),
+        key_created: current
+            .key
+            .as_ref()
+            .and_then(|k| parse_time(k.created_at.as_deref())),
+        current_selector: current.key.as_ref().map(|k| k.selector.to_string()),
+        ses_status: ses_state.status.clone(),
+        confirmed_selector: tag(TAG_CONFIRMED),
+        retirement,
+    }
+}
+
+impl<P: Ports> Engine<P> {
     /// The secrets tagged `key` = `value` (for scheduled runs).
-    pub async fn list_tagged(&self, key: &str, value: &str) -> Result<Vec<String>, RotatorError> {
-        Ok(self.store.list_tagged(key, value).await?)
+    pub async fn list_tagged(&self, key: &str, value: &str) -> Result<Vec<String>, EngineError> {
+        Ok(self.store().list_tagged(key, value).await?)
     }
 
-    /// Runs the four steps with this function's own `token`.
+    /// Retires the previous selector if its grace period has passed (starting the grace
+    /// clock when no switch time was recorded).
+    pub async fn retire_previous(&self, secret_id: &str) -> Result<RetireReport, EngineError> {
+        let description = self.store().describe(secret_id).await?;
+        let (current, ses_state) = self.read_current_checked(secret_id).await?;
+        let now = self.now();
+        let rules = self.policy().retirement();
+        let decision = retirement::assess(
+            &current,
+            |key| description.tags.get(key).cloned(),
+            rules,
+            now,
+        );
+        retirement::carry_out(
+            self.ports(),
+            rules,
+            secret_id,
+            decision,
+            &current,
+            &ses_state,
+            now,
+        )
+        .await
+    }
+
+    /// Runs the four steps with `token`.
     async fn run_all_steps(
         &self,
         secret_id: &str,
         token: &str,
-        deadline: Option<OffsetDateTime>,
-    ) -> Result<super::rotation::StepReport, RotatorError> {
+        deadline: Deadline,
+    ) -> Result<StepReport, EngineError> {
         let mut last = None;
         for step in [
             Step::CreateSecret,
@@ -202,178 +268,155 @@ where
 
     /// One scheduled run for one secret. Never fails: a failure is the report's `action`.
     pub async fn maintain(&self, secret_id: &str, options: &MaintainOptions) -> IdentityReport {
-        match self.try_maintain(secret_id, options).await {
-            Ok(report) => report,
-            Err((error, mut context)) => {
-                let failed = IdentityReport::failed(secret_id, &error);
-                context.action = failed.action;
-                context.error_type = failed.error_type;
-                context.error = failed.error;
-                context.planned = false;
-                context
+        let mut report = IdentityReport::new(secret_id, Action::Skipped);
+        if let Err(error) = self.maintain_into(&mut report, options).await {
+            report.fail(&error);
+        }
+        report
+    }
+
+    /// Reads the facts, plans, and carries the plan out, filling `report` as it goes (so a
+    /// failure still reports what was known).
+    async fn maintain_into(
+        &self,
+        report: &mut IdentityReport,
+        options: &MaintainOptions,
+    ) -> Result<(), EngineError> {
+        let secret_id = report.secret_id.clone();
+        let description = self.store().describe(&secret_id).await?;
+        let (current, ses_state) = self.read_current_checked(&secret_id).await?;
+        let now = self.now();
+        let rules = self.policy().retirement();
+        let decision = retirement::assess(
+            &current,
+            |key| description.tags.get(key).cloned(),
+            rules,
+            now,
+        );
+        let facts = facts_of(&description, &current, &ses_state, decision);
+        report.identity = Some(current.identity.to_string());
+        report.selector = facts.current_selector.clone();
+        report.ses_status = ses_state.status.clone();
+        report.key_age_days = facts.key_created.map(|created| days_between(created, now));
+        report.planned = options.dry_run;
+        if facts.secrets_manager_rotates {
+            report.detail = Some(
+                "Secrets Manager rotation is enabled for this secret: it rotates, this run only confirms and retires".into(),
+            );
+        }
+
+        let planned = plan(&facts, options.plan_options(), now);
+        report.action = match &planned {
+            Plan::Resume { .. } => Action::Resumed,
+            Plan::Rotate => Action::Rotated,
+            Plan::Pending => Action::Pending,
+            Plan::CurrentRejected { .. } => Action::Failed,
+            Plan::Confirm { .. } => Action::Confirmed,
+            Plan::Retire(_) => Action::Retired,
+            Plan::StartGraceClock(_) | Plan::Skip(_) => Action::Skipped,
+        };
+        if options.dry_run {
+            report.detail = Some(format!("would do: {planned:?}"));
+            if let Plan::Skip(reason) = planned {
+                report.skipped = Some(reason);
+            }
+            return Ok(());
+        }
+        match planned {
+            Plan::Resume { token } => self.rotate_into(report, &token, options, now).await,
+            Plan::Rotate => {
+                let token = uuid::Uuid::new_v4().to_string();
+                self.rotate_into(report, &token, options, now).await
+            }
+            Plan::Pending => {
+                report.detail = Some("SES is still checking DNS for the current selector".into());
+                Ok(())
+            }
+            Plan::CurrentRejected { selector } => Err(EngineError::SesRejectedKey {
+                identity: current.identity.to_string(),
+                selector,
+                rollback: super::error::Rollback::NotTried,
+                action: "the current key is not verified by SES; check its TXT record, or run `dkim-rotator rollback`".into(),
+            }),
+            Plan::Confirm { selector } => {
+                self.store()
+                    .set_tags(&secret_id, &[(TAG_CONFIRMED, selector.as_str())])
+                    .await?;
+                Ok(())
+            }
+            Plan::StartGraceClock(decision) | Plan::Retire(decision) => {
+                let retired = retirement::carry_out(
+                    self.ports(),
+                    rules,
+                    &secret_id,
+                    decision,
+                    &current,
+                    &ses_state,
+                    now,
+                )
+                .await?;
+                if retired.outcome == RetireOutcome::GracePeriod {
+                    report.skipped = Some(SkipReason::GracePeriod {
+                        selector: retired.selector.clone().unwrap_or_default(),
+                        until: parse_time(retired.grace_until.as_deref()).unwrap_or(now),
+                    });
+                } else {
+                    report.retired = Some(retired.outcome);
+                }
+                report.detail = Some(match &retired.grace_until {
+                    Some(until) => format!(
+                        "previous selector {} kept until {until}",
+                        retired.selector.unwrap_or_default()
+                    ),
+                    None => format!(
+                        "previous selector {} retired ({:?})",
+                        retired.selector.unwrap_or_default(),
+                        retired.outcome
+                    ),
+                });
+                Ok(())
+            }
+            Plan::Skip(reason) => {
+                report.skipped = Some(reason);
+                Ok(())
             }
         }
     }
 
-    async fn try_maintain(
+    /// Runs (or resumes) a rotation with `token`; on failure, describes what is pending so
+    /// a person (and the metrics) know.
+    async fn rotate_into(
         &self,
-        secret_id: &str,
+        report: &mut IdentityReport,
+        token: &str,
         options: &MaintainOptions,
-    ) -> Result<IdentityReport, (RotatorError, IdentityReport)> {
-        let mut report = IdentityReport::new(secret_id, Action::Skipped);
-        let fail = |report: &IdentityReport| {
-            let report = report.clone();
-            move |error: RotatorError| (error, report)
-        };
-        let description = self
-            .store
-            .describe(secret_id)
+        now: OffsetDateTime,
+    ) -> Result<(), EngineError> {
+        match self
+            .run_all_steps(&report.secret_id, token, options.deadline)
             .await
-            .map_err(|e| fail(&report)(e.into()))?;
-        let (current, ses_state) = self
-            .read_current_checked(secret_id)
-            .await
-            .map_err(fail(&report))?;
-        let now = self.clock.now();
-        report.identity = Some(current.identity.to_string());
-        report.selector = current.key.as_ref().map(|k| k.selector.to_string());
-        report.ses_status = ses_state.status.clone();
-        report.key_age_days = current
-            .key
-            .as_ref()
-            .and_then(|k| days_since(k.created_at.as_deref(), now));
-        report.planned = options.dry_run;
-
-        let in_progress = description
-            .versions
-            .iter()
-            .find(|(_, stages)| {
-                stages.iter().any(|s| s == STAGE_PENDING)
-                    && !stages.iter().any(|s| s == STAGE_CURRENT)
-            })
-            .map(|(id, _)| id.clone());
-        let due = options.force
-            || match report.key_age_days {
-                Some(age) => age >= options.rotation_interval.as_seconds_f64() / 86_400.0,
-                None => true,
-            };
-
-        if description.rotation_enabled {
-            report.detail = Some(
-                "Secrets Manager rotation is enabled for this secret: it rotates, this run only confirms and retires".into(),
-            );
-        } else if in_progress.is_some() || due {
-            let (token, action) = match in_progress {
-                Some(token) => (token, Action::Resumed),
-                None => (uuid::Uuid::new_v4().to_string(), Action::Rotated),
-            };
-            report.action = action;
-            if options.dry_run {
-                report.detail = Some(match action {
-                    Action::Resumed => format!("would resume the rotation of version {token}"),
-                    _ => "would rotate: the key is due (or forced)".into(),
-                });
-                return Ok(report);
+        {
+            Ok(step) => {
+                report.selector = step.selector;
+                report.ses_status = step.ses_status;
+                report.dns_record = step.dns_record;
+                report.key_age_days = Some(0.0);
+                Ok(())
             }
-            let finished = self
-                .run_all_steps(secret_id, &token, options.deadline)
-                .await;
-            return match finished {
-                Ok(step) => {
-                    report.selector = step.selector;
-                    report.ses_status = step.ses_status;
-                    report.dns_record = step.dns_record;
-                    report.key_age_days = Some(0.0);
-                    Ok(report)
-                }
-                Err(error) => {
-                    // Describe what is pending so the person (and the metrics) know.
-                    if let Ok(Some(stored)) = self
-                        .store
-                        .read(secret_id, super::ports::VersionRef::Pending(&token))
-                        .await
-                        && let Ok(doc) =
-                            super::secret_doc::DkimSecret::parse(stored.secret_string.expose())
-                        && let Some(key) = &doc.key
-                    {
-                        report.selector = Some(key.selector.to_string());
-                        report.dns_record = Some(DnsRecord::for_key(&doc.identity, key));
-                        report.pending_hours =
-                            days_since(key.created_at.as_deref(), now).map(|days| days * 24.0);
-                    }
-                    Err((error, report))
-                }
-            };
-        }
-
-        // Not rotating: confirm SES's status, then retire.
-        if let Some(selector) = current.key.as_ref().map(|k| k.selector.as_str()) {
-            match ses_state.status.as_deref() {
-                Some("PENDING" | "TEMPORARY_FAILURE") => {
-                    report.action = Action::Pending;
-                    report.detail =
-                        Some("SES is still checking DNS for the current selector".into());
-                    return Ok(report);
-                }
-                Some("SUCCESS")
-                    if description.tags.get(TAG_CONFIRMED).map(String::as_str)
-                        != Some(selector) =>
+            Err(error) => {
+                if let Ok(Some(doc)) = self
+                    .read_doc(&report.secret_id, VersionLabel::pending(token))
+                    .await
+                    && let Some(key) = &doc.key
                 {
-                    report.action = Action::Confirmed;
-                    if !options.dry_run {
-                        self.store
-                            .set_tags(secret_id, &[(TAG_CONFIRMED, selector)])
-                            .await
-                            .map_err(|e| fail(&report)(e.into()))?;
-                    }
-                    return Ok(report);
+                    report.selector = Some(key.selector.to_string());
+                    report.dns_record = Some(DnsRecord::for_key(&doc.identity, key));
+                    report.pending_hours = parse_time(key.created_at.as_deref())
+                        .map(|created| days_between(created, now) * 24.0);
                 }
-                Some("FAILED") => {
-                    let error = RotatorError::SesRejectedKey {
-                        identity: current.identity.to_string(),
-                        selector: selector.to_owned(),
-                        status: "FAILED".into(),
-                        action: "the current key is not verified by SES; check its TXT record, or run `dkim-rotator rollback`".into(),
-                    };
-                    return Err((error, report));
-                }
-                _ => {}
+                Err(error)
             }
         }
-        if options.dry_run {
-            report.detail = Some("would check the previous selector's grace period".into());
-            return Ok(report);
-        }
-        let retired = self
-            .retire_with(secret_id, &description, &current, &ses_state)
-            .await
-            .map_err(fail(&report))?;
-        let why = match retired.outcome {
-            RetireOutcome::Deleted | RetireOutcome::Revoked | RetireOutcome::RemovalHinted => {
-                report.action = Action::Retired;
-                format!(
-                    "previous selector {} {:?}",
-                    retired.selector.unwrap_or_default(),
-                    retired.outcome
-                )
-            }
-            RetireOutcome::GracePeriod => format!(
-                "key is {:.1} days old; previous selector kept until {}",
-                report.key_age_days.unwrap_or(0.0),
-                retired.grace_until.unwrap_or_default()
-            ),
-            _ => format!(
-                "key is {:.1} days old (rotates at {} days)",
-                report.key_age_days.unwrap_or(0.0),
-                options.rotation_interval.whole_days()
-            ),
-        };
-        // Keep an earlier, more important reason (e.g. Secrets Manager owns rotation).
-        report.detail = Some(match report.detail.take() {
-            Some(earlier) => format!("{earlier}; {why}"),
-            None => why,
-        });
-        Ok(report)
     }
 
     /// Maintains every secret in `secret_ids`, up to `max_concurrency` at once. No secret's
@@ -388,11 +431,7 @@ where
     ) -> FleetSummary {
         let started = futures_util::stream::iter(secret_ids.iter().enumerate())
             .map(|(index, secret_id)| async move {
-                let time_left = options
-                    .deadline
-                    .map(|deadline| deadline - self.clock.now())
-                    .map(|left| left > budget)
-                    .unwrap_or(true);
+                let time_left = options.deadline.leaves(self.now(), budget, true);
                 let report = if time_left {
                     self.maintain(secret_id, options).await
                 } else {

@@ -43,6 +43,33 @@ pub fn dkim_record_name(selector: &Selector, identity: &DomainIdentity) -> Strin
     format!("{selector}._domainkey.{identity}")
 }
 
+/// The DNS record that publishes a key.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DnsRecord {
+    /// `<selector>._domainkey.<domain>`.
+    pub name: String,
+    /// Always `TXT`.
+    #[serde(rename = "type")]
+    pub record_type: &'static str,
+    /// The value, unsplit.
+    pub value: String,
+    /// The value as one record of quoted strings of at most 255 characters.
+    pub presentation: String,
+}
+
+impl DnsRecord {
+    /// The record for `key` under `identity`.
+    pub fn for_key(identity: &DomainIdentity, key: &PublishedKey) -> Self {
+        let value = key.key.txt_value();
+        Self {
+            name: key.dns_name(identity),
+            record_type: "TXT",
+            presentation: super::key::txt_presentation(&value),
+            value,
+        }
+    }
+}
+
 /// A key the secret holds, with the selector it is published under.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublishedKey {
@@ -210,6 +237,11 @@ impl DkimSecret {
             key,
             created_at,
         }))
+    }
+
+    /// The Route 53 hosted zone an operator pinned in the secret (`hosted_zone_id`), if any.
+    pub fn hosted_zone_id(&self) -> Option<&str> {
+        self.extra.get("hosted_zone_id").and_then(|v| v.as_str())
     }
 
     /// The next version: same identity and extra fields, a new key, the old selector remembered.

@@ -18,15 +18,15 @@ use ses_dkim_rotator::adapters::secrets_manager::SecretsManagerStore;
 use ses_dkim_rotator::assembly::{AwsEngine, build_engine};
 use ses_dkim_rotator::config::Settings;
 use ses_dkim_rotator::engine::dns_check::{TxtAnswer, check_dkim_record};
+use ses_dkim_rotator::engine::error::EngineError;
 use ses_dkim_rotator::engine::identity::AllowedIdentities;
+use ses_dkim_rotator::engine::ports::PortSet;
 use ses_dkim_rotator::engine::ports::{
-    DkimSigningService, PortError, SecretDescription, SecretStore, SesDkimState, StoredVersion,
-    VersionInfo, VersionRef,
+    DkimSigningService, DkimStatus, PortError, SecretDescription, SecretStore, SesDkimState,
+    SigningOrigin, StoredVersion, VersionInfo, VersionRef,
 };
-use ses_dkim_rotator::engine::rotation::{
-    Ports, RotationEngine, RotationPolicy, RotationRequest, Step, StepReport,
-};
-use ses_dkim_rotator::error::RotatorError;
+use ses_dkim_rotator::engine::steps::{RotationRequest, Step, StepReport};
+use ses_dkim_rotator::engine::{Engine, RotationPolicy};
 use ses_dkim_rotator::secret_text::SecretText;
 
 /// The engine as the Lambda builds it, over the emulated services and the real DNS server.
@@ -121,10 +121,10 @@ impl TestBed {
         store: S,
         ses: E,
         policy: RotationPolicy,
-    ) -> RotationEngine<S, E, ConfiguredPublisher, HickoryTxtLookup, SystemClock> {
+    ) -> Engine<PortSet<S, E, ConfiguredPublisher, HickoryTxtLookup, SystemClock>> {
         let tsig_secret = self.tsig_secret().await;
-        RotationEngine::new(
-            Ports {
+        Engine::new(
+            PortSet {
                 secrets: store,
                 ses,
                 dns: ConfiguredPublisher::Rfc2136(Rfc2136Publisher::new(
@@ -161,7 +161,7 @@ impl TestBed {
     /// Counted in `$SES_DKIM_INVARIANT_LOG` when set.
     pub async fn assert_invariant(&self, domain: &str, arn: &str) {
         let state = self.ses_dkim(domain).await;
-        if state.origin.as_deref() == Some("EXTERNAL") {
+        if state.origin.as_ref().map(|o| o.as_str()) == Some("EXTERNAL") {
             let selector = self
                 .ses_selector(domain)
                 .await
@@ -310,10 +310,10 @@ impl TestBed {
         let dkim = out.dkim_attributes().expect("DkimAttributes");
         SesDkimState {
             signing_enabled: dkim.signing_enabled(),
-            status: dkim.status().map(|s| s.as_str().to_owned()),
+            status: dkim.status().map(|s| DkimStatus::parse(s.as_str())),
             origin: dkim
                 .signing_attributes_origin()
-                .map(|o| o.as_str().to_owned()),
+                .map(|o| SigningOrigin::parse(o.as_str())),
             selectors: dkim.tokens().to_vec(),
         }
     }
@@ -497,7 +497,7 @@ pub async fn expect_error(
     secret_id: &str,
     token: &str,
     error_type: &str,
-) -> RotatorError {
+) -> EngineError {
     let err = engine
         .run_step(&request(step, secret_id, token))
         .await

@@ -17,25 +17,22 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::time::Duration;
 
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 
-use time::OffsetDateTime;
-
 use super::dns_check::{DnsCheck, check_all_servers};
-use super::identity::{AllowedIdentities, DomainIdentity};
-use super::key::{DkimKeyPair, KeyBits, txt_presentation};
+use super::error::{ABANDON_ROTATION, EngineError, Rollback};
+use super::key::DkimKeyPair;
 use super::ports::{
-    Clock, DkimSigningService, DnsPublisher, DnsTxtLookup, FailureKind, PublishMode, STAGE_CURRENT,
-    STAGE_PENDING, STAGE_PREVIOUS, SecretDescription, SecretStore, SesDkimState, TxtRecord,
-    VersionRef,
+    Clock, Deadline, DkimSigningService, DkimStatus, DnsPublisher, DnsTxtLookup, FailureKind,
+    Ports, PublishMode, STAGE_CURRENT, STAGE_PENDING, STAGE_PREVIOUS, SecretDescription,
+    SecretStore, SesDkimState, SigningOrigin, TxtRecord,
 };
-use super::retirement::RetireOutcome;
-use super::secret_doc::{DkimSecret, PublishedKey};
-use super::selector::{Selector, SelectorPrefix};
-use crate::error::RotatorError;
+use super::retirement::{self, RetireOutcome};
+use super::secret_doc::{DkimSecret, DnsRecord, PublishedKey};
+use super::selector::Selector;
+use super::{Engine, VersionLabel};
 use crate::secret_text::SecretText;
 
 /// One of Secrets Manager's four rotation steps.
@@ -86,52 +83,6 @@ impl FromStr for Step {
     }
 }
 
-/// What the engine needs to know from configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RotationPolicy {
-    /// Size of new keys (`DKIM_KEY_BITS`).
-    pub key_bits: KeyBits,
-    /// Start of new selectors (`DKIM_SELECTOR_PREFIX`).
-    pub selector_prefix: SelectorPrefix,
-    /// Identities this deployment may rotate (`DKIM_ALLOWED_IDENTITIES`).
-    pub allowed_identities: AllowedIdentities,
-    /// Check DNS before switching SES (`DKIM_VERIFY_DNS`, default on).
-    pub verify_dns: bool,
-    /// Pause between DNS verification attempts within one step.
-    pub verify_retry_interval: Duration,
-    /// Time kept free before the invocation deadline (for the calls after verification).
-    pub deadline_margin: Duration,
-    /// How long the previous selector stays published after a switch (`DKIM_OLD_KEY_GRACE_DAYS`).
-    pub old_key_grace: time::Duration,
-    /// What retiring the previous selector does (`DKIM_RETIRE`).
-    pub retire_mode: RetireMode,
-}
-
-/// What happens to the previous selector's TXT record after the grace period.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RetireMode {
-    /// Delete the record (hint mode: tell a person they may remove it).
-    Delete,
-    /// Publish `v=DKIM1; p=` (revoked) in its place.
-    Revoke,
-}
-
-impl Default for RotationPolicy {
-    fn default() -> Self {
-        Self {
-            key_bits: KeyBits::Rsa1024,
-            selector_prefix: SelectorPrefix::default(),
-            allowed_identities: AllowedIdentities::Unset,
-            verify_dns: true,
-            verify_retry_interval: Duration::from_secs(5),
-            deadline_margin: Duration::from_secs(10),
-            old_key_grace: time::Duration::days(7),
-            retire_mode: RetireMode::Delete,
-        }
-    }
-}
-
 /// One invocation of a rotation step.
 #[derive(Debug, Clone)]
 pub struct RotationRequest {
@@ -144,7 +95,7 @@ pub struct RotationRequest {
     /// Secrets Manager's `RotationToken`, passed on to `PutSecretValue` (redacted in `Debug`).
     pub rotation_token: Option<SecretText>,
     /// When the invocation must be done (Lambda's deadline); bounds DNS waits.
-    pub deadline: Option<OffsetDateTime>,
+    pub deadline: Deadline,
     /// Who asked: Secrets Manager's rotation, or this function's own schedule.
     pub trigger: Trigger,
 }
@@ -167,7 +118,7 @@ impl RotationRequest {
             secret_id: secret_id.into(),
             token: token.into(),
             rotation_token: None,
-            deadline: None,
+            deadline: Deadline::NONE,
             trigger: Trigger::SecretsManager,
         }
     }
@@ -197,33 +148,6 @@ pub enum Outcome {
     SesAlreadySwitched,
 }
 
-/// The DNS record that publishes a key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DnsRecord {
-    /// `<selector>._domainkey.<domain>`.
-    pub name: String,
-    /// Always `TXT`.
-    #[serde(rename = "type")]
-    pub record_type: &'static str,
-    /// The value, unsplit.
-    pub value: String,
-    /// The value as one record of quoted strings of at most 255 characters.
-    pub presentation: String,
-}
-
-impl DnsRecord {
-    /// The record for `key` under `identity`.
-    pub fn for_key(identity: &DomainIdentity, key: &PublishedKey) -> Self {
-        let value = key.key.txt_value();
-        Self {
-            name: key.dns_name(identity),
-            record_type: "TXT",
-            presentation: txt_presentation(&value),
-            value,
-        }
-    }
-}
-
 /// The result of a step: safe to log and to return (no key material).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StepReport {
@@ -245,12 +169,12 @@ pub struct StepReport {
     /// The TXT record that must be published for the new selector.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dns_record: Option<DnsRecord>,
-    /// SES's DKIM state after the step, when the step read it.
+    /// SES's DKIM key origin after the step, when the step read it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub ses_origin: Option<String>,
+    pub ses_origin: Option<SigningOrigin>,
     /// SES's DKIM status after the step.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub ses_status: Option<String>,
+    pub ses_status: Option<DkimStatus>,
     /// The DNS verification outcome, when the step checked DNS.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dns_check: Option<&'static str>,
@@ -293,66 +217,16 @@ struct PendingKey {
     key: PublishedKey,
 }
 
-/// The outside world as the engine sees it.
-#[derive(Debug, Clone)]
-pub struct Ports<S, E, D, L, C> {
-    /// Secrets Manager.
-    pub secrets: S,
-    /// SESv2.
-    pub ses: E,
-    /// Where TXT records are written.
-    pub dns: D,
-    /// Where TXT records are read back.
-    pub lookup: L,
-    /// The clock.
-    pub clock: C,
-}
-
-/// Drives rotation steps through the ports.
-#[derive(Debug, Clone)]
-pub struct RotationEngine<S, E, D, L, C> {
-    pub(super) store: S,
-    pub(super) ses: E,
-    pub(super) dns: D,
-    pub(super) lookup: L,
-    pub(super) clock: C,
-    pub(super) policy: RotationPolicy,
-}
-
-impl<S, E, D, L, C> RotationEngine<S, E, D, L, C>
-where
-    S: SecretStore,
-    E: DkimSigningService,
-    D: DnsPublisher,
-    L: DnsTxtLookup,
-    C: Clock,
-{
-    /// An engine over the given ports and policy.
-    pub fn new(ports: Ports<S, E, D, L, C>, policy: RotationPolicy) -> Self {
-        Self {
-            store: ports.secrets,
-            ses: ports.ses,
-            dns: ports.dns,
-            lookup: ports.lookup,
-            clock: ports.clock,
-            policy,
-        }
-    }
-
-    /// The policy in force.
-    pub fn policy(&self) -> &RotationPolicy {
-        &self.policy
-    }
-
+impl<P: Ports> Engine<P> {
     /// Runs one rotation step.
-    pub async fn run_step(&self, request: &RotationRequest) -> Result<StepReport, RotatorError> {
-        let description = self.store.describe(&request.secret_id).await?;
+    pub async fn run_step(&self, request: &RotationRequest) -> Result<StepReport, EngineError> {
+        let description = self.store().describe(&request.secret_id).await?;
         if self.check_staging(request, &description)? {
             // A finishSecret that died after moving AWSCURRENT may have left AWSPENDING on
             // the same version: take it off so the next rotation can start.
             let stages = &description.versions[&request.token];
             if request.step == Step::FinishSecret && stages.iter().any(|s| s == STAGE_PENDING) {
-                self.store
+                self.store()
                     .clear_pending(&request.secret_id, &request.token)
                     .await?;
             }
@@ -371,10 +245,10 @@ where
         &self,
         request: &RotationRequest,
         description: &SecretDescription,
-    ) -> Result<bool, RotatorError> {
+    ) -> Result<bool, EngineError> {
         let scheduled = request.trigger == Trigger::Schedule;
         if !scheduled && !description.rotation_enabled {
-            return Err(RotatorError::RotationNotEnabled {
+            return Err(EngineError::RotationNotEnabled {
                 secret_id: request.secret_id.clone(),
             });
         }
@@ -383,7 +257,7 @@ where
             if scheduled && request.step == Step::CreateSecret {
                 return Ok(false);
             }
-            return Err(RotatorError::TokenNotStaged {
+            return Err(EngineError::TokenNotStaged {
                 secret_id: request.secret_id.clone(),
                 token: request.token.clone(),
             });
@@ -392,7 +266,7 @@ where
             return Ok(true);
         }
         if !stages.iter().any(|s| s == STAGE_PENDING) {
-            return Err(RotatorError::TokenNotPending {
+            return Err(EngineError::TokenNotPending {
                 secret_id: request.secret_id.clone(),
                 token: request.token.clone(),
                 stages: if stages.is_empty() {
@@ -405,64 +279,27 @@ where
         Ok(false)
     }
 
-    pub(super) async fn read_current(&self, secret_id: &str) -> Result<DkimSecret, RotatorError> {
-        let stored = self
-            .store
-            .read(secret_id, VersionRef::Current)
-            .await?
-            .ok_or_else(|| RotatorError::NoCurrentVersion {
-                secret_id: secret_id.to_owned(),
-            })?;
-        DkimSecret::parse(stored.secret_string.expose()).map_err(|reason| {
-            RotatorError::CorruptSecret {
-                secret_id: secret_id.to_owned(),
-                version: STAGE_CURRENT,
-                reason,
-            }
-        })
-    }
-
-    /// Reads the current version and applies the identity guards shared by every step.
-    pub(super) async fn read_current_checked(
-        &self,
-        secret_id: &str,
-    ) -> Result<(DkimSecret, SesDkimState), RotatorError> {
-        let current = self.read_current(secret_id).await?;
-        self.policy
-            .allowed_identities
-            .check(&current.identity)
-            .map_err(RotatorError::IdentityNotAllowed)?;
-        let state = self
-            .ses
-            .dkim_state(current.identity.as_str(), current.region.as_deref())
-            .await?
-            .ok_or_else(|| RotatorError::IdentityNotInSes {
-                identity: current.identity.to_string(),
-            })?;
-        Ok((current, state))
-    }
-
     /// Reads and parses the `AWSPENDING` value of `version`; `None` when it has no value.
     async fn read_pending_version(
         &self,
         secret_id: &str,
         version: &str,
-    ) -> Result<Option<PendingKey>, RotatorError> {
-        let Some(stored) = self
-            .store
-            .read(secret_id, VersionRef::Pending(version))
-            .await?
-        else {
-            return Ok(None);
-        };
-        let conflict = |reason: String| RotatorError::PendingConflict {
+    ) -> Result<Option<PendingKey>, EngineError> {
+        let conflict = |reason: String| EngineError::PendingConflict {
             secret_id: secret_id.to_owned(),
-            reason: format!(
-                "AWSPENDING version {version} {reason}; cancel this rotation (aws secretsmanager cancel-rotate-secret) and rotate again"
-            ),
+            reason: format!("AWSPENDING version {version} {reason}; {ABANDON_ROTATION}"),
         };
-        let doc = DkimSecret::parse(stored.secret_string.expose())
-            .map_err(|e| conflict(format!("is not a valid DKIM secret ({e})")))?;
+        let doc = match self
+            .read_doc(secret_id, VersionLabel::pending(version))
+            .await
+        {
+            Ok(Some(doc)) => doc,
+            Ok(None) => return Ok(None),
+            Err(EngineError::CorruptSecret { reason, .. }) => {
+                return Err(conflict(format!("is not a valid DKIM secret ({reason})")));
+            }
+            Err(other) => return Err(other),
+        };
         let key = doc
             .key
             .clone()
@@ -473,15 +310,15 @@ where
     async fn read_pending(
         &self,
         request: &RotationRequest,
-    ) -> Result<Option<PendingKey>, RotatorError> {
+    ) -> Result<Option<PendingKey>, EngineError> {
         self.read_pending_version(&request.secret_id, &request.token)
             .await
     }
 
-    async fn require_pending(&self, request: &RotationRequest) -> Result<PendingKey, RotatorError> {
+    async fn require_pending(&self, request: &RotationRequest) -> Result<PendingKey, EngineError> {
         self.read_pending(request)
             .await?
-            .ok_or_else(|| RotatorError::PendingMissing {
+            .ok_or_else(|| EngineError::PendingMissing {
                 secret_id: request.secret_id.clone(),
                 token: request.token.clone(),
             })
@@ -491,9 +328,9 @@ where
         request: &RotationRequest,
         current: &DkimSecret,
         pending: &PendingKey,
-    ) -> Result<(), RotatorError> {
+    ) -> Result<(), EngineError> {
         if current.identity != pending.doc.identity {
-            return Err(RotatorError::IdentityMismatch {
+            return Err(EngineError::IdentityMismatch {
                 secret_id: request.secret_id.clone(),
                 current: current.identity.to_string(),
                 pending: pending.doc.identity.to_string(),
@@ -506,15 +343,15 @@ where
         request: &RotationRequest,
         current: &DkimSecret,
         pending: &PendingKey,
-    ) -> Result<(), RotatorError> {
+    ) -> Result<(), EngineError> {
         if let Some(current_key) = &current.key
             && (current_key.selector == pending.key.selector
                 || current_key.key.public_key() == pending.key.key.public_key())
         {
-            return Err(RotatorError::PendingConflict {
+            return Err(EngineError::PendingConflict {
                 secret_id: request.secret_id.clone(),
                 reason: format!(
-                    "AWSPENDING version {} holds the current key or selector, not a new one; cancel this rotation (aws secretsmanager cancel-rotate-secret) and rotate again",
+                    "AWSPENDING version {} holds the current key or selector, not a new one; {ABANDON_ROTATION}",
                     request.token
                 ),
             });
@@ -531,7 +368,7 @@ where
         request: &RotationRequest,
         description: &SecretDescription,
         current: &DkimSecret,
-    ) -> Result<Option<(String, PublishedKey)>, RotatorError> {
+    ) -> Result<Option<(String, PublishedKey)>, EngineError> {
         let labelled_out = |id: &str| {
             description.versions.get(id).is_some_and(|stages| {
                 stages
@@ -539,7 +376,7 @@ where
                     .any(|s| s == STAGE_CURRENT || s == STAGE_PREVIOUS)
             })
         };
-        let versions = self.store.list_versions(&request.secret_id).await?;
+        let versions = self.store().list_versions(&request.secret_id).await?;
         let current_id = description.version_with_stage(STAGE_CURRENT);
         let current_created = versions
             .iter()
@@ -557,14 +394,11 @@ where
             if *version == request.token || labelled_out(version) {
                 continue;
             }
-            let Some(stored) = self
-                .store
-                .read(&request.secret_id, VersionRef::Id(version))
-                .await?
+            // An unreadable or foreign version is not a resumable attempt: pass it by.
+            let Ok(Some(doc)) = self
+                .read_doc(&request.secret_id, VersionLabel::id(version))
+                .await
             else {
-                continue;
-            };
-            let Ok(doc) = DkimSecret::parse(stored.secret_string.expose()) else {
                 continue;
             };
             let Some(key) = doc.key.clone() else {
@@ -572,7 +406,7 @@ where
             };
             let pending = PendingKey { doc, key };
             let usable = pending.doc.identity == current.identity
-                && pending.key.key.bits() == self.policy.key_bits
+                && pending.key.key.bits() == self.policy().key_bits
                 && Self::check_pending_is_new(request, current, &pending).is_ok();
             if usable {
                 return Ok(Some((version.clone(), pending.key)));
@@ -585,7 +419,7 @@ where
         &self,
         request: &RotationRequest,
         description: &SecretDescription,
-    ) -> Result<StepReport, RotatorError> {
+    ) -> Result<StepReport, EngineError> {
         let (current, ses_state) = self.read_current_checked(&request.secret_id).await?;
         if let Some(pending) = self.read_pending(request).await? {
             Self::check_same_identity(request, &current, &pending)?;
@@ -596,9 +430,22 @@ where
 
         // Last chance to retire the selector before the current one: after this rotation the
         // secret no longer names it. Best effort: a failure here must not stop the rotation.
-        match self
-            .retire_with(&request.secret_id, description, &current, &ses_state)
-            .await
+        let decision = retirement::assess(
+            &current,
+            |key| description.tags.get(key).cloned(),
+            self.policy().retirement(),
+            self.now(),
+        );
+        match retirement::carry_out(
+            self.ports(),
+            self.policy().retirement(),
+            &request.secret_id,
+            decision,
+            &current,
+            &ses_state,
+            self.now(),
+        )
+        .await
         {
             Ok(report) if report.outcome == RetireOutcome::GracePeriod => tracing::warn!(
                 secret_id = %request.secret_id,
@@ -621,7 +468,7 @@ where
         let next = current.rotated(published.clone());
 
         let put = self
-            .store
+            .store()
             .put_pending(
                 &request.secret_id,
                 &request.token,
@@ -648,7 +495,7 @@ where
                 .get(version)
                 .is_some_and(|s| s.iter().any(|s| s == STAGE_PENDING))
         {
-            self.store
+            self.store()
                 .clear_pending(&request.secret_id, version)
                 .await?;
         }
@@ -668,8 +515,8 @@ where
         &self,
         current: &DkimSecret,
         ses_state: &SesDkimState,
-    ) -> Result<PublishedKey, RotatorError> {
-        let now = self.clock.now();
+    ) -> Result<PublishedKey, EngineError> {
+        let now = self.now();
         let taken: Vec<Selector> = current
             .key
             .iter()
@@ -684,26 +531,26 @@ where
             .collect();
         let taken_refs: Vec<&Selector> = taken.iter().collect();
         let selector = Selector::generate(
-            &self.policy.selector_prefix,
+            &self.policy().selector_prefix,
             now.date(),
             &taken_refs,
             rand::random::<u16>,
         );
         Ok(PublishedKey {
             selector,
-            key: DkimKeyPair::generate(self.policy.key_bits)?,
+            key: DkimKeyPair::generate(self.policy().key_bits)?,
             created_at: Some(now.format(&Rfc3339).unwrap_or_else(|_| now.to_string())),
         })
     }
 
-    async fn set_secret(&self, request: &RotationRequest) -> Result<StepReport, RotatorError> {
+    async fn set_secret(&self, request: &RotationRequest) -> Result<StepReport, EngineError> {
         let pending = self.require_pending(request).await?;
         self.policy
             .allowed_identities
             .check(&pending.doc.identity)
-            .map_err(RotatorError::IdentityNotAllowed)?;
+            .map_err(EngineError::IdentityNotAllowed)?;
         let record = DnsRecord::for_key(&pending.doc.identity, &pending.key);
-        let outcome = match self.dns.mode() {
+        let outcome = match self.ports().dns().mode() {
             PublishMode::Hint => {
                 tracing::info!(
                     secret_id = %request.secret_id,
@@ -718,18 +565,19 @@ where
                 Outcome::RecordHintPublished
             }
             mode => {
-                self.dns
+                self.ports()
+                    .dns()
                     .upsert_txt(
                         TxtRecord {
                             identity: pending.doc.identity.as_str(),
                             name: &record.name,
                             value: &record.value,
-                            zone_hint: zone_hint(&pending.doc),
+                            zone_hint: pending.doc.hosted_zone_id(),
                         },
                         request.deadline,
                     )
                     .await
-                    .map_err(|source| RotatorError::DnsPublishFailed {
+                    .map_err(|source| EngineError::DnsPublishFailed {
                         secret_id: request.secret_id.clone(),
                         name: record.name.clone(),
                         source,
@@ -751,8 +599,8 @@ where
         &self,
         request: &RotationRequest,
         pending: &PendingKey,
-    ) -> Result<Option<&'static str>, RotatorError> {
-        if !self.policy.verify_dns {
+    ) -> Result<Option<&'static str>, EngineError> {
+        if !self.policy().verify_dns {
             return Ok(None);
         }
         let record = DnsRecord::for_key(&pending.doc.identity, &pending.key);
@@ -760,7 +608,8 @@ where
         loop {
             attempts += 1;
             let answer = self
-                .lookup
+                .ports()
+                .lookup()
                 .lookup_txt(pending.doc.identity.as_str(), &record.name)
                 .await;
             let check = check_all_servers(&answer, pending.key.key.public_key());
@@ -777,19 +626,14 @@ where
                 );
                 return Err(dns_not_verified(request, &check, &record));
             }
-            self.clock.sleep(self.policy.verify_retry_interval).await;
+            self.ports()
+                .clock()
+                .sleep(self.policy().verify_retry_interval)
+                .await;
         }
     }
 
-    fn time_for_another_attempt(&self, deadline: Option<OffsetDateTime>) -> bool {
-        let Some(deadline) = deadline else {
-            return false;
-        };
-        let needed = self.policy.verify_retry_interval + self.policy.deadline_margin;
-        deadline - self.clock.now() > needed
-    }
-
-    async fn test_secret(&self, request: &RotationRequest) -> Result<StepReport, RotatorError> {
+    async fn test_secret(&self, request: &RotationRequest) -> Result<StepReport, EngineError> {
         let (current, _) = self.read_current_checked(&request.secret_id).await?;
         let pending = self.require_pending(request).await?;
         Self::check_same_identity(request, &current, &pending)?;
@@ -797,12 +641,12 @@ where
         // Parsing already proved the key is PKCS#1, a size SES takes, and that the stored
         // public key, TXT value and record name belong to it. What is left is policy and DNS.
         let bits = pending.key.key.bits();
-        if bits != self.policy.key_bits {
-            return Err(RotatorError::PendingKeyInvalid {
+        if bits != self.policy().key_bits {
+            return Err(EngineError::PendingKeyInvalid {
                 secret_id: request.secret_id.clone(),
                 reason: format!(
-                    "it is {bits} bits but DKIM_KEY_BITS is {}; cancel this rotation and rotate again",
-                    self.policy.key_bits
+                    "it is {bits} bits but DKIM_KEY_BITS is {}; {ABANDON_ROTATION}",
+                    self.policy().key_bits
                 ),
             });
         }
@@ -817,7 +661,7 @@ where
         &self,
         request: &RotationRequest,
         description: &SecretDescription,
-    ) -> Result<StepReport, RotatorError> {
+    ) -> Result<StepReport, EngineError> {
         let (current, state) = self.read_current_checked(&request.secret_id).await?;
         let pending = self.require_pending(request).await?;
         Self::check_same_identity(request, &current, &pending)?;
@@ -832,7 +676,7 @@ where
         } else {
             // Never point SES at a selector DNS does not serve.
             dns_check = self.verify_published(request, &pending).await?;
-            self.ses
+            self.ses()
                 .sign_with_external_key(identity, region, selector, pending.key.key.private_key())
                 .await?;
             tracing::info!(
@@ -844,24 +688,26 @@ where
             Outcome::SesSwitched
         };
         let after = self
-            .ses
+            .ses()
             .dkim_state(identity, region)
             .await?
             .unwrap_or_default();
-        if after.status.as_deref() == Some("FAILED") {
-            return Err(self.roll_back(&current, &pending, &after).await);
+        if after.has_status(&DkimStatus::Failed) {
+            return Err(self.roll_back(&current, &pending).await);
         }
-        self.store
+        // The switch time is tagged before AWSCURRENT moves, so a retried step (which finds
+        // the token not yet current) records it again; the grace period never starts early.
+        retirement::record_switch(self.ports(), &request.secret_id, selector, self.now()).await?;
+        self.store()
             .promote(
                 &request.secret_id,
                 &request.token,
                 description.version_with_stage(STAGE_CURRENT),
             )
             .await?;
-        self.store
+        self.store()
             .clear_pending(&request.secret_id, &request.token)
             .await?;
-        self.record_switch(&request.secret_id, selector).await;
         tracing::info!(
             secret_id = %request.secret_id,
             identity,
@@ -878,16 +724,11 @@ where
 
     /// SES said `FAILED` for the new key: put the previous key back (its TXT record is still
     /// published) and leave `AWSCURRENT` where it was.
-    async fn roll_back(
-        &self,
-        current: &DkimSecret,
-        pending: &PendingKey,
-        state: &SesDkimState,
-    ) -> RotatorError {
+    async fn roll_back(&self, current: &DkimSecret, pending: &PendingKey) -> EngineError {
         let identity = current.identity.as_str();
-        let action = match &current.key {
+        let (rollback, action) = match &current.key {
             Some(previous) => match self
-                .ses
+                .ses()
                 .sign_with_external_key(
                     identity,
                     current.region.as_deref(),
@@ -896,39 +737,47 @@ where
                 )
                 .await
             {
-                Ok(()) => format!(
-                    "rolled back to selector {}; AWSCURRENT is unchanged. Check that {} serves the new TXT record, then rotate again",
-                    previous.selector,
-                    pending.key.dns_name(&pending.doc.identity)
+                Ok(()) => (
+                    Rollback::Done {
+                        selector: previous.selector.to_string(),
+                    },
+                    format!(
+                        "rolled back to selector {}; AWSCURRENT is unchanged. Check that {} serves the new TXT record, then rotate again",
+                        previous.selector,
+                        pending.key.dns_name(&pending.doc.identity)
+                    ),
                 ),
-                Err(e) => format!(
-                    "rolling back to selector {} FAILED too ({e}); put it back by hand: aws sesv2 put-email-identity-dkim-signing-attributes --email-identity {identity} --signing-attributes-origin EXTERNAL with the AWSCURRENT key",
-                    previous.selector
+                Err(e) => (
+                    Rollback::Failed {
+                        reason: e.to_string(),
+                    },
+                    format!(
+                        "rolling back to selector {} FAILED too ({e}); put it back by hand: aws sesv2 put-email-identity-dkim-signing-attributes --email-identity {identity} --signing-attributes-origin EXTERNAL with the AWSCURRENT key",
+                        previous.selector
+                    ),
                 ),
             },
-            None => "there is no previous BYODKIM key to roll back to; AWSCURRENT is unchanged. Check the TXT record, then rotate again".to_owned(),
+            None => (
+                Rollback::NoPreviousKey,
+                "there is no previous BYODKIM key to roll back to; AWSCURRENT is unchanged. Check the TXT record, then rotate again".to_owned(),
+            ),
         };
         tracing::error!(identity, selector = %pending.key.selector, %action, "SES rejected the new DKIM key");
-        RotatorError::SesRejectedKey {
+        EngineError::SesRejectedKey {
             identity: identity.to_owned(),
             selector: pending.key.selector.to_string(),
-            status: state.status.clone().unwrap_or_default(),
+            rollback,
             action,
         }
     }
-}
-
-/// The Route 53 hosted zone an operator pinned in the secret (`hosted_zone_id`), if any.
-pub(super) fn zone_hint(doc: &DkimSecret) -> Option<&str> {
-    doc.extra.get("hosted_zone_id").and_then(|v| v.as_str())
 }
 
 fn dns_not_verified(
     request: &RotationRequest,
     check: &DnsCheck,
     record: &DnsRecord,
-) -> RotatorError {
-    RotatorError::DnsNotVerified {
+) -> EngineError {
+    EngineError::DnsNotVerified {
         secret_id: request.secret_id.clone(),
         outcome: check.kind(),
         detail: check.explain(&record.name, &record.presentation),

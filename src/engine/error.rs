@@ -1,0 +1,248 @@
+//! [`EngineError`]: everything that can stop a rotation step, a scheduled run or an operator
+//! action inside the engine. It knows nothing of Lambda: the entry points wrap it
+//! (`crate::error::AppError`).
+//!
+//! Each variant says what is wrong and what to do. [`EngineError::error_type`] is a stable,
+//! meaningful name (Lambda's `errorType`, reports, metrics). No variant ever carries key
+//! material or a `RotationToken`.
+
+use serde::Serialize;
+
+use super::key::KeyError;
+use super::ports::PortError;
+
+/// What to do with a rotation that cannot go on. `CancelRotateSecret` alone does not do it on
+/// AWS: it leaves `AWSPENDING` where it is, and `RotateSecret` keeps refusing.
+pub const ABANDON_ROTATION: &str = "abandon it by taking AWSPENDING off that version (aws secretsmanager update-secret-version-stage --secret-id <secret> --version-stage AWSPENDING --remove-from-version-id <version>), then rotate again";
+
+/// What became of the previous key when SES rejected a new one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Rollback {
+    /// SES signs with the previous key again (its record was verified first).
+    Done {
+        /// The selector SES signs with again.
+        selector: String,
+    },
+    /// Putting the previous key back failed too, or was refused.
+    Failed {
+        /// Why.
+        reason: String,
+    },
+    /// There is no previous BYODKIM key to go back to.
+    NoPreviousKey,
+    /// No rollback was tried.
+    NotTried,
+}
+
+/// Everything that can stop a rotation step, a scheduled run or an operator action.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Secrets Manager rotation is off for the secret.
+    #[error(
+        "secret {secret_id}: rotation is not enabled; turn it on (aws secretsmanager rotate-secret --rotation-lambda-arn ...) rather than invoking this function by hand"
+    )]
+    RotationNotEnabled {
+        /// The secret.
+        secret_id: String,
+    },
+
+    /// The event's `ClientRequestToken` is not a version of the secret.
+    #[error(
+        "secret {secret_id}: version {token} is not staged for rotation; start rotation with RotateSecret so Secrets Manager stages it as AWSPENDING"
+    )]
+    TokenNotStaged {
+        /// The secret.
+        secret_id: String,
+        /// The event's `ClientRequestToken` (a version id, not secret).
+        token: String,
+    },
+
+    /// The version exists but is neither `AWSCURRENT` nor `AWSPENDING`.
+    #[error(
+        "secret {secret_id}: version {token} is not AWSPENDING (stages: {stages}); it belongs to an older rotation, start a new one"
+    )]
+    TokenNotPending {
+        /// The secret.
+        secret_id: String,
+        /// The event's `ClientRequestToken`.
+        token: String,
+        /// The stages the version has.
+        stages: String,
+    },
+
+    /// The secret has no `AWSCURRENT` version to rotate from.
+    #[error(
+        "secret {secret_id} has no AWSCURRENT value; store {{\"identity\": \"example.com\"}} in it first"
+    )]
+    NoCurrentVersion {
+        /// The secret.
+        secret_id: String,
+    },
+
+    /// A version's `SecretString` does not follow the secret contract.
+    #[error("secret {secret_id}, {version} version: {reason}")]
+    CorruptSecret {
+        /// The secret.
+        secret_id: String,
+        /// `AWSCURRENT` or `AWSPENDING`.
+        version: &'static str,
+        /// What is wrong, naming the field.
+        reason: String,
+    },
+
+    /// `createSecret` has not stored the pending version yet.
+    #[error(
+        "secret {secret_id}: no AWSPENDING value for version {token}; run createSecret for this token first"
+    )]
+    PendingMissing {
+        /// The secret.
+        secret_id: String,
+        /// The event's `ClientRequestToken`.
+        token: String,
+    },
+
+    /// The pending version holds something other than a key made for this rotation.
+    #[error("secret {secret_id}: {reason}")]
+    PendingConflict {
+        /// The secret.
+        secret_id: String,
+        /// What was found and what to do.
+        reason: String,
+    },
+
+    /// The pending key fails `testSecret`.
+    #[error("secret {secret_id}: pending key rejected: {reason}")]
+    PendingKeyInvalid {
+        /// The secret.
+        secret_id: String,
+        /// Which check failed.
+        reason: String,
+    },
+
+    /// Current and pending versions name different identities.
+    #[error(
+        "secret {secret_id}: AWSCURRENT is for `{current}` but AWSPENDING is for `{pending}`; a secret must keep one identity: fix the secret, then take AWSPENDING off the pending version and rotate again"
+    )]
+    IdentityMismatch {
+        /// The secret.
+        secret_id: String,
+        /// The current identity.
+        current: String,
+        /// The pending identity.
+        pending: String,
+    },
+
+    /// The confused-deputy guard refused the identity.
+    #[error("identity not allowed: {0}")]
+    IdentityNotAllowed(String),
+
+    /// SES has no such identity in this account and region.
+    #[error(
+        "identity `{identity}` does not exist in SES in this account and region; create it (aws sesv2 create-email-identity --email-identity {identity}) or correct `identity` in the secret"
+    )]
+    IdentityNotInSes {
+        /// The identity.
+        identity: String,
+    },
+
+    /// DNS does not (yet) serve the new selector's TXT record: SES was not switched.
+    #[error("secret {secret_id}: DNS check failed, SES not switched: {detail}")]
+    DnsNotVerified {
+        /// The secret.
+        secret_id: String,
+        /// The outcome (`missing`, `mismatch`, …).
+        outcome: &'static str,
+        /// What is wrong and what to do.
+        detail: String,
+    },
+
+    /// The DNS provider refused or failed to publish the record.
+    #[error("secret {secret_id}: publishing {name} failed: {source}")]
+    DnsPublishFailed {
+        /// The secret.
+        secret_id: String,
+        /// The record name.
+        name: String,
+        /// The provider's error.
+        source: PortError,
+    },
+
+    /// SES reported `FAILED` for a key; `rollback` says whether the previous key was put back.
+    #[error(
+        "identity `{identity}`: SES reports DKIM status FAILED for selector {selector}; {action}"
+    )]
+    SesRejectedKey {
+        /// The identity.
+        identity: String,
+        /// The selector SES refused.
+        selector: String,
+        /// What became of the previous key.
+        rollback: Rollback,
+        /// What was done and what to do.
+        action: String,
+    },
+
+    /// An operator's rollback was refused: there is nothing safe to roll back to.
+    #[error("secret {secret_id}: cannot roll back: {reason}")]
+    RollbackRefused {
+        /// The secret.
+        secret_id: String,
+        /// What is missing and what to do.
+        reason: String,
+    },
+
+    /// The retirement guard refused to remove a selector still in use.
+    #[error("refusing to retire selector {selector}: {reason}")]
+    RetireRefused {
+        /// The selector.
+        selector: String,
+        /// Why.
+        reason: String,
+    },
+
+    /// Key generation failed.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+
+    /// An AWS call failed after the SDK's retries.
+    #[error(transparent)]
+    Aws(#[from] PortError),
+}
+
+impl EngineError {
+    /// A stable name for Lambda's `errorType`.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Self::RotationNotEnabled { .. } => "RotationNotEnabled",
+            Self::TokenNotStaged { .. } => "TokenNotStaged",
+            Self::TokenNotPending { .. } => "TokenNotPending",
+            Self::NoCurrentVersion { .. } => "NoCurrentVersion",
+            Self::CorruptSecret { .. } => "CorruptSecret",
+            Self::PendingMissing { .. } => "PendingMissing",
+            Self::PendingConflict { .. } => "PendingConflict",
+            Self::PendingKeyInvalid { .. } => "PendingKeyInvalid",
+            Self::IdentityMismatch { .. } => "IdentityMismatch",
+            Self::IdentityNotAllowed(_) => "IdentityNotAllowed",
+            Self::IdentityNotInSes { .. } => "IdentityNotInSes",
+            Self::DnsNotVerified { .. } => "DnsNotVerified",
+            Self::DnsPublishFailed { .. } => "DnsPublishFailed",
+            Self::SesRejectedKey { .. } => "SesRejectedKey",
+            Self::RollbackRefused { .. } => "RollbackRefused",
+            Self::RetireRefused { .. } => "RetireRefused",
+            Self::Key(_) => "KeyGenerationFailed",
+            Self::Aws(_) => "AwsCallFailed",
+        }
+    }
+
+    /// Whether this error reports a rollback that really happened.
+    pub fn rolled_back(&self) -> bool {
+        matches!(
+            self,
+            Self::SesRejectedKey {
+                rollback: Rollback::Done { .. },
+                ..
+            }
+        )
+    }
+}
