@@ -7,7 +7,7 @@ test:
 
 ## demo: one real rotation through the Lambda Runtime API on the emulators
 demo:
-	DKIM_TEST_DNS_ZONE=example.com scripts/testbed.sh scripts/demo.sh
+	DKIM_TEST_DNS_ZONE=example.com SES_MODEL_CHECK_INTERVAL=1 SES_MODEL_FIRST_LOOK_AFTER=4 scripts/testbed.sh scripts/demo.sh
 
 ## bench: performance figures (release build, emulators, one run; FLEET_BENCH_N=1000 for the full fleet)
 bench:

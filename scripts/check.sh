@@ -17,6 +17,8 @@ step "supply chain: cargo deny (advisories, licences, bans, sources)"
 scripts/supply_chain.sh
 step "cfn-lint template.yaml"
 cfn-lint template.yaml
+step "SES model self-test (the stand-in the emulator suites use, against knot)"
+"${SES_DKIM_TESTBED_VENV}/bin/python" scripts/ses_model_selftest.py | tail -n 1
 step "cargo test --features emulators (unit, in-memory engine, mocked SDK, emulated AWS, real DNS, dkimpy)"
 SES_DKIM_INVARIANT_LOG=$(mktemp)
 export SES_DKIM_INVARIANT_LOG

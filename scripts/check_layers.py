@@ -17,10 +17,11 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 LAYERS = [
     ["secret_text"],
     ["engine::quoting", "engine::key", "engine::selector", "engine::identity",
-     "engine::dns_check", "engine::secret_doc"],
+     "engine::dns_check", "engine::secret_doc", "engine::tags"],
     ["engine::ports", "engine::error"],
     ["engine::retirement", "engine::plan"],
     ["engine"],
+    ["engine::rollback"],
     ["engine::steps", "engine::operations"],
     ["engine::schedule"],
     ["notifications", "metrics", "logging", "panic_report"],

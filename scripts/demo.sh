@@ -39,6 +39,7 @@ DKIM_DNS_UPDATE_SERVER=${DKIM_TEST_DNS_SERVER}
 DKIM_DNS_ZONE=${DKIM_TEST_DNS_ZONE}
 DKIM_DNS_TSIG_SECRET_ID=dns/tsig
 DKIM_DNS_SERVERS=${DKIM_TEST_DNS_SERVER}
+DKIM_SECRET_IDS=${ARN}
 AWS_LAMBDA_LOG_FORMAT=JSON
 AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID}
 AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY}
@@ -75,8 +76,19 @@ for STEP in createSecret setSecret testSecret finishSecret; do
   printf '   %-13s -> %-22s %s\n' "${STEP}" "$(field "${WORK}/${STEP}.out" 'd["outcome"]')" "$(describe "${STEP}" "${WORK}/${STEP}.out")"
 done
 
-bold "4. Result"
+bold "4. Result of the switch (SES verifies asynchronously: PENDING is the normal answer now)"
 python scripts/demo_aws.py result "${DOMAIN}" "${ARN}" "${WORK}/setSecret.out"
 NAME=$(field "${WORK}/setSecret.out" 'd["dns_record"]["name"]')
 echo "   dig says          $(kdig @127.0.0.1 -p "${DKIM_TEST_DNS_SERVER##*:}" +short TXT "${NAME}" | cut -c1-70)..."
-bold "Rotation complete: SES signs ${DOMAIN} with the new selector."
+
+bold "5. SES looks the record up on its own schedule (real SES: minutes to 72 h; the model: after ${SES_MODEL_FIRST_LOOK_AFTER:-?} s)"
+python scripts/demo_aws.py wait "${DOMAIN}" 60
+
+bold "6. The daily scheduled run (the watcher) confirms it; the previous selector's grace period starts now"
+printf '{"version":"0","source":"aws.events","detail-type":"Scheduled Event","detail":{}}' > "${WORK}/scheduled.json"
+cargo lambda invoke ses-dkim-rotator --invoke-address 127.0.0.1 --invoke-port "${PORT}" \
+  --data-file "${WORK}/scheduled.json" --output-format json > "${WORK}/scheduled.out"
+ACTION=$(field "${WORK}/scheduled.out" 'd["identities"][0]["action"]')
+echo "   scheduled run -> ${ACTION}"
+[ "${ACTION}" = "confirmed" ] || { echo "   expected confirmed"; cat "${WORK}/scheduled.out"; grep -i "scheduled run" "${WORK}/watch.log" | tail -3; exit 1; }
+bold "Rotation complete: SES verified and signs ${DOMAIN} with the new selector."

@@ -5,11 +5,14 @@
                      {"arn", "token"}
   result DOMAIN ARN SETSECRET_REPORT
                      print the outcome; exit 1 unless SES signs with the AWSCURRENT selector
+  wait DOMAIN SECONDS
+                     follow SES's DKIM status until it leaves PENDING (the SES model looks at
+                     DNS on its own schedule, as SES does); exit 1 unless it is SUCCESS
 """
 import json
 import os
 import sys
-import urllib.request
+import time
 
 import boto3
 
@@ -38,14 +41,29 @@ def seed(domain):
     print(json.dumps({"arn": arn, "token": token}))
 
 
-def ses_selector(domain, dkim):
-    """The selector SES signs with: `Tokens` on real SES; awsim keeps it in a field of its own
-    that boto3 does not model, so read its raw JSON too."""
-    if dkim.get("Tokens"):
+def ses_selector(dkim):
+    """The selector SES signs with: for BYODKIM, SES reports it in `Tokens`."""
+    if dkim.get("SigningAttributesOrigin") == "EXTERNAL" and dkim.get("Tokens"):
         return dkim["Tokens"][0]
-    url = os.environ["AWS_ENDPOINT_URL_SESV2"].rstrip("/") + f"/v2/email/identities/{domain}"
-    with urllib.request.urlopen(url) as response:
-        return json.load(response)["DkimAttributes"].get("DomainSigningSelector")
+    return None
+
+
+def wait(domain, seconds):
+    """Prints SES's DKIM status as it changes, until it is no longer PENDING."""
+    deadline = time.monotonic() + float(seconds)
+    started = time.monotonic()
+    last = None
+    while True:
+        status = ses.get_email_identity(EmailIdentity=domain)["DkimAttributes"].get("Status")
+        if status != last:
+            print(f"   after {time.monotonic() - started:4.1f} s   SES DKIM status {status}")
+            last = status
+        if status != "PENDING" or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    if status != "SUCCESS":
+        print(f"   SES did not verify the new key (status {status})", file=sys.stderr)
+        sys.exit(1)
 
 
 def result(domain, arn, set_secret_report):
@@ -53,7 +71,7 @@ def result(domain, arn, set_secret_report):
     dkim = ses.get_email_identity(EmailIdentity=domain)["DkimAttributes"]
     current = json.loads(sm.get_secret_value(SecretId=arn, VersionStage="AWSCURRENT")["SecretString"])
     record = json.load(open(set_secret_report))["dns_record"]
-    selector = ses_selector(domain, dkim)
+    selector = ses_selector(dkim)
     rows = [
         ("new selector", f'{current.get("selector")} ({current.get("key_bits")}-bit RSA)'),
         ("previous", current.get("previous_selector") or "(none: first rotation)"),
@@ -73,4 +91,4 @@ def result(domain, arn, set_secret_report):
 
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
-    {"seed": seed, "result": result}[command](*args)
+    {"seed": seed, "result": result, "wait": wait}[command](*args)

@@ -2,7 +2,7 @@
 """A local stand-in for Amazon SESv2's DKIM behaviour, for the ses-dkim-rotator test bed.
 
     $VENV/bin/python scripts/ses_model.py --port PORT --dns-server 127.0.0.1:DNSPORT \
-        [--check-interval SECONDS] [--window SECONDS]
+        [--check-interval SECONDS] [--first-look-after SECONDS] [--window SECONDS]
 
 Speaks the REST-JSON protocol the AWS SDK sends for the SESv2 operations the rotator uses
 (CreateEmailIdentity, GetEmailIdentity, PutEmailIdentityDkimSigningAttributes,
@@ -606,9 +606,12 @@ class Model:
         log(f"check {region} {name} {dns_name} TXT: {outcome}; {detail}; {before} -> {after}")
         return {"Status": after, "checked": True, "served": served, "detail": detail}
 
-    def check_all(self) -> int:
+    def check_all(self, min_age: float = 0.0) -> int:
+        """Checks every EXTERNAL key put at least `min_age` seconds ago."""
+        newest = time.time() - min_age
         with self.lock:
-            keys = [k for k, i in self.identities.items() if i.origin == "EXTERNAL"]
+            keys = [k for k, i in self.identities.items()
+                    if i.origin == "EXTERNAL" and (i.put_time or 0) <= newest]
         for region, name in keys:
             try:
                 self.check(region, name)
@@ -919,10 +922,11 @@ class Handler(BaseHTTPRequestHandler):
                        f"{method} {path} is not a control call; {SUPPORTED}")
 
 
-def checker(model: Model, interval: float, stop: threading.Event) -> None:
+def checker(model: Model, interval: float, first_look_after: float,
+            stop: threading.Event) -> None:
     while not stop.wait(interval):
         try:
-            model.check_all()
+            model.check_all(first_look_after)
         except Exception as err:  # keep looking
             log(f"background check failed: {type(err).__name__}: {err}")
 
@@ -935,6 +939,9 @@ def main(argv=None) -> int:
     parser.add_argument("--check-interval", type=float, default=0.0,
                         help="seconds between background looks at every EXTERNAL key "
                              "(0, the default: only POST /_model/check looks)")
+    parser.add_argument("--first-look-after", type=float, default=0.0,
+                        help="the background looks leave a key alone this many seconds after "
+                             "its put (SES takes its time; the demo shows PENDING first)")
     parser.add_argument("--window", type=float, default=DEFAULT_WINDOW,
                         help="seconds after a put before a PENDING key FAILs (default 259200)")
     args = parser.parse_args(argv)
@@ -948,7 +955,8 @@ def main(argv=None) -> int:
     server.daemon_threads = True
     stop = threading.Event()
     if args.check_interval > 0:
-        threading.Thread(target=checker, args=(model, args.check_interval, stop),
+        threading.Thread(target=checker,
+                         args=(model, args.check_interval, args.first_look_after, stop),
                          daemon=True, name="dns-checker").start()
     host, port = server.server_address[:2]
     log(f"listening on http://{host}:{port} (dns {args.dns_server[0]}:{args.dns_server[1]}, "

@@ -4,11 +4,13 @@
 #   scripts/testbed.sh <command> [args...]
 #
 # Starts, on free loopback ports:
-#   - moto_server: Secrets Manager and Route 53 (closest to AWS's rotation semantics);
-#   - awsim:       SESv2 (the only stand-in with PutEmailIdentityDkimSigningAttributes);
+#   - moto_server: Secrets Manager, Route 53, SNS and SQS (closest to AWS's rotation semantics);
 #   - knotd:       a real DNS server, authoritative for `$DKIM_TEST_DNS_ZONE` (default
-#                  `dkim.test`), taking RFC 2136 updates
-#                  signed with a TSIG key made for this run.
+#                  `dkim.test`), taking RFC 2136 updates signed with a TSIG key made for this run;
+#   - ses_model:   SESv2's DKIM side as AWS documents it (scripts/ses_model.py): PENDING after a
+#                  put, SUCCESS/FAILED only once it has looked at DNS (knot). It looks when a test
+#                  says so (POST /_model/check) or every $SES_MODEL_CHECK_INTERVAL seconds (the
+#                  demo); see docs/TESTING.md.
 # Exports AWS_ENDPOINT_URL_* for the Rust SDK, fake credentials and a region, runs the command,
 # and stops both servers on exit, whether the command passed, failed or was interrupted.
 set -euo pipefail
@@ -65,11 +67,6 @@ MOTO_PORT=$(free_port)
 PIDS+=($!)
 wait_for_port moto "${MOTO_PORT}" "${PIDS[-1]}"
 
-AWSIM_PORT=$(free_port)
-awsim --bind 127.0.0.1 --port "${AWSIM_PORT}" >"${STATE}/awsim.log" 2>&1 &
-PIDS+=($!)
-wait_for_port awsim "${AWSIM_PORT}" "${PIDS[-1]}"
-
 DNS_PORT=$(free_port)
 DNS_ZONE=${DKIM_TEST_DNS_ZONE:-dkim.test}
 TSIG_SECRET=$("${VENV}/bin/python" -c 'import base64,os; print(base64.b64encode(os.urandom(32)).decode())')
@@ -112,18 +109,25 @@ knotd -c "${STATE}/knot/knot.conf" >"${STATE}/knot.log" 2>&1 &
 PIDS+=($!)
 wait_for_port knot "${DNS_PORT}" "${PIDS[-1]}"
 export DKIM_TEST_DNS_SERVER="127.0.0.1:${DNS_PORT}" DKIM_TEST_DNS_ZONE="${DNS_ZONE}"
+
+SES_PORT=$(free_port)
+"${VENV}/bin/python" scripts/ses_model.py --port "${SES_PORT}" --dns-server "127.0.0.1:${DNS_PORT}" \
+  --check-interval "${SES_MODEL_CHECK_INTERVAL:-0}" --first-look-after "${SES_MODEL_FIRST_LOOK_AFTER:-0}" \
+  --window "${SES_MODEL_WINDOW:-259200}" \
+  >"${STATE}/ses_model.log" 2>&1 &
+PIDS+=($!)
+wait_for_port ses_model "${SES_PORT}" "${PIDS[-1]}"
 export DKIM_TEST_TSIG_NAME=rotator-test. DKIM_TEST_TSIG_ALGORITHM=hmac-sha256 DKIM_TEST_TSIG_SECRET="${TSIG_SECRET}"
 
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 export AWS_EC2_METADATA_DISABLED=true
 export AWS_ENDPOINT_URL_SECRETS_MANAGER="http://127.0.0.1:${MOTO_PORT}"
 export AWS_ENDPOINT_URL_ROUTE_53="http://127.0.0.1:${MOTO_PORT}"
-export AWS_ENDPOINT_URL_SESV2="http://127.0.0.1:${AWSIM_PORT}"
+export AWS_ENDPOINT_URL_SESV2="http://127.0.0.1:${SES_PORT}"
 export AWS_ENDPOINT_URL_SNS="http://127.0.0.1:${MOTO_PORT}"
 export AWS_ENDPOINT_URL_SQS="http://127.0.0.1:${MOTO_PORT}"
-export AWSIM_ENDPOINT="http://127.0.0.1:${AWSIM_PORT}"
 export SES_DKIM_TESTBED_VENV="${VENV}"
 export PATH="${VENV}/bin:${PATH}"
-[ -n "${TESTBED_QUIET:-}" ] || echo "==> stand-ins up: moto (Secrets Manager, Route 53) on :${MOTO_PORT}, awsim (SESv2) on :${AWSIM_PORT}, knot (DNS, zone ${DNS_ZONE}) on :${DNS_PORT}" >&2
+[ -n "${TESTBED_QUIET:-}" ] || echo "==> stand-ins up: moto (Secrets Manager, Route 53, SNS, SQS) on :${MOTO_PORT}, knot (DNS, zone ${DNS_ZONE}) on :${DNS_PORT}, SES model (SESv2 DKIM) on :${SES_PORT}" >&2
 
 "$@"

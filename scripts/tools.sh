@@ -2,10 +2,9 @@
 # Installs, when missing, every tool `make test` and `make demo` need, at pinned versions
 # (Debian's knot is whatever the release ships: 3.2 on bookworm).
 # Python tools go into one virtualenv outside the repo, so fresh clones on the same machine
-# reuse it; awsim is a cargo binary in ~/.cargo/bin.
+# reuse it. SESv2 is modelled by scripts/ses_model.py (stdlib + dnspython + dkimpy).
 set -euo pipefail
 
-AWSIM_VERSION=0.8.0
 PY_PINS=(
   "moto[server]==5.2.5"
   "cfn-lint==1.58.0"
@@ -25,14 +24,6 @@ ensure_rust_components() {
       rustup component add "${component}"
     fi
   done
-}
-
-ensure_awsim() {
-  if command -v awsim >/dev/null && cargo install --list | grep -q "^awsim v${AWSIM_VERSION}:"; then
-    return
-  fi
-  say "installing awsim ${AWSIM_VERSION} (about 15 minutes on 2 cores, once per machine)"
-  cargo install awsim --version "${AWSIM_VERSION}" --locked
 }
 
 ensure_python_tools() {
@@ -62,5 +53,4 @@ ensure_dns_server() {
 ensure_rust_components
 ensure_dns_server
 ensure_python_tools
-ensure_awsim
 echo "${VENV}"

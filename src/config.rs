@@ -1,28 +1,6 @@
 //! Settings read once from the environment at start-up, each checked with a clear message.
-//!
-//! | variable | default | meaning |
-//! |---|---|---|
-//! | `DKIM_KEY_BITS` | `1024` | RSA size of new keys: `1024` or `2048` |
-//! | `DKIM_SELECTOR_PREFIX` | `ses` | start of new selectors (`<prefix>-<yyyymmdd>-<hex4>`) |
-//! | `DKIM_ALLOWED_IDENTITIES` | unset = refuse all | comma list of domains, or `*` |
-//! | `DKIM_DNS_PUBLISHER` | `hint` | `hint`, `route53` or `rfc2136` |
-//! | `DKIM_HOSTED_ZONE_ID` | found by name | Route 53 zone when the secret has no `hosted_zone_id` |
-//! | `DKIM_DNS_UPDATE_SERVER` | — | RFC 2136 primary, `ip:port` |
-//! | `DKIM_DNS_ZONE` | the identity | RFC 2136 zone to update |
-//! | `DKIM_DNS_TSIG_SECRET_ID` | — | secret holding the TSIG key (RFC 2136) |
-//! | `DKIM_DNS_TTL` | `300` | TTL of published records |
-//! | `DKIM_VERIFY_DNS` | `true` | check DNS before switching SES |
-//! | `DKIM_DNS_SERVERS` | authoritative | `ip:port,...` to ask instead of the zone's NS |
-//! | `DKIM_DNS_VERIFY_INTERVAL_SECONDS` | `5` | pause between DNS checks within a step |
-//! | `DKIM_OLD_KEY_GRACE_DAYS` | `7` | days the previous selector stays published |
-//! | `DKIM_RETIRE` | `delete` | `delete` or `revoke` (publish `p=` empty) |
-//! | `DKIM_SECRET_IDS` | — | comma list of secrets a scheduled run manages |
-//! | `DKIM_SECRET_TAG` | — | `key=value`: also manage every secret with this tag |
-//! | `DKIM_ROTATION_INTERVAL_DAYS` | `90` | scheduled runs rotate keys older than this |
-//! | `DKIM_MAX_CONCURRENCY` | `4` | identities handled at once by a scheduled run |
-//! | `DKIM_IDENTITY_BUDGET_SECONDS` | `20` | time an identity needs; none starts with less left |
-//! | `DKIM_NOTIFY_TOPIC_ARN` | — | SNS topic for notifications |
-//! | `DKIM_METRICS_NAMESPACE` | `SesDkimRotator` | CloudWatch namespace of the EMF metrics |
+//! The table of variables, defaults and meanings is the README's "Configuration" section (its
+//! one copy); a test checks that every variable read here is in it.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -186,14 +164,17 @@ impl Settings {
             Some(text) => AllowedIdentities::parse(&text)
                 .map_err(|reason| invalid("DKIM_ALLOWED_IDENTITIES", reason))?,
         };
-        let verify_dns = !matches!(
-            choice(
-                "DKIM_VERIFY_DNS",
-                get("DKIM_VERIFY_DNS"),
-                &["true", "false", "1", "0", "yes", "no"]
-            )?,
-            Some("false" | "0" | "no")
-        );
+        let flag = |name: &'static str, default: bool| -> Result<bool, AppError> {
+            Ok(
+                match choice(name, get(name), &["true", "false", "1", "0", "yes", "no"])? {
+                    None => default,
+                    Some(value) => matches!(value, "true" | "1" | "yes"),
+                },
+            )
+        };
+        let verify_dns = flag("DKIM_VERIFY_DNS", true)?;
+        let adopt_easy_dkim = flag("DKIM_ADOPT_EASY_DKIM", false)?;
+        let pending_alert_hours = number("DKIM_PENDING_ALERT_HOURS", 24, 720)?.max(1);
         let retire_mode = match choice("DKIM_RETIRE", get("DKIM_RETIRE"), &["delete", "revoke"])? {
             Some("revoke") => RetireMode::Revoke,
             _ => RetireMode::Delete,
@@ -285,6 +266,8 @@ impl Settings {
                 verify_retry_interval: Duration::from_secs(interval),
                 old_key_grace: time::Duration::days(grace_days as i64),
                 retire_mode,
+                adopt_easy_dkim,
+                pending_alert: time::Duration::hours(pending_alert_hours as i64),
                 ..RotationPolicy::default()
             },
             dns: DnsSettings {
@@ -298,6 +281,34 @@ impl Settings {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_variable_read_is_in_the_readme_table() {
+        let source = include_str!("config.rs");
+        let readme = include_str!("../README.md");
+        let table = readme
+            .split("## Configuration")
+            .nth(1)
+            .expect("README has a Configuration section");
+        let mut names: Vec<&str> = source
+            .split('"')
+            .filter(|s| {
+                s.len() > "DKIM_".len()
+                    && s.starts_with("DKIM_")
+                    && s.chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+            })
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        assert!(names.len() > 20, "{names:?}");
+        for name in names {
+            assert!(
+                table.contains(&format!("`{name}`")),
+                "{name} is missing from the README's Configuration table"
+            );
+        }
+    }
+
     use super::*;
     use std::collections::HashMap;
 

@@ -91,14 +91,26 @@ pub fn parse_rotation_event(payload: &Value) -> Result<RotationRequest, AppError
     })
 }
 
-/// The invocation's deadline (Lambda gives milliseconds since the epoch; 0 when unknown).
+/// The invocation's deadline. Lambda gives milliseconds since the epoch (0 when unknown); a
+/// value that cannot be one (more than a day in the past: `cargo lambda watch` sends the
+/// timeout itself, e.g. 600000) is ignored with a warning rather than taken as "no time left".
 fn deadline_of(context: &lambda_runtime::Context) -> Deadline {
     if context.deadline == 0 {
         return Deadline::NONE;
     }
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(context.deadline) * 1_000_000)
-        .map(Deadline::at)
-        .unwrap_or(Deadline::NONE)
+    let Ok(at) =
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(context.deadline) * 1_000_000)
+    else {
+        return Deadline::NONE;
+    };
+    if at < OffsetDateTime::now_utc() - time::Duration::days(1) {
+        tracing::warn!(
+            deadline_ms = context.deadline,
+            "the runtime's deadline is not a time since the epoch; running without one"
+        );
+        return Deadline::NONE;
+    }
+    Deadline::at(at)
 }
 
 /// A scheduled run: which secrets, and how.
@@ -296,6 +308,12 @@ impl<P: Ports, N: Notifier> Rotator<P, N> {
         deadline: Deadline,
     ) -> Result<FleetSummary, AppError> {
         let secret_ids = self.managed_secrets(run).await?;
+        tracing::info!(
+            secrets = secret_ids.len(),
+            deadline = ?deadline.instant(),
+            dry_run = run.dry_run,
+            "scheduled run starts"
+        );
         let options = MaintainOptions {
             force: run.force,
             dry_run: run.dry_run,

@@ -2,7 +2,8 @@
 //! into metrics, with no API call.
 //!
 //! Metrics: `Rotations`, `Failures`, `Rollbacks`, `Retirements` (counts, no dimension), and per
-//! identity (dimension `Identity`) `KeyAgeDays` and `PendingRecordHours`.
+//! identity (dimension `Identity`) `KeyAgeDays`, `PendingRecordHours` (a rotation waiting for
+//! its TXT record) and `SesPendingHours` (SES verifying the current selector since the switch).
 
 use serde_json::{Value, json};
 
@@ -73,6 +74,9 @@ pub fn identity_line(
     if report.pending_hours.is_some() {
         metrics.push(("PendingRecordHours", "None"));
     }
+    if report.ses_pending_hours.is_some() {
+        metrics.push(("SesPendingHours", "None"));
+    }
     if metrics.is_empty() {
         return None;
     }
@@ -83,6 +87,9 @@ pub fn identity_line(
     }
     if let Some(hours) = report.pending_hours {
         line["PendingRecordHours"] = json!((hours * 100.0).round() / 100.0);
+    }
+    if let Some(hours) = report.ses_pending_hours {
+        line["SesPendingHours"] = json!((hours * 100.0).round() / 100.0);
     }
     Some(line.to_string())
 }

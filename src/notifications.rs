@@ -1,7 +1,8 @@
 //! Notifications for people: what a step or a scheduled run did that someone should know.
 //!
-//! Five kinds: a TXT record a person must add, a completed rotation, a rollback, a failure, and
-//! a record that may now be removed. Each has a readable subject and text and the same facts as
+//! Seven kinds: a TXT record a person must add, a completed rotation, a rollback, a failure, a
+//! record that may now be removed, SES verification overdue, and a record that stopped
+//! resolving. Each has a readable subject and text and the same facts as
 //! flat fields (sent as SNS message attributes). Never key material.
 
 use std::future::Future;
@@ -11,7 +12,7 @@ use serde::Serialize;
 use crate::engine::error::EngineError;
 use crate::engine::ports::PortError;
 use crate::engine::retirement::RetireOutcome;
-use crate::engine::schedule::{Action, IdentityReport};
+use crate::engine::schedule::{Action, Alert, IdentityReport};
 use crate::engine::secret_doc::DnsRecord;
 use crate::engine::steps::{Outcome, StepReport};
 
@@ -29,6 +30,10 @@ pub enum NotificationKind {
     Failure,
     /// The previous selector's record may now be removed.
     RecordRemovable,
+    /// SES has said `PENDING` for longer than `DKIM_PENDING_ALERT_HOURS`.
+    VerificationOverdue,
+    /// SES verified the selector before, but its record stopped resolving.
+    TemporaryFailure,
 }
 
 /// One message.
@@ -66,6 +71,12 @@ fn build(
         NotificationKind::Failure => format!("DKIM: rotation failed for {identity}"),
         NotificationKind::RecordRemovable => {
             format!("DKIM: old record may be removed for {identity}")
+        }
+        NotificationKind::VerificationOverdue => {
+            format!("DKIM: SES has not verified the new key for {identity}")
+        }
+        NotificationKind::TemporaryFailure => {
+            format!("DKIM: the DKIM record of {identity} stopped resolving")
         }
     };
     let mut fields = vec![
@@ -183,6 +194,27 @@ pub fn for_identity(report: &IdentityReport) -> Option<Notification> {
             };
             (kind, report.error.clone().unwrap_or_default())
         }
+        Action::RolledBack => (
+            NotificationKind::RolledBack,
+            report.detail.clone().unwrap_or_default(),
+        ),
+        Action::Pending => match &report.alert {
+            Some(Alert::VerificationOverdue { hours }) => (
+                NotificationKind::VerificationOverdue,
+                format!(
+                    "SES has said PENDING for selector {} of {identity} for {hours:.0} hours (it gives up after 72 and then says FAILED, and this function rolls back). Check that DNS serves its TXT record to the world, not only to the servers this function asks.",
+                    selector.unwrap_or("?")
+                ),
+            ),
+            None => return None,
+        },
+        Action::TemporaryFailure => (
+            NotificationKind::TemporaryFailure,
+            format!(
+                "SES verified selector {} of {identity} before, but its TXT record no longer resolves (TEMPORARY_FAILURE). Nothing was rolled back: make the record resolve again.",
+                selector.unwrap_or("?")
+            ),
+        ),
         Action::Retired if report.retired == Some(RetireOutcome::RemovalHinted) => (
             NotificationKind::RecordRemovable,
             format!(

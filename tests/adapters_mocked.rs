@@ -310,6 +310,8 @@ fn finish_fixture(ses_put_fails: bool) -> FinishFixture {
         RotationPolicy {
             allowed_identities: AllowedIdentities::Any,
             verify_dns: false,
+            // SES answers Easy DKIM, SUCCESS: this first switch adopts it.
+            adopt_easy_dkim: true,
             ..RotationPolicy::default()
         },
     );

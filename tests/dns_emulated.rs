@@ -629,6 +629,7 @@ async fn rotated_twice(bed: &TestBed, engine: &RealEngine, tag: &str) -> (Seeded
     for _ in 0..2 {
         let token = bed.start_rotation(&seeded.arn).await;
         rotate(bed, engine, &seeded, &token).await;
+        bed.confirm(engine, &seeded).await;
     }
     let current = bed.secret_json(&seeded.arn, "AWSCURRENT").await;
     let previous = current["previous_selector"].as_str().unwrap().to_owned();
@@ -755,6 +756,7 @@ async fn the_next_rotation_retires_the_selector_before_the_current_one() {
     for _ in 0..3 {
         let token = bed.start_rotation(&seeded.arn).await;
         rotate(&bed, &engine, &seeded, &token).await;
+        bed.confirm(&engine, &seeded).await;
         let current = bed.secret_json(&seeded.arn, "AWSCURRENT").await;
         names.push(current["dns_name"].as_str().unwrap().to_owned());
     }

@@ -14,9 +14,12 @@ use ses_dkim_rotator::engine::ports::{
     SigningOrigin,
 };
 use ses_dkim_rotator::engine::retirement::{
-    REVOKED_VALUE, RetireMode, RetireOutcome, TAG_RETIRED, TAG_SWITCHED_AT, TAG_SWITCHED_TO,
+    REVOKED_VALUE, RetireMode, RetireOutcome, TAG_CONFIRMED, TAG_CONFIRMED_AT, TAG_RETIRED,
+    TAG_SWITCHED_AT, TAG_SWITCHED_TO,
 };
-use ses_dkim_rotator::engine::schedule::{Action, MaintainOptions, TAG_CONFIRMED};
+use ses_dkim_rotator::engine::schedule::{
+    Action, Alert, MaintainOptions, TAG_ADOPTED_FROM, TAG_REJECTED,
+};
 use ses_dkim_rotator::engine::steps::{Outcome, RotationRequest, Step};
 use ses_dkim_rotator::engine::{Engine, RotationPolicy};
 use ses_dkim_rotator::handler::{Rotator, ScheduledRun};
@@ -262,7 +265,7 @@ async fn a_retried_finish_that_finds_ses_switched_skips_the_put() {
     // real SES does); Secrets Manager retries it.
     world
         .secrets
-        .fail_next("TagResource", FailureKind::Unavailable);
+        .fail_next("UpdateSecretVersionStage", FailureKind::Unavailable);
     let err = world.step(Step::FinishSecret, &token).await.unwrap_err();
     assert_eq!(err.error_type(), "AwsCallFailed");
     assert_eq!(
@@ -281,6 +284,8 @@ async fn a_retried_finish_that_finds_ses_switched_skips_the_put() {
 #[tokio::test]
 async fn a_failed_switch_tag_is_repaired_by_the_retry() {
     let world = World::new(PublishMode::Route53);
+    // A second rotation: SES is on BYODKIM already, so the only tag written is the switch.
+    world.rotate().await;
     let token = world.secrets.start_rotation(&world.arn).unwrap();
     for step in &STEPS[..3] {
         world.step(*step, &token).await.unwrap();
@@ -709,7 +714,8 @@ async fn operator_rollback_refuses_when_the_previous_record_is_gone() {
     world.zone.remove(&format!("{first}._domainkey.{DOMAIN}"));
     let before = (world.secrets.snapshot(), world.ses.state_of(DOMAIN));
     let err = world.engine.rollback(&world.arn).await.unwrap_err();
-    assert_eq!(err.error_type(), "DnsNotVerified");
+    assert_eq!(err.error_type(), "RollbackRefused");
+    assert!(err.to_string().contains(&first), "{err}");
     assert_eq!(
         (world.secrets.snapshot(), world.ses.state_of(DOMAIN)),
         before
@@ -803,8 +809,8 @@ async fn revoke_mode_replaces_the_old_record_with_an_empty_key() {
     world.clock.advance(time::Duration::days(91));
     world.maintain().await;
     world.ses_checks();
+    assert_eq!(world.maintain().await.action, Action::Confirmed);
     world.clock.advance(time::Duration::days(8));
-    world.maintain().await; // confirm
     let report = world.maintain().await;
     assert_eq!(report.retired, Some(RetireOutcome::Revoked), "{report:?}");
     assert_eq!(world.record(&first), vec![REVOKED_VALUE.to_owned()]);
@@ -906,8 +912,9 @@ async fn a_current_key_ses_failed_is_reported_not_counted_as_a_rollback() {
     world.maintain().await;
     world.ses.set_status(DOMAIN, DkimStatus::Failed);
     let report = world.maintain().await;
+    // The first key has nothing to roll back to: the watcher refuses and says so.
     assert_eq!(report.action, Action::Failed);
-    assert_eq!(report.error_type, Some("SesRejectedKey"));
+    assert_eq!(report.error_type, Some("RollbackRefused"));
     assert!(!report.rolled_back);
     let notification = notifications::for_identity(&report).unwrap();
     assert_eq!(notification.kind, NotificationKind::Failure);
@@ -1085,4 +1092,428 @@ async fn a_scheduled_payload_naming_secrets_runs_only_those() {
         .unwrap();
     assert_eq!(summary.identities.len(), 1);
     assert_eq!(summary.identities[0].secret_id, other);
+}
+
+// ---- SES as it really behaves: watch, confirm, roll back, alert --------------------------
+
+impl World {
+    /// Rotates on schedule and lets SES confirm; returns the selector.
+    async fn rotate_confirmed(&self) -> String {
+        let report = self.maintain().await;
+        assert!(
+            matches!(report.action, Action::Rotated | Action::Resumed),
+            "{report:?}"
+        );
+        self.ses_checks();
+        assert_eq!(self.maintain().await.action, Action::Confirmed);
+        self.selector()
+    }
+
+    /// Makes SES reject the current key: its record disappears and 72 hours pass.
+    fn ses_rejects_current(&self) {
+        let selector = self.selector();
+        self.zone.remove(&format!("{selector}._domainkey.{DOMAIN}"));
+        self.clock.advance(time::Duration::hours(72));
+        self.ses_checks();
+        assert_eq!(
+            self.ses.state_of(DOMAIN).unwrap().status,
+            Some(DkimStatus::Failed)
+        );
+    }
+}
+
+#[tokio::test]
+async fn grace_counts_from_confirmation_not_from_the_switch() {
+    let world = World::new(PublishMode::Route53);
+    let first = world.rotate_confirmed().await;
+    world.clock.advance(time::Duration::days(91));
+    assert_eq!(world.maintain().await.action, Action::Rotated);
+    // SES takes two days to confirm the new selector.
+    world.clock.advance(time::Duration::days(2));
+    assert_eq!(world.maintain().await.action, Action::Pending);
+    world.ses_checks();
+    assert_eq!(world.maintain().await.action, Action::Confirmed);
+    assert!(
+        world
+            .secrets
+            .tags(&world.arn)
+            .contains_key(TAG_CONFIRMED_AT)
+    );
+    // 7 days after the switch, but only 5 after confirmation: still published.
+    world.clock.advance(time::Duration::days(5));
+    let report = world.maintain().await;
+    assert_eq!(report.action, Action::Skipped, "{report:?}");
+    assert_eq!(world.record(&first).len(), 1);
+    world.clock.advance(time::Duration::days(2));
+    assert_eq!(world.maintain().await.action, Action::Retired);
+    assert!(world.record(&first).is_empty());
+}
+
+#[tokio::test]
+async fn no_previous_record_is_retired_while_the_current_selector_is_not_success() {
+    let world = World::new(PublishMode::Route53);
+    let first = world.rotate_confirmed().await;
+    world.clock.advance(time::Duration::days(91));
+    assert_eq!(world.maintain().await.action, Action::Rotated);
+    // SES never gets round to it (up to 72 h on AWS; here: a month of daily runs).
+    for _ in 0..30 {
+        world.clock.advance(time::Duration::days(1));
+        let report = world.maintain().await;
+        assert_ne!(report.action, Action::Retired, "{report:?}");
+        assert_eq!(world.record(&first).len(), 1, "retired while PENDING");
+    }
+    // Nor through a retirement attempt made directly.
+    let report = world.engine.retire_previous(&world.arn).await.unwrap();
+    assert_ne!(report.outcome, RetireOutcome::Deleted);
+    assert_eq!(world.record(&first).len(), 1);
+}
+
+#[tokio::test]
+async fn the_watcher_rolls_back_a_key_ses_failed_and_never_puts_it_again() {
+    let world = World::new(PublishMode::Route53);
+    let first = world.rotate_confirmed().await;
+    let first_version = world
+        .secrets
+        .version_with_stage(&world.arn, STAGE_CURRENT)
+        .unwrap();
+    world.clock.advance(time::Duration::days(91));
+    assert_eq!(world.maintain().await.action, Action::Rotated);
+    let rejected = world.selector();
+    world.ses_rejects_current();
+
+    let report = world.maintain().await;
+    assert_eq!(report.action, Action::RolledBack, "{report:?}");
+    assert!(report.rolled_back);
+    assert_eq!(
+        world.ses_selector(),
+        Some(first.clone()),
+        "SES is back on the previous key"
+    );
+    assert_eq!(
+        world.selector(),
+        first,
+        "AWSCURRENT is the previous key again"
+    );
+    assert_eq!(
+        world.secrets.version_with_stage(&world.arn, STAGE_CURRENT),
+        Some(first_version)
+    );
+    assert_eq!(
+        world.secrets.tags(&world.arn).get(TAG_REJECTED),
+        Some(&rejected)
+    );
+    world.assert_invariant();
+    let notification = notifications::for_identity(&report).unwrap();
+    assert_eq!(notification.kind, NotificationKind::RolledBack);
+    let summary = ses_dkim_rotator::engine::schedule::FleetSummary {
+        counts: Default::default(),
+        identities: vec![report],
+    };
+    let counts: Value = serde_json::from_str(&metrics::fleet_lines("Ns", 0, &summary)[0]).unwrap();
+    assert_eq!(counts["Rollbacks"], 1);
+
+    // The next run starts a fresh key (the old one is due); the rejected one is never put.
+    world.ses_checks();
+    let report = world.maintain().await;
+    assert_eq!(report.action, Action::Rotated, "{report:?}");
+    let fresh = world.selector();
+    assert_ne!(fresh, rejected);
+    assert_ne!(fresh, first);
+    let rejected_puts = world
+        .ses
+        .puts()
+        .iter()
+        .filter(|(_, selector)| *selector == rejected)
+        .count();
+    assert_eq!(rejected_puts, 1, "the rejected selector was put again");
+    world.assert_invariant();
+}
+
+#[tokio::test]
+async fn the_watcher_does_not_guess_when_the_previous_record_is_gone() {
+    let world = World::new(PublishMode::Route53);
+    let first = world.rotate_confirmed().await;
+    world.clock.advance(time::Duration::days(91));
+    world.maintain().await;
+    world.ses_rejects_current();
+    world.zone.remove(&format!("{first}._domainkey.{DOMAIN}"));
+    let before = (world.secrets.snapshot(), world.ses.state_of(DOMAIN));
+    let report = world.maintain().await;
+    assert_eq!(report.action, Action::Failed, "{report:?}");
+    assert!(!report.rolled_back);
+    assert_eq!(
+        (world.secrets.snapshot(), world.ses.state_of(DOMAIN)),
+        before
+    );
+    let notification = notifications::for_identity(&report).unwrap();
+    assert_eq!(notification.kind, NotificationKind::Failure);
+    assert!(
+        notification.text.contains(&first),
+        "says which record to re-publish: {}",
+        notification.text
+    );
+}
+
+#[tokio::test]
+async fn a_secrets_manager_retry_never_puts_a_rejected_key_back() {
+    let world = World::new(PublishMode::Route53);
+    world.rotate().await;
+    let previous = world.selector();
+    world.ses.set_status_after_put(Some(DkimStatus::Failed));
+    let token = world.secrets.start_rotation(&world.arn).unwrap();
+    for step in &STEPS[..3] {
+        world.step(*step, &token).await.unwrap();
+    }
+    let err = world.step(Step::FinishSecret, &token).await.unwrap_err();
+    assert!(err.rolled_back(), "{err}");
+    world.ses.set_status_after_put(None);
+    let puts = world.ses.puts().len();
+    // Secrets Manager retries the failed step: no flip-flop back to the rejected key.
+    let err = world.step(Step::FinishSecret, &token).await.unwrap_err();
+    assert_eq!(err.error_type(), "SelectorRejected", "{err}");
+    assert_eq!(world.ses.puts().len(), puts);
+    assert_eq!(world.ses_selector(), Some(previous));
+}
+
+#[tokio::test]
+async fn pending_too_long_raises_an_alert() {
+    let world = World::new(PublishMode::Route53);
+    world.maintain().await;
+    world.clock.advance(time::Duration::hours(23));
+    let report = world.maintain().await;
+    assert_eq!(report.action, Action::Pending);
+    assert_eq!(report.alert, None);
+    assert!(notifications::for_identity(&report).is_none());
+    world.clock.advance(time::Duration::hours(2));
+    let report = world.maintain().await;
+    assert_eq!(report.action, Action::Pending);
+    assert_eq!(report.ses_pending_hours, Some(25.0));
+    assert!(matches!(
+        report.alert,
+        Some(Alert::VerificationOverdue { .. })
+    ));
+    let notification = notifications::for_identity(&report).unwrap();
+    assert_eq!(notification.kind, NotificationKind::VerificationOverdue);
+    let lines = metrics::fleet_lines(
+        "Ns",
+        0,
+        &ses_dkim_rotator::engine::schedule::FleetSummary {
+            counts: Default::default(),
+            identities: vec![report],
+        },
+    );
+    let identity: Value = serde_json::from_str(&lines[1]).unwrap();
+    assert_eq!(identity["SesPendingHours"], 25.0);
+}
+
+#[tokio::test]
+async fn a_temporary_failure_is_told_and_not_rolled_back() {
+    let world = World::new(PublishMode::Route53);
+    let first = world.rotate_confirmed().await;
+    world.zone.remove(&format!("{first}._domainkey.{DOMAIN}"));
+    world.ses_checks();
+    let puts = world.ses.puts().len();
+    let report = world.maintain().await;
+    assert_eq!(report.action, Action::TemporaryFailure, "{report:?}");
+    assert_eq!(world.ses.puts().len(), puts);
+    let notification = notifications::for_identity(&report).unwrap();
+    assert_eq!(notification.kind, NotificationKind::TemporaryFailure);
+}
+
+// ---- Easy DKIM adoption ------------------------------------------------------------------
+
+#[tokio::test]
+async fn easy_dkim_that_signs_is_not_adopted_without_consent_and_nothing_changes() {
+    let world = World::new(PublishMode::Route53);
+    world.ses.set_status(DOMAIN, DkimStatus::Success);
+    let token = world.secrets.start_rotation(&world.arn).unwrap();
+    let before = (world.secrets.snapshot(), world.zone.names());
+    let err = world.step(Step::CreateSecret, &token).await.unwrap_err();
+    assert_eq!(err.error_type(), "EasyDkimInUse");
+    assert!(err.to_string().contains("DKIM_ADOPT_EASY_DKIM"), "{err}");
+    assert!(err.to_string().contains("unsigned"), "{err}");
+    assert_eq!((world.secrets.snapshot(), world.zone.names()), before);
+    // The scheduled path refuses the same way (a secret Secrets Manager does not rotate).
+    let scheduled = World::new(PublishMode::Route53);
+    scheduled.ses.set_status(DOMAIN, DkimStatus::Success);
+    let before = (scheduled.secrets.snapshot(), scheduled.zone.names());
+    let report = scheduled.maintain().await;
+    assert_eq!(report.action, Action::Failed, "{report:?}");
+    assert_eq!(report.error_type, Some("EasyDkimInUse"));
+    assert!(scheduled.ses.puts().is_empty());
+    assert_eq!(
+        (scheduled.secrets.snapshot(), scheduled.zone.names()),
+        before
+    );
+}
+
+#[tokio::test]
+async fn easy_dkim_is_adopted_with_consent_and_the_origin_recorded() {
+    let world = World::with_policy(
+        PublishMode::Route53,
+        RotationPolicy {
+            adopt_easy_dkim: true,
+            ..policy()
+        },
+    );
+    world.ses.set_status(DOMAIN, DkimStatus::Success);
+    assert_eq!(world.maintain().await.action, Action::Rotated);
+    assert_eq!(
+        world
+            .secrets
+            .tags(&world.arn)
+            .get(TAG_ADOPTED_FROM)
+            .map(String::as_str),
+        Some("AWS_SES")
+    );
+    world.assert_invariant();
+}
+
+#[tokio::test]
+async fn easy_dkim_that_does_not_sign_is_adopted_without_asking() {
+    let world = World::new(PublishMode::Route53);
+    // A new identity: Easy DKIM, PENDING (its CNAMEs were never published).
+    assert_eq!(world.maintain().await.action, Action::Rotated);
+    assert_eq!(world.ses.puts().len(), 1);
+}
+
+#[tokio::test]
+async fn a_first_key_failing_after_easy_dkim_says_how_to_go_back() {
+    let world = World::with_policy(
+        PublishMode::Route53,
+        RotationPolicy {
+            adopt_easy_dkim: true,
+            ..policy()
+        },
+    );
+    world.ses.set_status(DOMAIN, DkimStatus::Success);
+    world.maintain().await;
+    world.ses_rejects_current();
+    let report = world.maintain().await;
+    assert_eq!(report.action, Action::Failed, "{report:?}");
+    let notification = notifications::for_identity(&report).unwrap();
+    assert!(
+        notification
+            .text
+            .contains("--signing-attributes-origin AWS_SES"),
+        "{}",
+        notification.text
+    );
+}
+
+// ---- abort: cancelling a rotation the way that works on AWS ------------------------------
+
+#[tokio::test]
+async fn abort_unblocks_rotate_secret_and_the_next_attempt_resumes_the_key() {
+    let world = World::new(PublishMode::Hint);
+    let first = world.secrets.start_rotation(&world.arn).unwrap();
+    world.step(Step::CreateSecret, &first).await.unwrap();
+    let handed_out = world.secrets.json(&world.arn, STAGE_PENDING).unwrap();
+    world.secrets.cancel_rotation(&world.arn);
+    assert!(world.secrets.start_rotation(&world.arn).is_err());
+
+    let (ses_calls, dns_calls) = (world.ses.calls().len(), world.zone.calls().len());
+    let report = world.engine.abort(&world.arn).await.unwrap();
+    assert_eq!(report.version.as_deref(), Some(first.as_str()));
+    assert_eq!(report.selector.as_deref(), handed_out["selector"].as_str());
+    assert_eq!(
+        world.secrets.version_with_stage(&world.arn, STAGE_PENDING),
+        None
+    );
+    assert!(
+        world.secrets.value_of(&world.arn, &first).is_some(),
+        "the version (and its key) is kept"
+    );
+    assert_eq!(
+        (world.ses.calls().len(), world.zone.calls().len()),
+        (ses_calls, dns_calls),
+        "abort touches neither SES nor DNS"
+    );
+
+    let second = world.secrets.start_rotation(&world.arn).unwrap();
+    assert_eq!(
+        world.step(Step::CreateSecret, &second).await.unwrap(),
+        Outcome::KeyResumed
+    );
+    let resumed = world.secrets.json(&world.arn, STAGE_PENDING).unwrap();
+    assert_eq!(resumed["selector"], handed_out["selector"]);
+
+    // Nothing to abort: says so and changes nothing.
+    let token = world.finish_by_hand(&second).await;
+    let before = world.secrets.snapshot();
+    let report = world.engine.abort(&world.arn).await.unwrap();
+    assert_eq!(report.version, None);
+    assert_eq!(world.secrets.snapshot(), before);
+    drop(token);
+}
+
+impl World {
+    /// Finishes the rotation of `token` in hint mode (a person publishes the record).
+    async fn finish_by_hand(&self, token: &str) -> String {
+        let pending = self.secrets.json(&self.arn, STAGE_PENDING).unwrap();
+        self.zone.add(
+            pending["dns_name"].as_str().unwrap(),
+            pending["dns_value"].as_str().unwrap(),
+        );
+        for step in &STEPS[1..] {
+            self.step(*step, token).await.unwrap();
+        }
+        token.to_owned()
+    }
+}
+
+#[tokio::test]
+async fn a_stored_pkcs8_key_is_accepted_and_sent_to_ses_as_pkcs1() {
+    use base64::Engine as _;
+    use rsa::pkcs1::DecodeRsaPrivateKey;
+    use rsa::pkcs8::EncodePrivateKey;
+    let world = World::new(PublishMode::Route53);
+    world.rotate().await;
+    // An operator stored the current key as PKCS#8 (e.g. from `openssl genpkey`).
+    let mut current = world.current();
+    let pkcs1 = base64::engine::general_purpose::STANDARD
+        .decode(current["private_key"].as_str().unwrap())
+        .unwrap();
+    let key = rsa::PrivateKey::from_pkcs1_der(&pkcs1).unwrap();
+    let pkcs8 =
+        base64::engine::general_purpose::STANDARD.encode(key.to_pkcs8_der().unwrap().as_bytes());
+    current["private_key"] = json!(pkcs8);
+    world
+        .secrets
+        .overwrite(&world.arn, STAGE_CURRENT, &current.to_string());
+    world.rotate().await;
+    // Rolling back sends the stored PKCS#8 key to SES as PKCS#1.
+    world.engine.rollback(&world.arn).await.unwrap();
+    let sent = world.ses.key_of(DOMAIN).unwrap();
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD
+            .decode(sent)
+            .unwrap(),
+        pkcs1
+    );
+}
+
+#[tokio::test]
+async fn the_guard_refuses_retirement_while_ses_has_not_verified_the_current_selector() {
+    let world = World::new(PublishMode::Route53);
+    let first = world.rotate_confirmed().await;
+    world.clock.advance(time::Duration::days(91));
+    world.maintain().await;
+    let current = world.selector();
+    // Tags that claim the current selector was confirmed long ago (stale, or edited by hand)
+    // while SES still says PENDING: the guard, not the tags, decides.
+    ses_dkim_rotator::engine::ports::SecretStore::set_tags(
+        &world.secrets,
+        &world.arn,
+        &[
+            (TAG_CONFIRMED, current.as_str()),
+            (TAG_CONFIRMED_AT, "2000-01-01T00:00:00Z"),
+        ],
+    )
+    .await
+    .unwrap();
+    let err = world.engine.retire_previous(&world.arn).await.unwrap_err();
+    assert_eq!(err.error_type(), "RetireRefused", "{err}");
+    assert!(err.to_string().contains("not verified"), "{err}");
+    assert_eq!(world.record(&first).len(), 1);
 }

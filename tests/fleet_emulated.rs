@@ -441,7 +441,7 @@ async fn cli_status_plan_rotate_and_rollback_against_the_emulators() {
     dns_delete_txt(name);
     let (code, _, err) = cli(&vars, &["rollback", "--secret-id", &seeded.arn]);
     assert_eq!(code, 1);
-    assert!(err.contains("DnsNotVerified"), "{err}");
+    assert!(err.contains("RollbackRefused"), "{err}");
     assert_eq!(
         bed.ses_selector(&seeded.domain).await.as_deref(),
         Some(previous.as_str())

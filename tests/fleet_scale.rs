@@ -1,10 +1,9 @@
 //! A scheduled run over 200 identities with throttling (429), server errors (500, 503) and
-//! latency injected into SESv2 (`awsim chaos`). Alone in this test binary with the fleet
+//! latency injected into SESv2 (the SES model's chaos rules). Alone in this test binary with the fleet
 //! benchmark (ignored unless `make bench`): the chaos rules are global to the emulator.
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -26,78 +25,53 @@ fn run_for(ids: &[String]) -> ScheduledRun {
     }
 }
 
-/// awsim chaos rules on SESv2, cleared when dropped (even when the test fails).
+/// Fault rules on SESv2 (the SES model's chaos API), cleared when dropped (even when the test
+/// fails).
 struct Chaos;
 
 impl Chaos {
-    fn awsim(args: &[&str]) -> String {
-        let out = Command::new("awsim")
-            .arg("chaos")
-            .args(args)
-            .env(
-                "AWSIM_ENDPOINT",
-                std::env::var("AWS_ENDPOINT_URL_SESV2").unwrap(),
-            )
-            .output()
-            .expect("awsim chaos");
-        assert!(
-            out.status.success(),
-            "awsim chaos {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Each SESv2 call: 2–15 ms latency; 3 % throttled (429), 1 % 500, 1 % 503.
-    fn faults_on_ses() -> Self {
-        Self::awsim(&["clear"]);
-        for (probability, error) in [
-            ("0.03", "429,TooManyRequestsException,Rate exceeded"),
-            ("0.01", "500,InternalFailure,injected server error"),
-            ("0.01", "503,ServiceUnavailable,injected unavailability"),
-        ] {
-            Self::awsim(&[
-                "add",
-                "--service",
-                "ses",
-                "--probability",
-                probability,
-                "--error",
-                error,
-                "--ttl-secs",
-                "600",
-            ]);
-        }
-        Self::awsim(&[
-            "add",
-            "--service",
-            "ses",
-            "--latency",
-            "2-15",
-            "--ttl-secs",
-            "600",
-        ]);
+    /// Replaces the SES model's fault rules.
+    async fn set(rules: Value) -> Self {
+        ses_model("POST", "/_model/chaos", &json!({ "rules": rules })).await;
         Chaos
     }
 
-    /// Errors injected so far (`awsim chaos list`: the `fired=` of each rule with an error
-    /// status; latency-only rules are not counted).
-    fn injected_errors(&self) -> u64 {
-        let rules = Self::awsim(&["list"]);
-        let count: u64 = rules
-            .lines()
-            .filter(|l| l.contains("[429]") || l.contains("[500]") || l.contains("[503]"))
-            .filter_map(|l| l.split("fired=").nth(1))
-            .filter_map(|n| n.trim().parse::<u64>().ok())
-            .sum();
-        assert!(rules.contains("fired="), "unexpected chaos list: {rules}");
-        count
+    /// Each SESv2 call: 2–15 ms latency; 3 % throttled (429), 1 % 500, 1 % 503.
+    async fn faults_on_ses() -> Self {
+        Self::set(json!([
+            {"probability": 0.03, "status": 429, "code": "TooManyRequestsException", "message": "Rate exceeded"},
+            {"probability": 0.01, "status": 500, "code": "InternalFailure", "message": "injected server error"},
+            {"probability": 0.01, "status": 503, "code": "ServiceUnavailable", "message": "injected unavailability"},
+            {"latency_ms": [2, 15]},
+        ]))
+        .await
+    }
+
+    /// Errors injected so far (the `fired` count of every rule with an error status).
+    async fn injected_errors(&self) -> u64 {
+        let listed = ses_model("GET", "/_model/chaos", &Value::Null).await;
+        listed["rules"]
+            .as_array()
+            .expect("the model lists its rules")
+            .iter()
+            .filter(|rule| rule.get("status").is_some())
+            .map(|rule| rule["fired"].as_u64().expect("fired count"))
+            .sum()
     }
 }
 
 impl Drop for Chaos {
     fn drop(&mut self) {
-        Self::awsim(&["clear"]);
+        // Drop cannot await: clear the rules on a thread of its own.
+        std::thread::spawn(|| {
+            tokio::runtime::Runtime::new().unwrap().block_on(ses_model(
+                "DELETE",
+                "/_model/chaos",
+                &Value::Null,
+            ))
+        })
+        .join()
+        .ok();
     }
 }
 
@@ -121,14 +95,14 @@ async fn fleet_of_200_rotates_through_throttling_server_errors_and_latency_and_o
     settings.fleet.max_concurrency = 8;
     let rotator = build_rotator(&settings, &bed.aws_config().await);
 
-    let chaos = Chaos::faults_on_ses();
+    let chaos = Chaos::faults_on_ses().await;
     let started = Instant::now();
     let summary = rotator
         .scheduled(&run_for(&ids), Deadline::NONE)
         .await
         .unwrap();
     let wall = started.elapsed();
-    let throttled = chaos.injected_errors();
+    let throttled = chaos.injected_errors().await;
     drop(chaos);
     eprintln!(
         "fleet: {} identities in {:.1} s at concurrency 8; {throttled} injected faults (429/500/503) absorbed by retries",
@@ -186,16 +160,17 @@ async fn fleet_of_200_rotates_through_throttling_server_errors_and_latency_and_o
         "one key-age line per rotated identity"
     );
 
-    // A second run finds nothing due: all skipped, nothing rotated twice.
+    // A second run finds nothing due: nothing rotated twice (SES has not looked at the new
+    // records yet, so they are still PENDING, as on AWS).
     let again = rotator
         .scheduled(&run_for(&ids[..20]), Deadline::NONE)
         .await
         .unwrap();
     assert!(
-        again.identities.iter().all(|r| matches!(
-            r.action,
-            Action::Skipped | Action::Confirmed | Action::Failed
-        )),
+        again
+            .identities
+            .iter()
+            .all(|r| matches!(r.action, Action::Pending | Action::Failed)),
         "{:?}",
         again.counts
     );
@@ -217,7 +192,7 @@ impl AroundStoreCall for Delay {
 }
 
 /// `make bench`: wall time of a scheduled run over `FLEET_BENCH_N` identities (default 100)
-/// with 50 ms added to every AWS call (SESv2 by `awsim chaos`, Secrets Manager by
+/// with 50 ms added to every AWS call (SESv2 by the SES model's chaos rules, Secrets Manager by
 /// [`Delay`]), at each concurrency of `FLEET_BENCH_CONCURRENCY` (default `1,4,16`).
 #[tokio::test]
 #[ignore = "benchmark: run by `make bench`"]
@@ -232,17 +207,7 @@ async fn fleet_scaling_benchmark() {
         .map(|c| c.trim().parse().expect("FLEET_BENCH_CONCURRENCY: numbers"))
         .collect();
     let bed = TestBed::connect().await;
-    Chaos::awsim(&["clear"]);
-    Chaos::awsim(&[
-        "add",
-        "--service",
-        "ses",
-        "--latency",
-        "50",
-        "--ttl-secs",
-        "7200",
-    ]);
-    let _clear = Chaos;
+    let _clear = Chaos::set(json!([{ "latency_ms": 50 }])).await;
     let policy = bed.settings("rfc2136").await.policy;
     let engine = bed
         .engine_over(

@@ -62,6 +62,14 @@ enum Command {
         #[arg(long = "secret-id")]
         secret_id: String,
     },
+    /// Cancel an unfinished rotation: takes AWSPENDING off its version (what
+    /// `CancelRotateSecret` leaves behind), keeping the version so the next attempt resumes its
+    /// key. Touches neither SES nor DNS.
+    Abort {
+        /// The secret.
+        #[arg(long = "secret-id")]
+        secret_id: String,
+    },
     /// Offline: print a new key, selector and TXT record; touches no AWS service.
     Keygen {
         /// RSA size: 1024 or 2048.
@@ -272,6 +280,23 @@ async fn run(cli: Cli) -> Result<bool, AppError> {
                     state.current_selector.as_deref().unwrap_or("-"),
                     state.current_dns.unwrap_or("-")
                 );
+            }
+            Ok(true)
+        }
+        Command::Abort { secret_id } => {
+            let report = rotator.engine.abort(&secret_id).await?;
+            if cli.json {
+                println!("{}", serde_json::to_string(&report).expect("serialises"));
+            } else {
+                match (&report.version, &report.selector) {
+                    (Some(version), selector) => println!(
+                        "aborted: took AWSPENDING off version {version} (selector {}); the version and its key stay, so the next rotation resumes them. SES and DNS were not touched. Rotate again when ready.",
+                        selector.as_deref().unwrap_or("-")
+                    ),
+                    (None, _) => {
+                        println!("nothing to abort: {secret_id} has no unfinished rotation")
+                    }
+                }
             }
             Ok(true)
         }

@@ -13,13 +13,13 @@ use super::ports::PortError;
 
 /// What to do with a rotation that cannot go on. `CancelRotateSecret` alone does not do it on
 /// AWS: it leaves `AWSPENDING` where it is, and `RotateSecret` keeps refusing.
-pub const ABANDON_ROTATION: &str = "abandon it by taking AWSPENDING off that version (aws secretsmanager update-secret-version-stage --secret-id <secret> --version-stage AWSPENDING --remove-from-version-id <version>), then rotate again";
+pub const ABANDON_ROTATION: &str = "abandon it by taking AWSPENDING off that version (dkim-rotator abort --secret-id <secret>, or aws secretsmanager update-secret-version-stage --secret-id <secret> --version-stage AWSPENDING --remove-from-version-id <version>), then rotate again";
 
 /// What became of the previous key when SES rejected a new one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Rollback {
-    /// SES signs with the previous key again (its record was verified first).
+    /// SES signs with the previous key again (its record was verified in DNS first).
     Done {
         /// The selector SES signs with again.
         selector: String,
@@ -183,6 +183,26 @@ pub enum EngineError {
         action: String,
     },
 
+    /// The identity signs with Easy DKIM and switching it was not allowed.
+    #[error(
+        "identity `{identity}` signs with Easy DKIM (SES's own keys). Switching it to BYODKIM may leave mail unsigned until SES verifies the new key (up to 72 hours); set DKIM_ADOPT_EASY_DKIM=true (template parameter AdoptEasyDkim) to allow it. Nothing was changed"
+    )]
+    EasyDkimInUse {
+        /// The identity.
+        identity: String,
+    },
+
+    /// The pending selector was rejected by SES before: it is never put again.
+    #[error(
+        "secret {secret_id}: SES rejected selector {selector} before (tag ses-dkim-rotator:rejected); it is not put again. Take AWSPENDING off that version (dkim-rotator abort --secret-id {secret_id}) and rotate again for a fresh key"
+    )]
+    SelectorRejected {
+        /// The secret.
+        secret_id: String,
+        /// The rejected selector.
+        selector: String,
+    },
+
     /// An operator's rollback was refused: there is nothing safe to roll back to.
     #[error("secret {secret_id}: cannot roll back: {reason}")]
     RollbackRefused {
@@ -229,6 +249,8 @@ impl EngineError {
             Self::DnsPublishFailed { .. } => "DnsPublishFailed",
             Self::SesRejectedKey { .. } => "SesRejectedKey",
             Self::RollbackRefused { .. } => "RollbackRefused",
+            Self::EasyDkimInUse { .. } => "EasyDkimInUse",
+            Self::SelectorRejected { .. } => "SelectorRejected",
             Self::RetireRefused { .. } => "RetireRefused",
             Self::Key(_) => "KeyGenerationFailed",
             Self::Aws(_) => "AwsCallFailed",

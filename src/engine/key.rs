@@ -14,7 +14,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use rsa::PrivateKey as RsaPrivateKey;
 use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
-use rsa::pkcs8::EncodePublicKey;
+use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey};
 use rsa::traits::PublicKeyParts;
 
 use crate::secret_text::SecretText;
@@ -82,9 +82,11 @@ pub enum KeyError {
     /// The stored private key is not base64.
     #[error("the private key is not bare base64 (no PEM header, no newlines)")]
     NotBase64,
-    /// The stored private key is base64 but not a PKCS#1 RSAPrivateKey DER.
-    #[error("the private key is not a PKCS#1 RSAPrivateKey in DER form")]
-    NotPkcs1,
+    /// The stored private key is base64 but neither PKCS#1 nor PKCS#8 RSA DER.
+    #[error(
+        "the private key is neither a PKCS#1 RSAPrivateKey nor a PKCS#8 PrivateKeyInfo (RSA) in DER form"
+    )]
+    NotRsaDer,
     /// The key has a size SES does not accept.
     #[error("the key is {0} bits; SES accepts 1024 or 2048")]
     UnsupportedSize(u32),
@@ -116,14 +118,19 @@ impl DkimKeyPair {
         Self::from_rsa(&key)
     }
 
-    /// Reads a stored private key (bare base64 PKCS#1 DER) and derives its public half.
+    /// Reads a stored private key (bare base64 DER, PKCS#1 or PKCS#8) and derives its public
+    /// half. The key it holds afterwards is PKCS#1, whatever was stored.
     pub fn from_private_key(private_key: &SecretText) -> Result<Self, KeyError> {
         let der = zeroize::Zeroizing::new(
             BASE64
                 .decode(private_key.expose())
                 .map_err(|_| KeyError::NotBase64)?,
         );
-        let key = RsaPrivateKey::from_pkcs1_der(&der).map_err(|_| KeyError::NotPkcs1)?;
+        // SES takes PKCS#1 or PKCS#8 (AWS's troubleshooting page asks for PKCS#1): a stored
+        // PKCS#8 key is read as is and re-encoded, so SES is always sent PKCS#1.
+        let key = RsaPrivateKey::from_pkcs1_der(&der)
+            .or_else(|_| RsaPrivateKey::from_pkcs8_der(&der))
+            .map_err(|_| KeyError::NotRsaDer)?;
         Self::from_rsa(&key)
     }
 
@@ -262,7 +269,7 @@ mod tests {
         );
         assert_eq!(
             DkimKeyPair::from_private_key(&SecretText::new("aGVsbG8=")),
-            Err(KeyError::NotPkcs1)
+            Err(KeyError::NotRsaDer)
         );
     }
 

@@ -12,9 +12,11 @@
 //! - [`ports`]: the traits through which the engine reaches Secrets Manager, SES, DNS and the
 //!   clock, bundled as [`Ports`]; SES's status and origin as enums; [`Deadline`].
 //! - [`error`]: [`EngineError`], which knows nothing of Lambda.
+//! - [`tags`]: the tags kept on each secret (the rotator's memory between runs).
 //! - [`retirement`]: the previous selector's grace period and its removal (owns its mode,
 //!   its tags and the guard).
 //! - this module: [`Engine`], its [`RotationPolicy`] and the one way to read a version.
+//! - [`rollback`]: putting a previous key back (after a DNS check), for every kind of rollback.
 //! - [`steps`]: the four Secrets Manager rotation steps.
 //! - [`plan`]: the scheduled run's rules as a pure function of facts and time.
 //! - [`schedule`]: carries a plan out, for one secret and for a fleet.
@@ -29,10 +31,12 @@ pub mod plan;
 pub mod ports;
 pub mod quoting;
 pub mod retirement;
+pub mod rollback;
 pub mod schedule;
 pub mod secret_doc;
 pub mod selector;
 pub mod steps;
+pub mod tags;
 
 use std::time::Duration;
 
@@ -66,6 +70,10 @@ pub struct RotationPolicy {
     pub old_key_grace: time::Duration,
     /// What retiring the previous selector does (`DKIM_RETIRE`).
     pub retire_mode: RetireMode,
+    /// Switch an identity that signs with Easy DKIM to BYODKIM (`DKIM_ADOPT_EASY_DKIM`).
+    pub adopt_easy_dkim: bool,
+    /// How long SES may say `PENDING` before a run raises an alert (`DKIM_PENDING_ALERT_HOURS`).
+    pub pending_alert: time::Duration,
 }
 
 impl Default for RotationPolicy {
@@ -79,6 +87,8 @@ impl Default for RotationPolicy {
             deadline_margin: Duration::from_secs(10),
             old_key_grace: time::Duration::days(7),
             retire_mode: RetireMode::Delete,
+            adopt_easy_dkim: false,
+            pending_alert: time::Duration::hours(24),
         }
     }
 }

@@ -1,16 +1,26 @@
-//! Operator actions outside a rotation: inspecting a secret's state and rolling back to the
-//! previous key. Used by the `dkim-rotator` CLI.
+//! Operator actions outside a rotation: inspecting a secret's state, rolling back to the
+//! previous key, and aborting an unfinished rotation. Used by the `dkim-rotator` CLI.
 
 use serde::Serialize;
 
 use super::dns_check::check_all_servers;
 use super::error::EngineError;
 use super::ports::{
-    DkimSigningService, DkimStatus, DnsTxtLookup, Ports, STAGE_CURRENT, STAGE_PREVIOUS,
-    SecretStore, SigningOrigin,
+    DkimStatus, DnsTxtLookup, Ports, STAGE_CURRENT, STAGE_PENDING, SecretStore, SigningOrigin,
 };
-use super::secret_doc::{DkimSecret, dkim_record_name};
+use super::secret_doc::DkimSecret;
 use super::{Engine, VersionLabel};
+
+/// What `abort` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AbortReport {
+    /// The secret.
+    pub secret_id: String,
+    /// The version `AWSPENDING` was taken off; `None` when no rotation was unfinished.
+    pub version: Option<String>,
+    /// The selector that version holds, kept for the next attempt.
+    pub selector: Option<String>,
+}
 
 /// What `status` shows for one secret.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -74,55 +84,51 @@ impl<P: Ports> Engine<P> {
     pub async fn rollback(&self, secret_id: &str) -> Result<Inspection, EngineError> {
         let description = self.store().describe(secret_id).await?;
         let (current, _) = self.read_current_checked(secret_id).await?;
-        let refuse = |reason: String| EngineError::RollbackRefused {
-            secret_id: secret_id.to_owned(),
-            reason,
-        };
-        let previous_id = description
-            .version_with_stage(STAGE_PREVIOUS)
-            .ok_or_else(|| refuse("there is no AWSPREVIOUS version to roll back to".into()))?
-            .to_owned();
-        let previous = self
-            .read_doc(secret_id, VersionLabel::PREVIOUS)
-            .await?
-            .ok_or_else(|| refuse("the AWSPREVIOUS version has no value".into()))?;
-        let key = previous.key.as_ref().ok_or_else(|| {
-            refuse("the AWSPREVIOUS version holds no key (never rotated before)".into())
-        })?;
-        if previous.identity != current.identity {
-            return Err(refuse(format!(
-                "AWSCURRENT is for `{}` but AWSPREVIOUS is for `{}`; roll back by hand, or rotate",
-                current.identity, previous.identity
-            )));
-        }
-        let check = self.dns_check_of(&previous).await.unwrap_or("missing");
-        if check != "published" {
-            let name = dkim_record_name(&key.selector, &previous.identity);
-            return Err(EngineError::DnsNotVerified {
-                secret_id: secret_id.to_owned(),
-                outcome: check,
-                detail: format!(
-                    "the previous selector's record {name} is {check}; re-publish it ({}) before rolling back",
-                    key.key.txt_value()
-                ),
-            });
-        }
-        self.ses()
-            .sign_with_external_key(
-                previous.identity.as_str(),
-                previous.region.as_deref(),
-                key.selector.as_str(),
-                key.key.private_key(),
-            )
+        let selector = self
+            .restore_previous(secret_id, &description, &current)
             .await?;
-        self.store()
-            .promote(
-                secret_id,
-                &previous_id,
-                description.version_with_stage(STAGE_CURRENT),
-            )
-            .await?;
-        tracing::info!(secret_id, selector = %key.selector, "rolled back to the previous key");
+        tracing::info!(secret_id, selector, "rolled back to the previous key");
         self.inspect(secret_id).await
+    }
+
+    /// Cancels an unfinished rotation the way that works on AWS: takes `AWSPENDING` off the
+    /// version that is not current (`CancelRotateSecret` alone leaves it, and `RotateSecret`
+    /// then refuses). The version and its key stay, so a later attempt resumes the same key
+    /// (and the record a person may have added for it). Touches neither SES nor DNS.
+    pub async fn abort(&self, secret_id: &str) -> Result<AbortReport, EngineError> {
+        let description = self.store().describe(secret_id).await?;
+        let unfinished = description
+            .versions
+            .iter()
+            .find(|(_, stages)| {
+                stages.iter().any(|s| s == STAGE_PENDING)
+                    && !stages.iter().any(|s| s == STAGE_CURRENT)
+            })
+            .map(|(id, _)| id.clone());
+        let Some(version) = unfinished else {
+            return Ok(AbortReport {
+                secret_id: secret_id.to_owned(),
+                version: None,
+                selector: None,
+            });
+        };
+        let selector = self
+            .read_doc(secret_id, VersionLabel::pending(&version))
+            .await
+            .ok()
+            .flatten()
+            .and_then(|doc| doc.key.map(|k| k.selector.to_string()));
+        self.store().clear_pending(secret_id, &version).await?;
+        tracing::info!(
+            secret_id,
+            version,
+            selector = selector.as_deref(),
+            "took AWSPENDING off the unfinished rotation"
+        );
+        Ok(AbortReport {
+            secret_id: secret_id.to_owned(),
+            version: Some(version),
+            selector,
+        })
     }
 }

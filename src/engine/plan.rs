@@ -8,12 +8,16 @@
 //! |---|---|
 //! | Secrets Manager rotation is off, and an unfinished rotation (`AWSPENDING`) exists | [`Plan::Resume`] it |
 //! | Secrets Manager rotation is off, and the key is due (older than the interval, never rotated, or `force`) | [`Plan::Rotate`] |
-//! | SES's status for the current selector is `PENDING` or `TEMPORARY_FAILURE` | [`Plan::Pending`] |
-//! | it is `FAILED` | [`Plan::CurrentRejected`] |
-//! | it is `SUCCESS` and not yet recorded | [`Plan::Confirm`] |
-//! | the previous selector has no recorded switch time | [`Plan::StartGraceClock`] |
+//! | SES's status for the current selector is `PENDING` | [`Plan::Pending`] (an alert when it lasts) |
+//! | it is `TEMPORARY_FAILURE` (a verified record stopped resolving) | [`Plan::TemporaryFailure`] |
+//! | it is `FAILED` | [`Plan::RollBack`] to the previous key |
+//! | it is `SUCCESS` and not yet recorded | [`Plan::Confirm`] (the grace clock starts) |
+//! | the current selector is confirmed but the time was not recorded | [`Plan::StartGraceClock`] |
 //! | the previous selector's grace period is over | [`Plan::Retire`] |
 //! | otherwise | [`Plan::Skip`], with the reason |
+//!
+//! SES's status counts only when SES signs with the current selector: SES's status of an
+//! Easy DKIM identity, or of another selector, says nothing about this rotator's key.
 //!
 //! When Secrets Manager rotates the secret itself, this function never rotates it (that would
 //! rotate twice): it only confirms and retires.
@@ -39,6 +43,10 @@ pub struct Facts {
     pub current_selector: Option<String>,
     /// SES's DKIM status.
     pub ses_status: Option<DkimStatus>,
+    /// Whether SES signs with the current selector (origin `EXTERNAL`, selector in `Tokens`).
+    pub ses_on_current: bool,
+    /// When SES was switched to the current selector, when recorded.
+    pub switched_at: Option<OffsetDateTime>,
     /// The selector last recorded as confirmed (`SUCCESS`) by SES.
     pub confirmed_selector: Option<String>,
     /// Where the previous selector stands (see [`super::retirement::assess`]).
@@ -67,6 +75,11 @@ pub enum SkipReason {
         )]
         due_at: Option<OffsetDateTime>,
     },
+    /// SES has not confirmed the current selector: the previous one stays.
+    AwaitingConfirmation {
+        /// The previous selector.
+        selector: String,
+    },
     /// The previous selector's grace period runs.
     GracePeriod {
         /// The previous selector.
@@ -88,11 +101,16 @@ pub enum Plan {
     /// Rotate a new key in.
     Rotate,
     /// SES still checks DNS for the current selector.
-    Pending,
-    /// SES rejected the current selector (`FAILED`).
-    CurrentRejected {
+    Pending {
+        /// Since when (the switch), when recorded.
+        since: Option<OffsetDateTime>,
+    },
+    /// SES verified the current selector once, but its record stopped resolving.
+    TemporaryFailure,
+    /// SES rejected the current selector (`FAILED`): put the previous key back.
+    RollBack {
         /// The selector SES rejected.
-        selector: String,
+        rejected: String,
     },
     /// SES confirmed the current selector: record it.
     Confirm {
@@ -124,12 +142,21 @@ pub fn plan(facts: &Facts, options: PlanOptions, now: OffsetDateTime) -> Plan {
             return Plan::Rotate;
         }
     }
-    if let Some(selector) = &facts.current_selector {
+    if let Some(selector) = facts
+        .current_selector
+        .as_ref()
+        .filter(|_| facts.ses_on_current)
+    {
         match &facts.ses_status {
-            Some(DkimStatus::Pending | DkimStatus::TemporaryFailure) => return Plan::Pending,
+            Some(DkimStatus::Pending | DkimStatus::NotStarted) => {
+                return Plan::Pending {
+                    since: facts.switched_at,
+                };
+            }
+            Some(DkimStatus::TemporaryFailure) => return Plan::TemporaryFailure,
             Some(DkimStatus::Failed) => {
-                return Plan::CurrentRejected {
-                    selector: selector.clone(),
+                return Plan::RollBack {
+                    rejected: selector.clone(),
                 };
             }
             Some(DkimStatus::Success) if facts.confirmed_selector.as_ref() != Some(selector) => {
@@ -147,6 +174,11 @@ pub fn plan(facts: &Facts, options: PlanOptions, now: OffsetDateTime) -> Plan {
             selector: selector.clone(),
             until: *until,
         }),
+        RetireDecision::AwaitingConfirmation { selector } => {
+            Plan::Skip(SkipReason::AwaitingConfirmation {
+                selector: selector.clone(),
+            })
+        }
         RetireDecision::NothingToRetire | RetireDecision::AlreadyRetired { .. } => {
             Plan::Skip(SkipReason::KeyNotDue {
                 due_at: facts
@@ -180,6 +212,8 @@ mod tests {
             key_created: Some(NOW - time::Duration::days(10)),
             current_selector: Some("cur".into()),
             ses_status: Some(DkimStatus::Success),
+            ses_on_current: true,
+            switched_at: Some(NOW - time::Duration::days(10)),
             confirmed_selector: Some("cur".into()),
             retirement: RetireDecision::AlreadyRetired {
                 selector: "prev".into(),
@@ -266,33 +300,60 @@ mod tests {
                 }),
             ),
             (
-                "SES pending",
+                "SES pending, since the switch",
                 Facts {
                     ses_status: Some(DkimStatus::Pending),
                     ..settled()
                 },
                 options(),
-                Plan::Pending,
+                Plan::Pending {
+                    since: Some(NOW - time::Duration::days(10)),
+                },
             ),
             (
-                "SES temporary failure waits like pending",
+                "SES temporary failure: told, not rolled back",
                 Facts {
                     ses_status: Some(DkimStatus::TemporaryFailure),
                     ..settled()
                 },
                 options(),
-                Plan::Pending,
+                Plan::TemporaryFailure,
             ),
             (
-                "SES failed the current selector",
+                "SES failed the current selector: roll back",
                 Facts {
                     ses_status: Some(DkimStatus::Failed),
                     ..settled()
                 },
                 options(),
-                Plan::CurrentRejected {
-                    selector: "cur".into(),
+                Plan::RollBack {
+                    rejected: "cur".into(),
                 },
+            ),
+            (
+                "SES's status of another selector (or Easy DKIM) is not ours: no rollback",
+                Facts {
+                    ses_status: Some(DkimStatus::Failed),
+                    ses_on_current: false,
+                    ..settled()
+                },
+                options(),
+                Plan::Skip(SkipReason::KeyNotDue {
+                    due_at: Some(NOW + time::Duration::days(80)),
+                }),
+            ),
+            (
+                "current selector not confirmed: the previous one stays",
+                Facts {
+                    retirement: RetireDecision::AwaitingConfirmation {
+                        selector: "prev".into(),
+                    },
+                    ..settled()
+                },
+                options(),
+                Plan::Skip(SkipReason::AwaitingConfirmation {
+                    selector: "prev".into(),
+                }),
             ),
             (
                 "SES success not yet recorded: confirm",
@@ -358,7 +419,9 @@ mod tests {
                     ..settled()
                 },
                 options(),
-                Plan::Pending,
+                Plan::Pending {
+                    since: Some(NOW - time::Duration::days(10)),
+                },
             ),
         ];
         for (name, facts, options, expected) in cases {

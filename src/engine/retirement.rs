@@ -1,32 +1,34 @@
 //! Retiring the previous selector once the grace period after a switch has passed.
 //!
 //! The previous selector's TXT record stays published for at least `DKIM_OLD_KEY_GRACE_DAYS`
-//! after SES switched away from it, so mail signed just before the switch still verifies.
+//! after SES confirmed the selector that replaced it, so mail signed just before the switch still verifies.
 //! After that a run deletes it (Route 53 / RFC 2136), publishes a revoked `p=` instead
 //! (`DKIM_RETIRE=revoke`), or tells a person they may remove it (hint mode).
 //!
 //! [`assess`] decides from the secret, its tags and the time alone (pure); [`carry_out`] acts.
 //!
-//! The state lives on the secret, as tags, not in memory:
-//! - `ses-dkim-rotator:switched-to` / `switched-at`: which selector SES was switched to, when;
-//! - `ses-dkim-rotator:retired`: the last selector retired.
+//! The state lives on the secret, as tags ([`super::tags`]), not in memory:
+//! - `confirmed` / `confirmed-at`: the selector SES verified (`SUCCESS`), and when it was first
+//!   seen; the grace period counts from there, never from the switch (real SES may take up to
+//!   72 hours to verify, and the previous key must stay published all that time);
+//! - `retired`: the last selector retired.
 //!
-//! A guard makes it impossible to retire the selector SES signs with, or the current one.
+//! A guard makes it impossible to retire the selector SES signs with, the current one, or
+//! any previous one while SES has not verified the current selector.
 
 use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::error::EngineError;
-use super::ports::{DnsPublisher, Ports, PublishMode, SecretStore, SesDkimState, TxtRecord};
+use super::ports::{
+    DkimStatus, DnsPublisher, Ports, PublishMode, SecretStore, SesDkimState, TxtRecord,
+};
 use super::secret_doc::{DkimSecret, dkim_record_name};
 
-/// Tag: the selector SES was last switched to.
-pub const TAG_SWITCHED_TO: &str = "ses-dkim-rotator:switched-to";
-/// Tag: when (RFC 3339).
-pub const TAG_SWITCHED_AT: &str = "ses-dkim-rotator:switched-at";
-/// Tag: the last selector retired.
-pub const TAG_RETIRED: &str = "ses-dkim-rotator:retired";
+pub use super::tags::{
+    TAG_CONFIRMED, TAG_CONFIRMED_AT, TAG_RETIRED, TAG_SWITCHED_AT, TAG_SWITCHED_TO,
+};
 
 /// The value a revoked DKIM record carries: `p=` empty (RFC 6376 §3.6.1).
 pub const REVOKED_VALUE: &str = "v=DKIM1; k=rsa; p=";
@@ -60,11 +62,18 @@ pub enum RetireDecision {
         /// The previous selector.
         selector: String,
     },
-    /// No trustworthy switch time on the secret: the grace period starts now, never earlier.
+    /// SES has not confirmed the current selector (`SUCCESS`) yet: the grace period has not
+    /// started, and the previous record stays.
+    AwaitingConfirmation {
+        /// The previous selector.
+        selector: String,
+    },
+    /// The current selector is confirmed but the time was not recorded: the grace period
+    /// starts now, never earlier.
     StartGrace {
         /// The previous selector.
         selector: String,
-        /// The current selector, whose switch time is recorded.
+        /// The current selector, whose confirmation time is recorded.
         current: String,
     },
     /// The grace period runs.
@@ -82,7 +91,8 @@ pub enum RetireDecision {
 }
 
 /// Decides, from the current document, the secret's tags and the time, what retirement
-/// would do. Pure: no call is made.
+/// would do. Pure: no call is made. The grace period counts from SES's confirmation of the
+/// current selector (tags [`TAG_CONFIRMED`], [`TAG_CONFIRMED_AT`]), never from the switch.
 pub fn assess(
     current: &DkimSecret,
     tag: impl Fn(&str) -> Option<String>,
@@ -96,19 +106,18 @@ pub fn assess(
     if tag(TAG_RETIRED).as_deref() == Some(previous.as_str()) {
         return RetireDecision::AlreadyRetired { selector };
     }
-    let switched_at = match (tag(TAG_SWITCHED_TO), tag(TAG_SWITCHED_AT)) {
-        (Some(to), Some(at)) if to == current_key.selector.as_str() => {
-            OffsetDateTime::parse(&at, &Rfc3339).ok()
-        }
-        _ => None,
-    };
-    let Some(switched_at) = switched_at else {
+    if tag(TAG_CONFIRMED).as_deref() != Some(current_key.selector.as_str()) {
+        return RetireDecision::AwaitingConfirmation { selector };
+    }
+    let Some(confirmed_at) =
+        tag(TAG_CONFIRMED_AT).and_then(|at| OffsetDateTime::parse(&at, &Rfc3339).ok())
+    else {
         return RetireDecision::StartGrace {
             selector,
             current: current_key.selector.to_string(),
         };
     };
-    let until = switched_at + rules.grace;
+    let until = confirmed_at + rules.grace;
     if now < until {
         RetireDecision::GracePeriod { selector, until }
     } else {
@@ -126,6 +135,8 @@ pub enum RetireOutcome {
     AlreadyRetired,
     /// The grace period has not passed.
     GracePeriod,
+    /// SES has not confirmed the current selector: the grace period has not started.
+    AwaitingConfirmation,
     /// The record was deleted.
     Deleted,
     /// A revoked record (`p=` empty) replaced it.
@@ -155,6 +166,19 @@ pub struct RetireReport {
 /// RFC 3339 text of `at` (as tags and reports carry it).
 pub fn rfc3339(at: OffsetDateTime) -> String {
     at.format(&Rfc3339).unwrap_or_else(|_| at.to_string())
+}
+
+/// Tags the secret with SES's confirmation of `selector` at `at`: the grace clock starts.
+pub(crate) async fn record_confirmation<P: Ports>(
+    ports: &P,
+    secret_id: &str,
+    selector: &str,
+    at: OffsetDateTime,
+) -> Result<(), EngineError> {
+    let at = rfc3339(at);
+    let tags = [(TAG_CONFIRMED, selector), (TAG_CONFIRMED_AT, at.as_str())];
+    ports.secrets().set_tags(secret_id, &tags).await?;
+    Ok(())
 }
 
 /// Tags the secret with the switch to `selector` at `at`.
@@ -193,8 +217,11 @@ pub(crate) async fn carry_out<P: Ports>(
         RetireDecision::AlreadyRetired { selector } => {
             (selector, Some((RetireOutcome::AlreadyRetired, None)))
         }
+        RetireDecision::AwaitingConfirmation { selector } => {
+            (selector, Some((RetireOutcome::AwaitingConfirmation, None)))
+        }
         RetireDecision::StartGrace { selector, current } => {
-            record_switch(ports, secret_id, &current, now).await?;
+            record_confirmation(ports, secret_id, &current, now).await?;
             let until = rfc3339(now + rules.grace);
             (selector, Some((RetireOutcome::GracePeriod, Some(until))))
         }
@@ -221,19 +248,28 @@ pub(crate) async fn carry_out<P: Ports>(
         return Ok(report);
     }
 
-    // The guard: never retire what SES signs with, or the current selector.
+    // The guard: never retire what SES signs with or the current selector, and never while
+    // SES has not verified the current selector (mail would be left with no valid key).
     let ses_uses_it = ses_state
         .selectors
         .iter()
         .any(|s| s.eq_ignore_ascii_case(previous.as_str()));
-    let is_current = current
-        .key
-        .as_ref()
-        .is_some_and(|k| &k.selector == previous);
+    let current_key = current.key.as_ref();
+    let is_current = current_key.is_some_and(|k| &k.selector == previous);
     if is_current || ses_uses_it {
         return Err(EngineError::RetireRefused {
             selector,
             reason: "SES or AWSCURRENT still uses it".into(),
+        });
+    }
+    let current_verified = ses_state.has_status(&DkimStatus::Success)
+        && current_key.is_some_and(|k| ses_state.uses_external_selector(k.selector.as_str()));
+    if !current_verified {
+        return Err(EngineError::RetireRefused {
+            selector,
+            reason: format!(
+                "SES has not verified the current selector ({ses_state}); the previous record stays until it has"
+            ),
         });
     }
 

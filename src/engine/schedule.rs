@@ -23,10 +23,10 @@ use super::ports::{
 use super::retirement::{self, RetireOutcome, RetireReport};
 use super::secret_doc::{DkimSecret, DnsRecord};
 use super::steps::{RotationRequest, Step, StepReport, Trigger};
+use super::tags::{TAG_SWITCHED_AT, TAG_SWITCHED_TO};
 use super::{Engine, VersionLabel};
 
-/// Tag: the selector whose SES status was last seen `SUCCESS`.
-pub const TAG_CONFIRMED: &str = "ses-dkim-rotator:confirmed";
+pub use super::tags::{TAG_ADOPTED_FROM, TAG_CONFIRMED, TAG_REJECTED};
 
 /// Options of one scheduled run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,8 +62,12 @@ pub enum Action {
     WaitingForDns,
     /// SES still checks DNS for the current selector.
     Pending,
+    /// SES verified the current selector once, but its record stopped resolving.
+    TemporaryFailure,
     /// SES confirmed the current selector (`SUCCESS`).
     Confirmed,
+    /// SES rejected the current selector (`FAILED`); the previous key was put back.
+    RolledBack,
     /// The previous selector was retired.
     Retired,
     /// Nothing to do.
@@ -72,6 +76,17 @@ pub enum Action {
     Deferred,
     /// Something failed; see `error`.
     Failed,
+}
+
+/// Something a person should look at although nothing failed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "alert", rename_all = "snake_case")]
+pub enum Alert {
+    /// SES has said `PENDING` for longer than `DKIM_PENDING_ALERT_HOURS`.
+    VerificationOverdue {
+        /// Hours since the switch.
+        hours: f64,
+    },
 }
 
 /// One secret's line in the summary. Never holds key material.
@@ -99,6 +114,12 @@ pub struct IdentityReport {
     /// Hours a pending key has waited for its DNS record.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pending_hours: Option<f64>,
+    /// Hours SES has said `PENDING` for the current selector (since the switch).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ses_pending_hours: Option<f64>,
+    /// Something to look at although nothing failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alert: Option<Alert>,
     /// A TXT record someone must add, or may now remove.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dns_record: Option<DnsRecord>,
@@ -133,6 +154,8 @@ impl IdentityReport {
             ses_status: None,
             key_age_days: None,
             pending_hours: None,
+            ses_pending_hours: None,
+            alert: None,
             dns_record: None,
             skipped: None,
             retired: None,
@@ -206,6 +229,16 @@ fn facts_of(
             .and_then(|k| parse_time(k.created_at.as_deref())),
         current_selector: current.key.as_ref().map(|k| k.selector.to_string()),
         ses_status: ses_state.status.clone(),
+        ses_on_current: current
+            .key
+            .as_ref()
+            .is_some_and(|k| ses_state.uses_external_selector(k.selector.as_str())),
+        switched_at: match (tag(TAG_SWITCHED_TO), current.key.as_ref()) {
+            (Some(to), Some(key)) if to == key.selector.as_str() => {
+                parse_time(tag(TAG_SWITCHED_AT).as_deref())
+            }
+            _ => None,
+        },
         confirmed_selector: tag(TAG_CONFIRMED),
         retirement,
     }
@@ -309,8 +342,9 @@ impl<P: Ports> Engine<P> {
         report.action = match &planned {
             Plan::Resume { .. } => Action::Resumed,
             Plan::Rotate => Action::Rotated,
-            Plan::Pending => Action::Pending,
-            Plan::CurrentRejected { .. } => Action::Failed,
+            Plan::Pending { .. } => Action::Pending,
+            Plan::TemporaryFailure => Action::TemporaryFailure,
+            Plan::RollBack { .. } => Action::RolledBack,
             Plan::Confirm { .. } => Action::Confirmed,
             Plan::Retire(_) => Action::Retired,
             Plan::StartGraceClock(_) | Plan::Skip(_) => Action::Skipped,
@@ -328,21 +362,36 @@ impl<P: Ports> Engine<P> {
                 let token = uuid::Uuid::new_v4().to_string();
                 self.rotate_into(report, &token, options, now).await
             }
-            Plan::Pending => {
+            Plan::Pending { since } => {
                 report.detail = Some("SES is still checking DNS for the current selector".into());
+                if let Some(since) = since {
+                    let hours = days_between(since, now) * 24.0;
+                    report.ses_pending_hours = Some(hours);
+                    if now - since >= self.policy().pending_alert {
+                        report.alert = Some(Alert::VerificationOverdue { hours });
+                    }
+                }
                 Ok(())
             }
-            Plan::CurrentRejected { selector } => Err(EngineError::SesRejectedKey {
-                identity: current.identity.to_string(),
-                selector,
-                rollback: super::error::Rollback::NotTried,
-                action: "the current key is not verified by SES; check its TXT record, or run `dkim-rotator rollback`".into(),
-            }),
-            Plan::Confirm { selector } => {
-                self.store()
-                    .set_tags(&secret_id, &[(TAG_CONFIRMED, selector.as_str())])
-                    .await?;
+            Plan::TemporaryFailure => {
+                report.detail = Some(
+                    "SES verified the current selector before, but its TXT record no longer resolves; SES keeps signing and keeps checking: make the record resolve again".into(),
+                );
                 Ok(())
+            }
+            Plan::RollBack { rejected } => {
+                let selector = self
+                    .roll_back_rejected(&secret_id, &description, &current, &rejected)
+                    .await?;
+                report.selector = Some(selector.clone());
+                report.rolled_back = true;
+                report.detail = Some(format!(
+                    "SES rejected selector {rejected} (FAILED); SES signs with {selector} again and it is AWSCURRENT again; {rejected} is never put again, the next rotation makes a fresh key"
+                ));
+                Ok(())
+            }
+            Plan::Confirm { selector } => {
+                retirement::record_confirmation(self.ports(), &secret_id, &selector, now).await
             }
             Plan::StartGraceClock(decision) | Plan::Retire(decision) => {
                 let retired = retirement::carry_out(
@@ -381,6 +430,23 @@ impl<P: Ports> Engine<P> {
                 Ok(())
             }
         }
+    }
+
+    /// The watcher's rollback after SES said `FAILED` for `rejected`: the previous key back
+    /// in SES and `AWSCURRENT` (its record checked in DNS first), then `rejected` tagged so it
+    /// is never put again. When the previous record is gone it refuses, changing nothing.
+    async fn roll_back_rejected(
+        &self,
+        secret_id: &str,
+        description: &SecretDescription,
+        current: &DkimSecret,
+        rejected: &str,
+    ) -> Result<String, EngineError> {
+        let selector = self
+            .restore_previous(secret_id, description, current)
+            .await?;
+        self.mark_rejected(secret_id, description, rejected).await?;
+        Ok(selector)
     }
 
     /// Runs (or resumes) a rotation with `token`; on failure, describes what is pending so

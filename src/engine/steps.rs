@@ -32,6 +32,7 @@ use super::ports::{
 use super::retirement::{self, RetireOutcome};
 use super::secret_doc::{DkimSecret, DnsRecord, PublishedKey};
 use super::selector::Selector;
+use super::tags::{self, TAG_ADOPTED_FROM, TAG_REJECTED};
 use super::{Engine, VersionLabel};
 use crate::secret_text::SecretText;
 
@@ -405,8 +406,10 @@ impl<P: Ports> Engine<P> {
                 continue;
             };
             let pending = PendingKey { doc, key };
+            let rejected = description.tags.get(TAG_REJECTED).map(String::as_str);
             let usable = pending.doc.identity == current.identity
                 && pending.key.key.bits() == self.policy().key_bits
+                && !tags::is_rejected(rejected, pending.key.selector.as_str())
                 && Self::check_pending_is_new(request, current, &pending).is_ok();
             if usable {
                 return Ok(Some((version.clone(), pending.key)));
@@ -421,6 +424,7 @@ impl<P: Ports> Engine<P> {
         description: &SecretDescription,
     ) -> Result<StepReport, EngineError> {
         let (current, ses_state) = self.read_current_checked(&request.secret_id).await?;
+        self.check_easy_dkim_consent(&current, &ses_state)?;
         if let Some(pending) = self.read_pending(request).await? {
             Self::check_same_identity(request, &current, &pending)?;
             Self::check_pending_is_new(request, &current, &pending)?;
@@ -674,8 +678,24 @@ impl<P: Ports> Engine<P> {
         let outcome = if state.uses_external_selector(selector) {
             Outcome::SesAlreadySwitched
         } else {
+            let rejected = description.tags.get(TAG_REJECTED).map(String::as_str);
+            if tags::is_rejected(rejected, selector) {
+                return Err(EngineError::SelectorRejected {
+                    secret_id: request.secret_id.clone(),
+                    selector: selector.to_owned(),
+                });
+            }
+            self.check_easy_dkim_consent(&current, &state)?;
             // Never point SES at a selector DNS does not serve.
             dns_check = self.verify_published(request, &pending).await?;
+            if state.origin == Some(SigningOrigin::AwsSes) {
+                self.store()
+                    .set_tags(
+                        &request.secret_id,
+                        &[(TAG_ADOPTED_FROM, SigningOrigin::AwsSes.as_str())],
+                    )
+                    .await?;
+            }
             self.ses()
                 .sign_with_external_key(identity, region, selector, pending.key.key.private_key())
                 .await?;
@@ -693,7 +713,9 @@ impl<P: Ports> Engine<P> {
             .await?
             .unwrap_or_default();
         if after.has_status(&DkimStatus::Failed) {
-            return Err(self.roll_back(&current, &pending).await);
+            return Err(self
+                .roll_back(&request.secret_id, description, &current, &pending)
+                .await);
         }
         // The switch time is tagged before AWSCURRENT moves, so a retried step (which finds
         // the token not yet current) records it again; the grace period never starts early.
@@ -722,53 +744,72 @@ impl<P: Ports> Engine<P> {
         Ok(report)
     }
 
-    /// SES said `FAILED` for the new key: put the previous key back (its TXT record is still
-    /// published) and leave `AWSCURRENT` where it was.
-    async fn roll_back(&self, current: &DkimSecret, pending: &PendingKey) -> EngineError {
+    /// SES said `FAILED` for the new key right after the switch: put the previous key back
+    /// (after checking DNS serves its record), tag the new selector rejected so a retried step
+    /// never puts it again, and leave `AWSCURRENT` where it was.
+    async fn roll_back(
+        &self,
+        secret_id: &str,
+        description: &SecretDescription,
+        current: &DkimSecret,
+        pending: &PendingKey,
+    ) -> EngineError {
         let identity = current.identity.as_str();
-        let (rollback, action) = match &current.key {
-            Some(previous) => match self
-                .ses()
-                .sign_with_external_key(
-                    identity,
-                    current.region.as_deref(),
-                    previous.selector.as_str(),
-                    previous.key.private_key(),
-                )
-                .await
-            {
-                Ok(()) => (
-                    Rollback::Done {
-                        selector: previous.selector.to_string(),
-                    },
-                    format!(
-                        "rolled back to selector {}; AWSCURRENT is unchanged. Check that {} serves the new TXT record, then rotate again",
-                        previous.selector,
-                        pending.key.dns_name(&pending.doc.identity)
-                    ),
-                ),
-                Err(e) => (
-                    Rollback::Failed {
-                        reason: e.to_string(),
-                    },
-                    format!(
-                        "rolling back to selector {} FAILED too ({e}); put it back by hand: aws sesv2 put-email-identity-dkim-signing-attributes --email-identity {identity} --signing-attributes-origin EXTERNAL with the AWSCURRENT key",
-                        previous.selector
-                    ),
-                ),
-            },
-            None => (
+        let rejected = pending.key.selector.as_str();
+        let marked = self.mark_rejected(secret_id, description, rejected).await;
+        let (rollback, action) = match (&current.key, marked) {
+            (_, Err(error)) => (
+                Rollback::Failed {
+                    reason: error.to_string(),
+                },
+                format!("could not tag selector {rejected} rejected ({error}); nothing was rolled back, run `dkim-rotator rollback` after checking the previous record"),
+            ),
+            (None, Ok(())) => (
                 Rollback::NoPreviousKey,
                 "there is no previous BYODKIM key to roll back to; AWSCURRENT is unchanged. Check the TXT record, then rotate again".to_owned(),
             ),
+            (Some(_), Ok(())) => match self.put_back(secret_id, current).await {
+                Ok(selector) => (
+                    Rollback::Done {
+                        selector: selector.clone(),
+                    },
+                    format!(
+                        "rolled back to selector {selector}; AWSCURRENT is unchanged. Check that {} serves the new TXT record, then rotate again",
+                        pending.key.dns_name(&pending.doc.identity)
+                    ),
+                ),
+                Err(error) => (
+                    Rollback::Failed {
+                        reason: error.to_string(),
+                    },
+                    format!("rolling back FAILED too ({error}); put the AWSCURRENT key back by hand with `dkim-rotator rollback` once its record resolves"),
+                ),
+            },
         };
-        tracing::error!(identity, selector = %pending.key.selector, %action, "SES rejected the new DKIM key");
+        tracing::error!(identity, selector = rejected, %action, "SES rejected the new DKIM key");
         EngineError::SesRejectedKey {
             identity: identity.to_owned(),
-            selector: pending.key.selector.to_string(),
+            selector: rejected.to_owned(),
             rollback,
             action,
         }
+    }
+
+    /// Refuses to switch an identity that signs with Easy DKIM unless the policy allows it:
+    /// while BYODKIM is pending after such a switch, SES may send mail unsigned.
+    fn check_easy_dkim_consent(
+        &self,
+        current: &DkimSecret,
+        state: &SesDkimState,
+    ) -> Result<(), EngineError> {
+        let easy_dkim_signing =
+            state.origin == Some(SigningOrigin::AwsSes) && state.has_status(&DkimStatus::Success);
+        if easy_dkim_signing && !self.policy().adopt_easy_dkim {
+            return Err(EngineError::EasyDkimInUse {
+                identity: current.identity.to_string(),
+            });
+        }
+        Ok(())
     }
 }
 

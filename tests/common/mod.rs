@@ -1,5 +1,6 @@
 //! Shared test bed for integration tests: real SDK clients pointed at the local stand-ins
-//! started by `scripts/testbed.sh` (moto for Secrets Manager, awsim for SESv2).
+//! started by `scripts/testbed.sh` (moto for Secrets Manager, Route 53, SNS, SQS; the SES model
+//! `scripts/ses_model.py` for SESv2; knot for DNS).
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -22,9 +23,10 @@ use ses_dkim_rotator::engine::error::EngineError;
 use ses_dkim_rotator::engine::identity::AllowedIdentities;
 use ses_dkim_rotator::engine::ports::PortSet;
 use ses_dkim_rotator::engine::ports::{
-    DkimSigningService, DkimStatus, PortError, SecretDescription, SecretStore, SesDkimState,
-    SigningOrigin, StoredVersion, VersionInfo, VersionRef,
+    Deadline, DkimSigningService, DkimStatus, PortError, Ports, SecretDescription, SecretStore,
+    SesDkimState, SigningOrigin, StoredVersion, VersionInfo, VersionRef,
 };
+use ses_dkim_rotator::engine::schedule::{Action, MaintainOptions};
 use ses_dkim_rotator::engine::steps::{RotationRequest, Step, StepReport};
 use ses_dkim_rotator::engine::{Engine, RotationPolicy};
 use ses_dkim_rotator::secret_text::SecretText;
@@ -318,26 +320,52 @@ impl TestBed {
         }
     }
 
-    /// The selector SES signs `domain` with. Real SES reports a BYODKIM selector in
-    /// `DkimAttributes.Tokens`; awsim leaves `Tokens` empty and puts it in a field of its own
-    /// (`DomainSigningSelector`) that the SDK does not model, so read the raw JSON as well.
+    /// The selector SES signs `domain` with (BYODKIM: `Tokens` holds it, as on real SES).
     pub async fn ses_selector(&self, domain: &str) -> Option<String> {
-        if let Some(token) = self.ses_dkim(domain).await.selectors.into_iter().next() {
-            return Some(token);
-        }
-        let endpoint = std::env::var("AWS_ENDPOINT_URL_SESV2").expect("AWS_ENDPOINT_URL_SESV2");
-        let authority = endpoint
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_owned();
-        let path = format!("/v2/email/identities/{domain}");
-        let body = tokio::task::spawn_blocking(move || raw_get(&authority, &path))
-            .await
-            .unwrap();
-        let json: Value = serde_json::from_str(&body).expect("GetEmailIdentity JSON");
-        json["DkimAttributes"]["DomainSigningSelector"]
-            .as_str()
-            .map(str::to_owned)
+        let state = self.ses_dkim(domain).await;
+        (state.origin == Some(SigningOrigin::External))
+            .then(|| state.selectors.into_iter().next())
+            .flatten()
+    }
+
+    /// "SES looks now": the SES model checks `domain`'s selector in DNS (knot) and moves its
+    /// status as real SES would (PENDING → SUCCESS when served, …). Returns the new status
+    /// (`None` for an Easy DKIM identity, which the model does not check).
+    pub async fn ses_check(&self, domain: &str) -> Option<DkimStatus> {
+        let out = ses_model(
+            "POST",
+            "/_model/check",
+            &serde_json::json!({"identity": domain}),
+        )
+        .await;
+        out["Status"].as_str().map(DkimStatus::parse)
+    }
+
+    /// SES looks at DNS and says `SUCCESS`; a scheduled run of `engine` records the
+    /// confirmation (the previous selector's grace period starts then).
+    pub async fn confirm<P: Ports>(&self, engine: &Engine<P>, seeded: &Seeded) {
+        assert_eq!(
+            self.ses_check(&seeded.domain).await,
+            Some(DkimStatus::Success)
+        );
+        let options = MaintainOptions {
+            force: false,
+            dry_run: false,
+            rotation_interval: time::Duration::days(90),
+            deadline: Deadline::NONE,
+        };
+        let report = engine.maintain(&seeded.arn, &options).await;
+        assert_eq!(report.action, Action::Confirmed, "{report:?}");
+    }
+
+    /// Forces SES's DKIM status of `domain` (the SES model's control API).
+    pub async fn ses_force(&self, domain: &str, status: DkimStatus) {
+        ses_model(
+            "POST",
+            "/_model/status",
+            &serde_json::json!({"identity": domain, "status": status.as_str()}),
+        )
+        .await;
     }
 
     /// A fresh identity in SES plus its secret `{"identity": domain, ...extra}`.
@@ -506,34 +534,36 @@ pub async fn expect_error(
     err
 }
 
-/// A plain HTTP/1.1 GET to the emulator (test-only; the emulator does not check signatures),
-/// retried while the emulator answers 429 (chaos rules).
-fn raw_get(authority: &str, path: &str) -> String {
-    for _ in 0..20 {
-        if let Some(body) = raw_get_once(authority, path) {
-            return body;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    panic!("the emulator kept answering 429 to GET {path}");
-}
-
-fn raw_get_once(authority: &str, path: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(authority).expect("connect to the emulator");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
-    if head.starts_with("HTTP/1.1 429") {
-        return None;
-    }
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    Some(body.to_owned())
+/// One call to the SES model's control API (`scripts/ses_model.py`, under `/_model/`).
+pub async fn ses_model(method: &'static str, path: &'static str, body: &Value) -> Value {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL_SESV2").expect("AWS_ENDPOINT_URL_SESV2");
+    let authority = endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let body = if body.is_null() {
+        "{}".to_owned()
+    } else {
+        body.to_string()
+    };
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut stream =
+            std::net::TcpStream::connect(&authority).expect("connect to the SES model");
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
+        assert!(head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"), "{method} {path}: {head}\n{body}");
+        serde_json::from_str(body).unwrap_or(Value::Null)
+    })
+    .await
+    .unwrap()
 }
 
 /// One call to the Secrets Manager port, for wrappers that act around it.

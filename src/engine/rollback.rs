@@ -1,0 +1,141 @@
+//! Putting a previous key back in SES: the one way every rollback happens (the watcher's
+//! after SES said `FAILED`, `finishSecret`'s, and the operator's `dkim-rotator rollback`).
+//!
+//! A key goes back only after DNS is checked, at that moment, to serve its record: SES is
+//! never pointed at a selector whose record is gone. A selector SES rejected is tagged
+//! ([`super::tags::TAG_REJECTED`]) and never put again.
+
+use super::dns_check::check_all_servers;
+use super::error::EngineError;
+use super::ports::{
+    DkimSigningService, DnsTxtLookup, Ports, STAGE_CURRENT, STAGE_PREVIOUS, SecretDescription,
+    SecretStore, SigningOrigin,
+};
+use super::secret_doc::{DkimSecret, DnsRecord};
+use super::tags::{self, TAG_ADOPTED_FROM, TAG_REJECTED};
+use super::{Engine, VersionLabel};
+
+impl<P: Ports> Engine<P> {
+    /// Checks in DNS that `doc`'s record is served, then points SES at its key. Returns the
+    /// selector SES signs with now.
+    pub(crate) async fn put_back(
+        &self,
+        secret_id: &str,
+        doc: &DkimSecret,
+    ) -> Result<String, EngineError> {
+        let key = doc
+            .key
+            .as_ref()
+            .ok_or_else(|| EngineError::RollbackRefused {
+                secret_id: secret_id.to_owned(),
+                reason: "the version to go back to holds no key".into(),
+            })?;
+        let record = DnsRecord::for_key(&doc.identity, key);
+        let answers = self
+            .ports()
+            .lookup()
+            .lookup_txt(doc.identity.as_str(), &record.name)
+            .await;
+        let check = check_all_servers(&answers, key.key.public_key());
+        if !check.is_published() {
+            return Err(EngineError::RollbackRefused {
+                secret_id: secret_id.to_owned(),
+                reason: format!(
+                    "DNS does not serve the record of selector {} ({}): {}",
+                    key.selector,
+                    check.kind(),
+                    check.explain(&record.name, &record.presentation)
+                ),
+            });
+        }
+        self.ses()
+            .sign_with_external_key(
+                doc.identity.as_str(),
+                doc.region.as_deref(),
+                key.selector.as_str(),
+                key.key.private_key(),
+            )
+            .await?;
+        tracing::info!(secret_id, selector = %key.selector, "SES signs with the previous key again");
+        Ok(key.selector.to_string())
+    }
+
+    /// `AWSPREVIOUS` back into SES and into `AWSCURRENT` (after [`Self::put_back`]'s DNS
+    /// check). Returns the selector SES signs with now.
+    pub(crate) async fn restore_previous(
+        &self,
+        secret_id: &str,
+        description: &SecretDescription,
+        current: &DkimSecret,
+    ) -> Result<String, EngineError> {
+        let refuse = |reason: String| EngineError::RollbackRefused {
+            secret_id: secret_id.to_owned(),
+            reason,
+        };
+        let no_previous_key = |what: &str| {
+            let mut reason = format!("{what}: there is no earlier BYODKIM key to go back to");
+            if description.tags.get(TAG_ADOPTED_FROM).map(String::as_str)
+                == Some(SigningOrigin::AwsSes.as_str())
+            {
+                reason.push_str(&format!(
+                    ". This identity signed with Easy DKIM before: to go back to it, check that its three CNAME records still resolve, then run aws sesv2 put-email-identity-dkim-signing-attributes --email-identity {} --signing-attributes-origin AWS_SES",
+                    current.identity
+                ));
+            }
+            reason.push_str("; or fix the current selector's TXT record and rotate again");
+            refuse(reason)
+        };
+        let previous_id = description
+            .version_with_stage(STAGE_PREVIOUS)
+            .ok_or_else(|| no_previous_key("there is no AWSPREVIOUS version"))?
+            .to_owned();
+        let previous = self
+            .read_doc(secret_id, VersionLabel::PREVIOUS)
+            .await?
+            .ok_or_else(|| no_previous_key("the AWSPREVIOUS version has no value"))?;
+        let Some(key) = &previous.key else {
+            return Err(no_previous_key(
+                "AWSPREVIOUS holds no key (never rotated before)",
+            ));
+        };
+        if previous.identity != current.identity {
+            return Err(refuse(format!(
+                "AWSCURRENT is for `{}` but AWSPREVIOUS is for `{}`; roll back by hand, or rotate",
+                current.identity, previous.identity
+            )));
+        }
+        let rejected = description.tags.get(TAG_REJECTED).map(String::as_str);
+        if tags::is_rejected(rejected, key.selector.as_str()) {
+            return Err(refuse(format!(
+                "SES rejected the AWSPREVIOUS selector {} before; rotate again for a fresh key",
+                key.selector
+            )));
+        }
+        let selector = self.put_back(secret_id, &previous).await?;
+        self.store()
+            .promote(
+                secret_id,
+                &previous_id,
+                description.version_with_stage(STAGE_CURRENT),
+            )
+            .await?;
+        Ok(selector)
+    }
+
+    /// Tags `selector` as rejected by SES: no retry or later run ever puts it again.
+    pub(crate) async fn mark_rejected(
+        &self,
+        secret_id: &str,
+        description: &SecretDescription,
+        selector: &str,
+    ) -> Result<(), EngineError> {
+        let value = tags::with_rejected(
+            description.tags.get(TAG_REJECTED).map(String::as_str),
+            selector,
+        );
+        self.store()
+            .set_tags(secret_id, &[(TAG_REJECTED, value.as_str())])
+            .await?;
+        Ok(())
+    }
+}
