@@ -24,6 +24,6 @@ SES_DKIM_INVARIANT_LOG=$(mktemp)
 export SES_DKIM_INVARIANT_LOG
 trap 'rm -f "${SES_DKIM_INVARIANT_LOG}"' EXIT
 cargo test --locked --all-targets --features emulators
-echo "invariant checks made (SES's selector has a published, matching TXT record): $(wc -l < "${SES_DKIM_INVARIANT_LOG}")"
+echo "invariant checks made (SES's selector has a published, matching TXT record; no previous record retired before SES verified the current one): $(wc -l < "${SES_DKIM_INVARIANT_LOG}")"
 step "fuzz smoke: each cargo-fuzz target for ${FUZZ_SMOKE_SECONDS:-15} s (make fuzz runs longer)"
 scripts/fuzz.sh "${FUZZ_SMOKE_SECONDS:-15}"

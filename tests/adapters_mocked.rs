@@ -368,3 +368,21 @@ async fn finish_keeps_awscurrent_when_ses_refuses_the_key() {
     let calls = fixture.calls.lock().unwrap().clone();
     assert!(!calls.contains(&"UpdateSecretVersionStage"), "{calls:?}");
 }
+
+#[tokio::test]
+async fn ses_access_denied_in_another_region_names_the_template_parameter() {
+    let denied = mock!(aws_sdk_sesv2::Client::get_email_identity)
+        .sequence()
+        .http_status(
+            403,
+            Some(r#"{"__type":"AccessDeniedException","message":"not authorized"}"#.to_owned()),
+        )
+        .build();
+    let ses = SesV2Signing::new(mock_client!(aws_sdk_sesv2, RuleMode::MatchAny, [&denied]));
+    let err = ses.dkim_state(DOMAIN, Some("eu-west-1")).await.unwrap_err();
+    assert_eq!(err.kind, FailureKind::AccessDenied, "{err}");
+    assert!(
+        err.message.contains("eu-west-1") && err.message.contains("SesRegions"),
+        "{err}"
+    );
+}

@@ -3,7 +3,7 @@
 //! wrong, and (for secrets, run through a real rotation on the emulators) change nothing.
 
 #[cfg(feature = "emulators")]
-mod common;
+pub mod common;
 
 use std::collections::HashMap;
 use std::fs;

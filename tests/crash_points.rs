@@ -7,7 +7,7 @@
 //! → tag; the grace period is over → retire the previous selector's TXT), where a run that
 //! fails on an injected abort is simply run again, as the next schedule would.
 
-mod common;
+pub mod common;
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -2,7 +2,7 @@
 //! publish → verify → switch → confirm → retire. After every step the invariant is checked:
 //! the selector SES signs with has a published, matching TXT record.
 
-mod common;
+pub mod common;
 
 use std::sync::{Arc, Mutex};
 
@@ -19,10 +19,10 @@ use ses_dkim_rotator::engine::RotationPolicy;
 use ses_dkim_rotator::engine::dns_check::TxtAnswer;
 use ses_dkim_rotator::engine::error::EngineError;
 use ses_dkim_rotator::engine::key::{DkimKeyPair, KeyBits, split_txt_strings};
-use ses_dkim_rotator::engine::ports::Deadline;
-use ses_dkim_rotator::engine::ports::DnsTxtLookup;
+use ses_dkim_rotator::engine::ports::{Deadline, DkimStatus as SesStatus, DnsTxtLookup};
 use ses_dkim_rotator::engine::retirement::RetireMode;
 use ses_dkim_rotator::engine::retirement::RetireOutcome;
+use ses_dkim_rotator::engine::schedule::{Action, MaintainOptions};
 use ses_dkim_rotator::engine::steps::{Outcome, Step};
 
 fn dns_outcome(err: &EngineError) -> &'static str {
@@ -218,34 +218,6 @@ async fn rfc2136_publishes_one_split_record_then_verifies_then_switches() {
         dns_txt(name),
         TxtAnswer::Records(vec![current["dns_value"].as_str().unwrap().to_owned()])
     );
-}
-
-#[tokio::test]
-async fn verification_waits_within_the_deadline_for_a_late_record() {
-    let bed = TestBed::connect().await;
-    let seeded = bed.seed("late", json!({})).await;
-    let mut policy = allow_all();
-    policy.deadline_margin = std::time::Duration::from_millis(100);
-    let engine = bed.engine_with("hint", policy).await;
-    let token = bed.start_rotation(&seeded.arn).await;
-    engine
-        .run_step(&request(Step::CreateSecret, &seeded.arn, &token))
-        .await
-        .unwrap();
-    let pending = bed.secret_json(&seeded.arn, "AWSPENDING").await;
-    let name = pending["dns_name"].as_str().unwrap().to_owned();
-    let value = pending["dns_value"].as_str().unwrap().to_owned();
-
-    // A person adds the record a moment after testSecret starts checking.
-    let adder = std::thread::spawn(move || {
-        std::thread::sleep(std::time::Duration::from_millis(1500));
-        dns_add_txt(&name, &split_txt_strings(&value));
-    });
-    let mut req = request(Step::TestSecret, &seeded.arn, &token);
-    req.deadline = Deadline::at(time::OffsetDateTime::now_utc() + time::Duration::seconds(20));
-    let report = engine.run_step(&req).await.unwrap();
-    adder.join().unwrap();
-    assert_eq!(report.dns_check, Some("published"));
 }
 
 #[tokio::test]
@@ -764,4 +736,68 @@ async fn the_next_rotation_retires_the_selector_before_the_current_one() {
     assert_eq!(dns_txt(&names[0]), TxtAnswer::NoRecords);
     assert!(matches!(dns_txt(&names[1]), TxtAnswer::Records(_)));
     assert!(matches!(dns_txt(&names[2]), TxtAnswer::Records(_)));
+}
+
+#[tokio::test]
+async fn ses_failing_a_key_on_its_own_time_is_rolled_back_by_the_scheduled_run() {
+    let bed = TestBed::connect().await;
+    let engine = bed.engine(allow_all()).await;
+    let (seeded, previous, current_name) = rotated_twice(&bed, &engine, "watchfail").await;
+    let rejected = bed.secret_json(&seeded.arn, "AWSCURRENT").await["selector"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // SES never found the new record: it is gone, and SES's 72-hour window runs out.
+    dns_delete_txt(&current_name);
+    ses_model(
+        "POST",
+        "/_model/expire",
+        &json!({"identity": seeded.domain}),
+    )
+    .await;
+    assert_eq!(
+        bed.ses_check(&seeded.domain).await,
+        Some(SesStatus::TemporaryFailure)
+    );
+    // A verified key whose record stops resolving is TEMPORARY_FAILURE, not FAILED: no rollback.
+    let report = engine.maintain(&seeded.arn, &daily()).await;
+    assert_eq!(report.action, Action::TemporaryFailure, "{report:?}");
+    assert_eq!(
+        bed.ses_selector(&seeded.domain).await.as_deref(),
+        Some(rejected.as_str())
+    );
+
+    // SES gives up on it (FAILED): the next run puts the previous key back.
+    bed.ses_force(&seeded.domain, SesStatus::Failed).await;
+    let report = engine.maintain(&seeded.arn, &daily()).await;
+    assert_eq!(report.action, Action::RolledBack, "{report:?}");
+    assert_eq!(
+        bed.ses_selector(&seeded.domain).await.as_deref(),
+        Some(previous.as_str())
+    );
+    assert_eq!(
+        bed.secret_json(&seeded.arn, "AWSCURRENT").await["selector"],
+        previous.as_str()
+    );
+    bed.assert_invariant(&seeded.domain, &seeded.arn).await;
+    // SES verifies the restored key again; nothing puts the rejected one back.
+    assert_eq!(
+        bed.ses_check(&seeded.domain).await,
+        Some(SesStatus::Success)
+    );
+    let report = engine.maintain(&seeded.arn, &daily()).await;
+    assert_ne!(report.action, Action::RolledBack, "{report:?}");
+    assert_eq!(
+        bed.ses_selector(&seeded.domain).await.as_deref(),
+        Some(previous.as_str())
+    );
+}
+
+fn daily() -> MaintainOptions {
+    MaintainOptions {
+        force: false,
+        dry_run: false,
+        rotation_interval: time::Duration::days(90),
+        deadline: Deadline::NONE,
+    }
 }

@@ -2,7 +2,7 @@
 //! latency injected into SESv2 (the SES model's chaos rules). Alone in this test binary with the fleet
 //! benchmark (ignored unless `make bench`): the chaos rules are global to the emulator.
 
-mod common;
+pub mod common;
 
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 //! TRACE level, SDK and DNS library included, and searched for secret material: any private
 //! key, the `RotationToken`, the TSIG key.
 
-mod common;
+pub mod common;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};

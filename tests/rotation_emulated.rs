@@ -2,7 +2,7 @@
 //! (moto: Secrets Manager; awsim: SESv2). Each test seeds its own identity and secret, and
 //! checks SES's state and the secret's stages after the steps it runs.
 
-mod common;
+pub mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -511,4 +511,49 @@ async fn stored_key_signs_mail_that_dkimpy_verifies_against_the_published_txt() 
         let verdict = dkimpy_verdict(&current, &wrong);
         assert_eq!(verdict["verified"], false, "{verdict}");
     }
+}
+
+#[tokio::test]
+async fn abort_unblocks_rotate_secret_where_cancel_rotate_secret_does_not() {
+    let bed = TestBed::connect().await;
+    let seeded = bed.seed("abort", json!({})).await;
+    let engine = bed.engine(allow_all()).await;
+    let token = bed.start_rotation(&seeded.arn).await;
+    engine
+        .run_step(&request(Step::CreateSecret, &seeded.arn, &token))
+        .await
+        .unwrap();
+    let handed_out = bed.secret_json(&seeded.arn, "AWSPENDING").await;
+    bed.secrets
+        .cancel_rotate_secret()
+        .secret_id(&seeded.arn)
+        .send()
+        .await
+        .unwrap();
+    // What AWS does: the pending label stays, and RotateSecret refuses (moto stages a new
+    // version instead, so the bed applies AWS's rule itself: `rotate_secret_as_aws`).
+    assert!(
+        bed.stages(&seeded.arn).await[&token].contains(&"AWSPENDING".to_owned()),
+        "CancelRotateSecret took AWSPENDING off"
+    );
+    let refusal = bed.rotate_secret_as_aws(&seeded.arn).await.unwrap_err();
+    assert!(refusal.contains("previous rotation"), "{refusal}");
+
+    let report = engine.abort(&seeded.arn).await.unwrap();
+    assert_eq!(report.version.as_deref(), Some(token.as_str()));
+    assert_eq!(report.selector.as_deref(), handed_out["selector"].as_str());
+    assert!(!bed.stages(&seeded.arn).await[&token].contains(&"AWSPENDING".to_owned()));
+    assert_ne!(
+        bed.ses_dkim(&seeded.domain).await.origin,
+        Some(SigningOrigin::External)
+    );
+
+    // A new rotation starts, and resumes the same key.
+    let next = bed.rotate_secret_as_aws(&seeded.arn).await.unwrap();
+    let report = engine
+        .run_step(&request(Step::CreateSecret, &seeded.arn, &next))
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::KeyResumed);
+    assert_eq!(report.selector.as_deref(), handed_out["selector"].as_str());
 }

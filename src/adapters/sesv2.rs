@@ -72,6 +72,17 @@ impl SesV2Signing {
     }
 }
 
+/// An access refusal in another region than the function's own most often means the role may
+/// not use SES there: say so, and how to allow it.
+fn in_region(mut error: PortError, region: Option<&str>) -> PortError {
+    if let (FailureKind::AccessDenied, Some(region)) = (error.kind, region) {
+        error.message.push_str(&format!(
+            " (the secret names region {region}: the function's role must be allowed SES there; add {region} to the template parameter SesRegions)"
+        ));
+    }
+    error
+}
+
 impl DkimSigningService for SesV2Signing {
     async fn dkim_state(
         &self,
@@ -87,7 +98,10 @@ impl DkimSigningService for SesV2Signing {
         {
             Ok(out) => out,
             Err(e) => {
-                let error = port_error(SERVICE, "GetEmailIdentity", e, |e| ses_failure_kind!(e));
+                let error = in_region(
+                    port_error(SERVICE, "GetEmailIdentity", e, |e| ses_failure_kind!(e)),
+                    region,
+                );
                 return if error.kind == FailureKind::NotFound {
                     Ok(None)
                 } else {
@@ -127,9 +141,10 @@ impl DkimSigningService for SesV2Signing {
             .send()
             .await
             .map_err(|e| {
-                port_error(SERVICE, "PutEmailIdentityDkimSigningAttributes", e, |e| {
+                let error = port_error(SERVICE, "PutEmailIdentityDkimSigningAttributes", e, |e| {
                     ses_failure_kind!(e)
-                })
+                });
+                in_region(error, region)
             })?;
         Ok(())
     }

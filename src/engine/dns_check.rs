@@ -2,7 +2,8 @@
 //!
 //! The lookup returns every TXT record at `<selector>._domainkey.<domain>`, each with its
 //! character-strings already concatenated (RFC 6376 §3.6.2.2). [`check_dkim_record`] turns
-//! that answer into one of five distinct outcomes, each with a message that says what to do.
+//! that answer into one of six distinct outcomes (published, or one of five reasons it is not),
+//! each with a message that says what to do.
 
 use std::fmt;
 

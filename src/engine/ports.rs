@@ -343,7 +343,8 @@ pub struct TxtRecord<'a> {
     pub identity: &'a str,
     /// `<selector>._domainkey.<identity>`.
     pub name: &'a str,
-    /// The unsplit value (`v=DKIM1; k=rsa; p=…`, or `v=DKIM1; p=` to revoke).
+    /// The unsplit value (`v=DKIM1; k=rsa; p=…`, or [`super::retirement::REVOKED_VALUE`] to
+    /// revoke).
     pub value: &'a str,
     /// A zone chosen in the secret (Route 53 `hosted_zone_id`), if any.
     pub zone_hint: Option<&'a str>,
