@@ -24,7 +24,7 @@ LAYERS = [
     ["engine::rollback"],
     ["engine::steps", "engine::operations"],
     ["engine::schedule"],
-    ["notifications", "metrics", "logging", "panic_report"],
+    ["notifications", "metrics", "logging", "panic_report", "work_queue"],
     ["adapters"],
     ["error", "config"],
     ["handler", "testing"],

@@ -28,6 +28,15 @@ if [ "$(git -C "$DB_DIR" rev-parse HEAD 2>/dev/null)" != "$snapshot" ]; then
 fi
 dated=$(git -C "$DB_DIR" show -s --format=%cs HEAD)
 echo "advisory database: RustSec snapshot of ${dated} ($(git -C "$DB_DIR" show -s --format=%s HEAD | sed 's/.*tree of \([0-9a-f]\{12\}\).*/upstream commit \1/'))"
+age_days=$(( ( $(date +%s) - $(git -C "$DB_DIR" show -s --format=%ct HEAD) ) / 86400 ))
+if [ "$age_days" -gt 30 ]; then
+  echo "WARNING: the advisory snapshot is ${age_days} days old (more than 30): advisories published after ${dated} are not checked." >&2
+  echo "         Refresh it (supply-chain/README.md, \"To refresh the snapshot\"), or run DENY_LIVE_DB=1 scripts/supply_chain.sh where GitHub is reachable." >&2
+fi
 # --offline: no network for the database; every crate of the lock file must be local first.
 cargo fetch --locked --quiet
 cargo deny --offline check --hide-inclusion-graph --show-stats
+# The fuzz workspace has a lock file of its own: it must be current (--locked), and its crates
+# are checked for advisories too.
+cargo fetch --locked --quiet --manifest-path fuzz/Cargo.toml
+cargo deny --offline --manifest-path fuzz/Cargo.toml check advisories --hide-inclusion-graph

@@ -21,6 +21,7 @@ use crate::adapters::route53::Route53Publisher;
 use crate::adapters::secrets_manager::SecretsManagerStore;
 use crate::adapters::sesv2::SesV2Signing;
 use crate::adapters::sns::{ConfiguredNotifier, SnsNotifier};
+use crate::adapters::sqs::{ConfiguredWorkQueue, SqsWorkQueue};
 use crate::config::{PublisherSetting, Settings};
 use crate::engine::Engine;
 use crate::engine::ports::PortSet;
@@ -34,9 +35,10 @@ pub type AwsPorts =
 pub type AwsEngine = Engine<AwsPorts>;
 
 /// The whole function: engine, fleet settings, notifier.
-pub type AwsRotator = Rotator<AwsPorts, ConfiguredNotifier>;
+pub type AwsRotator = Rotator<AwsPorts, ConfiguredNotifier, ConfiguredWorkQueue>;
 
-/// Wires the engine, the scheduled-run settings and the notifier. Makes no network call.
+/// Wires the engine, the scheduled-run settings, the notifier and the work queue. Makes no
+/// network call.
 pub fn build_rotator(settings: &Settings, aws: &SdkConfig) -> AwsRotator {
     let notifier = match &settings.fleet.notify_topic_arn {
         Some(topic) => ConfiguredNotifier::Sns(SnsNotifier::new(
@@ -45,10 +47,18 @@ pub fn build_rotator(settings: &Settings, aws: &SdkConfig) -> AwsRotator {
         )),
         None => ConfiguredNotifier::Off,
     };
+    let queue = match &settings.fleet.work_queue_url {
+        Some(url) => ConfiguredWorkQueue::Sqs(SqsWorkQueue::new(
+            aws_sdk_sqs::Client::new(&with_retries(aws)),
+            url.clone(),
+        )),
+        None => ConfiguredWorkQueue::Off,
+    };
     Rotator {
         engine: build_engine(settings, aws),
         fleet: settings.fleet.clone(),
         notifier,
+        queue,
     }
 }
 

@@ -60,6 +60,8 @@ pub struct FleetSettings {
     pub identity_budget: Duration,
     /// `DKIM_NOTIFY_TOPIC_ARN`.
     pub notify_topic_arn: Option<String>,
+    /// `DKIM_WORK_QUEUE_URL`: scheduled runs plan and send one message per identity here.
+    pub work_queue_url: Option<String>,
     /// `DKIM_METRICS_NAMESPACE`.
     pub metrics_namespace: String,
 }
@@ -252,6 +254,7 @@ impl Settings {
             max_concurrency: number("DKIM_MAX_CONCURRENCY", 4, 256)?.max(1) as usize,
             identity_budget: Duration::from_secs(number("DKIM_IDENTITY_BUDGET_SECONDS", 20, 900)?),
             notify_topic_arn: get("DKIM_NOTIFY_TOPIC_ARN").map(|t| t.trim().to_owned()),
+            work_queue_url: get("DKIM_WORK_QUEUE_URL").map(|t| t.trim().to_owned()),
             metrics_namespace: get("DKIM_METRICS_NAMESPACE")
                 .map(|t| t.trim().to_owned())
                 .unwrap_or_else(|| "SesDkimRotator".to_owned()),

@@ -4,7 +4,8 @@
 //! - Secrets Manager's rotation event `{"Step", "SecretId", "ClientRequestToken", "RotationToken"?}`;
 //! - EventBridge's "Scheduled Event" (`"source": "aws.events"`): maintain every managed secret;
 //! - an EventBridge Scheduler payload `{"secret_ids": [...], "force": false, "dry_run": false}`
-//!   (each field optional).
+//!   (each field optional);
+//! - an SQS event whose records are [`WorkItem`]s (queue mode, `DKIM_WORK_QUEUE_URL`).
 //!
 //! Anything else is refused with an `InvalidEvent` error that names the accepted shapes. The
 //! `RotationToken` is kept in a [`SecretText`] and never logged or returned.
@@ -17,15 +18,29 @@ use time::OffsetDateTime;
 use crate::config::FleetSettings;
 use crate::engine::Engine;
 use crate::engine::ports::{Deadline, Ports};
-use crate::engine::schedule::{FleetSummary, MaintainOptions};
+use crate::engine::schedule::{Action, FleetSummary, MaintainOptions};
 use crate::engine::steps::{Outcome, RotationRequest};
 use crate::error::AppError;
 use crate::metrics::{self, RunCounts};
 use crate::notifications::{self, Notification, Notifier};
 use crate::secret_text::SecretText;
+use crate::work_queue::{WorkItem, WorkQueue};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 
 /// The shapes this function accepts, for error messages.
-const ACCEPTED: &str = "a Secrets Manager rotation event {\"Step\": \"createSecret|setSecret|testSecret|finishSecret\", \"SecretId\": \"<arn>\", \"ClientRequestToken\": \"<version id>\"}, an EventBridge Scheduled Event, or {\"secret_ids\": [\"<arn>\"], \"force\": false, \"dry_run\": false}";
+const ACCEPTED: &str = "a Secrets Manager rotation event {\"Step\": \"createSecret|setSecret|testSecret|finishSecret\", \"SecretId\": \"<arn>\", \"ClientRequestToken\": \"<version id>\"}, an EventBridge Scheduled Event, {\"secret_ids\": [\"<arn>\"], \"force\": false, \"dry_run\": false}, or an SQS event of work items";
+
+/// What a planner sent.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct QueuedPlan {
+    /// Messages sent (0 in a dry run).
+    pub queued: usize,
+    /// The secrets planned for.
+    pub secret_ids: Vec<String>,
+    /// Nothing was sent.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+}
 
 /// Fields of the scheduler payload.
 const SCHEDULE_FIELDS: [&str; 3] = ["secret_ids", "force", "dry_run"];
@@ -131,6 +146,8 @@ pub enum Invocation {
     Rotation(RotationRequest),
     /// A scheduled run over managed secrets.
     Scheduled(ScheduledRun),
+    /// A batch of work from the queue (the SQS event source mapping).
+    Queue(SqsEvent),
 }
 
 fn parse_scheduled(map: &Map<String, Value>) -> Result<ScheduledRun, AppError> {
@@ -201,6 +218,29 @@ pub fn parse_invocation(payload: &Value) -> Result<Invocation, AppError> {
     if !map.is_empty() && map.keys().any(|k| SCHEDULE_FIELDS.contains(&k.as_str())) {
         return parse_scheduled(map).map(Invocation::Scheduled);
     }
+    let from_sqs = map
+        .get("Records")
+        .and_then(Value::as_array)
+        .and_then(|records| records.first())
+        .and_then(|record| record.get("eventSource"))
+        .and_then(Value::as_str)
+        == Some("aws:sqs");
+    if from_sqs {
+        let event = serde_json::from_value::<SqsEvent>(payload.clone()).map_err(|e| {
+            AppError::InvalidEvent(format!("an SQS event that does not parse: {e}"))
+        })?;
+        // SQS always sends both; without a messageId a failure could not even be reported.
+        if let Some(index) = event
+            .records
+            .iter()
+            .position(|r| r.message_id.is_none() || r.body.is_none())
+        {
+            return Err(AppError::InvalidEvent(format!(
+                "SQS record {index}: `messageId` and `body` must be present (the queue's event source mapping sends both)"
+            )));
+        }
+        return Ok(Invocation::Queue(event));
+    }
     Err(AppError::InvalidEvent(format!(
         "the payload is none of the accepted shapes; expected {ACCEPTED}"
     )))
@@ -208,20 +248,22 @@ pub fn parse_invocation(payload: &Value) -> Result<Invocation, AppError> {
 
 /// Everything an invocation needs, built once at start-up.
 #[derive(Debug)]
-pub struct Rotator<P, N> {
+pub struct Rotator<P, N, Q> {
     /// The rotation engine.
     pub engine: Engine<P>,
     /// Scheduled-run settings.
     pub fleet: FleetSettings,
     /// Where notifications go.
     pub notifier: N,
+    /// Where a planner sends work (used when `fleet.work_queue_url` is set).
+    pub queue: Q,
 }
 
 fn now_ms() -> i64 {
     (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-impl<P: Ports, N: Notifier> Rotator<P, N> {
+impl<P: Ports, N: Notifier, Q: WorkQueue> Rotator<P, N, Q> {
     async fn notify(&self, notification: Option<Notification>) {
         let Some(notification) = notification else {
             return;
@@ -341,15 +383,105 @@ impl<P: Ports, N: Notifier> Rotator<P, N> {
         let deadline = deadline_of(&event.context);
         match parse_invocation(&event.payload)? {
             Invocation::Rotation(request) => self.rotation(request, deadline).await,
+            Invocation::Scheduled(run) if self.fleet.work_queue_url.is_some() => {
+                let planned = self.plan_to_queue(&run).await?;
+                Ok(serde_json::to_value(planned).expect("a plan always serialises"))
+            }
             Invocation::Scheduled(run) => {
                 let summary = self.scheduled(&run, deadline).await?;
-                for line in metrics::fleet_lines(&self.fleet.metrics_namespace, now_ms(), &summary)
-                {
-                    println!("{line}");
-                }
+                self.print_metrics(&summary);
                 Ok(serde_json::to_value(summary).expect("a summary always serialises"))
             }
+            Invocation::Queue(event) => {
+                let response = self.work(event, deadline).await;
+                Ok(serde_json::to_value(response).expect("a batch response always serialises"))
+            }
         }
+    }
+
+    fn print_metrics(&self, summary: &FleetSummary) {
+        for line in metrics::fleet_lines(&self.fleet.metrics_namespace, now_ms(), summary) {
+            println!("{line}");
+        }
+    }
+
+    /// The planner: one queue message per managed secret, and nothing read per secret (the
+    /// worker reads and decides). Returns what was sent.
+    pub async fn plan_to_queue(&self, run: &ScheduledRun) -> Result<QueuedPlan, AppError> {
+        let secret_ids = self.managed_secrets(run).await?;
+        let items: Vec<WorkItem> = secret_ids
+            .iter()
+            .map(|secret_id| WorkItem {
+                secret_id: secret_id.clone(),
+                force: run.force,
+            })
+            .collect();
+        let sent = if run.dry_run {
+            0
+        } else {
+            self.queue.send(&items).await?
+        };
+        tracing::info!(
+            secrets = items.len(),
+            sent,
+            dry_run = run.dry_run,
+            "planned: one work message per identity"
+        );
+        Ok(QueuedPlan {
+            queued: sent,
+            secret_ids,
+            dry_run: run.dry_run,
+        })
+    }
+
+    /// The worker: each SQS record is one identity's work, maintained with the same engine as
+    /// a scheduled run. Answers with the records that failed, so SQS retries only those; a
+    /// record whose body is not a work item fails with a clear log line (the queue's redrive
+    /// policy moves it to the dead-letter queue after `maxReceiveCount`). Work already done is
+    /// a no-op: the plan finds nothing to do.
+    pub async fn work(&self, event: SqsEvent, deadline: Deadline) -> SqsBatchResponse {
+        let mut response = SqsBatchResponse::default();
+        let mut reports = Vec::new();
+        for record in event.records {
+            let Some(message_id) = record.message_id.clone() else {
+                continue; // refused by parse_invocation
+            };
+            let item = match WorkItem::from_body(record.body.as_deref().unwrap_or_default()) {
+                Ok(item) => item,
+                Err(reason) => {
+                    tracing::error!(
+                        message_id,
+                        %reason,
+                        "poison message: failed; after maxReceiveCount deliveries the queue moves it to the dead-letter queue"
+                    );
+                    response.add_failure(message_id);
+                    continue;
+                }
+            };
+            let options = MaintainOptions {
+                force: item.force,
+                dry_run: false,
+                rotation_interval: self.fleet.rotation_interval,
+                deadline,
+            };
+            let report = self.engine.maintain(&item.secret_id, &options).await;
+            if report.action == Action::Failed {
+                tracing::error!(
+                    message_id,
+                    secret_id = %item.secret_id,
+                    error_type = report.error_type,
+                    error = report.error.as_deref(),
+                    "work item failed; SQS delivers it again"
+                );
+                response.add_failure(message_id);
+            }
+            self.notify(notifications::for_identity(&report)).await;
+            reports.push(report);
+        }
+        let summary = FleetSummary::of(reports);
+        self.print_metrics(&summary);
+        tracing::info!(counts = ?summary.counts, failed = response.batch_item_failures.len(), "work batch done");
+        response
     }
 }
 

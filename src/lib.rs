@@ -10,6 +10,7 @@
 //! - [`assembly`] picks the adapters the settings ask for and builds the engine.
 //! - [`config`] reads and checks the settings once, at start-up.
 //! - [`notifications`] and [`metrics`] say what happened: SNS messages, CloudWatch EMF lines.
+//! - [`work_queue`] fans a fleet out through SQS: the planner's messages, the worker's items.
 //! - [`error`] is the entry points' error: the engine's, plus a bad event or setting.
 //! - [`logging`] and [`panic_report`] are the Lambda binary's log set-up and panic net.
 
@@ -26,3 +27,4 @@ pub mod panic_report;
 pub mod secret_text;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod work_queue;

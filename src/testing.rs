@@ -29,6 +29,7 @@ use crate::engine::ports::{
 };
 use crate::notifications::{Notification, Notifier};
 use crate::secret_text::SecretText;
+use crate::work_queue::{WorkItem, WorkQueue};
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
@@ -58,6 +59,16 @@ pub struct CallLog {
 }
 
 impl CallLog {
+    /// The calls made so far.
+    fn calls(&self) -> Vec<String> {
+        self.calls.clone()
+    }
+
+    /// Queues a failure of kind `kind` for the next call of `operation`.
+    fn fail_next(&mut self, operation: &'static str, kind: FailureKind) {
+        self.failures.entry(operation).or_default().push_back(kind);
+    }
+
     /// Records `operation`; returns the queued failure for it, if any.
     fn enter(&mut self, service: &'static str, operation: &'static str) -> Result<(), PortError> {
         self.calls.push(format!("{service}.{operation}"));
@@ -279,17 +290,12 @@ impl MemorySecrets {
 
     /// The calls made so far (`SecretsManager.GetSecretValue`, …).
     pub fn calls(&self) -> Vec<String> {
-        lock(&self.state).log.calls.clone()
+        lock(&self.state).log.calls()
     }
 
     /// Makes the next call of `operation` (e.g. `"TagResource"`) fail with `kind`.
     pub fn fail_next(&self, operation: &'static str, kind: FailureKind) {
-        lock(&self.state)
-            .log
-            .failures
-            .entry(operation)
-            .or_default()
-            .push_back(kind);
+        lock(&self.state).log.fail_next(operation, kind);
     }
 
     /// A copy of the whole store, for "nothing changed" comparisons.
@@ -578,17 +584,12 @@ impl FakeSes {
 
     /// The calls made so far.
     pub fn calls(&self) -> Vec<String> {
-        lock(&self.state).log.calls.clone()
+        lock(&self.state).log.calls()
     }
 
     /// Makes the next call of `operation` fail with `kind`.
     pub fn fail_next(&self, operation: &'static str, kind: FailureKind) {
-        lock(&self.state)
-            .log
-            .failures
-            .entry(operation)
-            .or_default()
-            .push_back(kind);
+        lock(&self.state).log.fail_next(operation, kind);
     }
 
     /// "SES looks now" for `domain`: a `PENDING` external key becomes `SUCCESS` when `zone`
@@ -752,17 +753,12 @@ impl MemoryZone {
 
     /// The calls made so far (`DNS.Upsert`, `DNS.Delete`, `DNS.Lookup`).
     pub fn calls(&self) -> Vec<String> {
-        lock(&self.state).log.calls.clone()
+        lock(&self.state).log.calls()
     }
 
     /// Makes the next `operation` (`Upsert`, `Delete`, `Lookup`) fail with `kind`.
     pub fn fail_next(&self, operation: &'static str, kind: FailureKind) {
-        lock(&self.state)
-            .log
-            .failures
-            .entry(operation)
-            .or_default()
-            .push_back(kind);
+        lock(&self.state).log.fail_next(operation, kind);
     }
 }
 
@@ -869,6 +865,26 @@ impl Notifier for RecordingNotifier {
     async fn publish(&self, notification: &Notification) -> Result<(), PortError> {
         lock(&self.sent).push(notification.clone());
         Ok(())
+    }
+}
+
+/// A work queue that keeps what it was sent.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryQueue {
+    sent: Arc<Mutex<Vec<WorkItem>>>,
+}
+
+impl MemoryQueue {
+    /// Everything sent so far, in order.
+    pub fn sent(&self) -> Vec<WorkItem> {
+        lock(&self.sent).clone()
+    }
+}
+
+impl WorkQueue for MemoryQueue {
+    async fn send(&self, items: &[WorkItem]) -> Result<usize, PortError> {
+        lock(&self.sent).extend_from_slice(items);
+        Ok(items.len())
     }
 }
 

@@ -27,7 +27,8 @@ use ses_dkim_rotator::metrics;
 use ses_dkim_rotator::notifications::{self, NotificationKind};
 use ses_dkim_rotator::secret_text::SecretText;
 use ses_dkim_rotator::testing::{
-    FakeSes, ManualClock, MemoryPorts, MemorySecrets, MemoryZone, RecordingNotifier, memory_ports,
+    FakeSes, ManualClock, MemoryPorts, MemoryQueue, MemorySecrets, MemoryZone, RecordingNotifier,
+    memory_ports,
 };
 use time::OffsetDateTime;
 use time::macros::datetime;
@@ -996,13 +997,9 @@ async fn the_retirement_guard_refuses_the_selector_ses_signs_with() {
 
 // ---- the Lambda handler over the fakes ----------------------------------------------------
 
-fn rotator(
-    world: World,
-) -> (
-    Rotator<MemoryPorts, RecordingNotifier>,
-    RecordingNotifier,
-    World,
-) {
+type MemoryRotator = Rotator<MemoryPorts, RecordingNotifier, MemoryQueue>;
+
+fn rotator(world: World) -> (MemoryRotator, RecordingNotifier, World) {
     let notifier = RecordingNotifier::default();
     let mut fleet =
         Settings::from_lookup(|name| (name == "DKIM_ALLOWED_IDENTITIES").then(|| "*".to_owned()))
@@ -1015,6 +1012,7 @@ fn rotator(
             engine,
             fleet,
             notifier: notifier.clone(),
+            queue: MemoryQueue::default(),
         },
         notifier,
         world,
@@ -1516,4 +1514,95 @@ async fn the_guard_refuses_retirement_while_ses_has_not_verified_the_current_sel
     assert_eq!(err.error_type(), "RetireRefused", "{err}");
     assert!(err.to_string().contains("not verified"), "{err}");
     assert_eq!(world.record(&first).len(), 1);
+}
+
+// ---- fleets through a queue: the planner and the worker ----------------------------------
+
+fn sqs_event(records: &[(&str, &str)]) -> Value {
+    json!({
+        "Records": records
+            .iter()
+            .map(|(id, body)| json!({
+                "messageId": id, "receiptHandle": "r", "body": body, "attributes": {},
+                "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:dkim-work", "awsRegion": "us-east-1"
+            }))
+            .collect::<Vec<_>>()
+    })
+}
+
+#[tokio::test]
+async fn the_planner_sends_one_message_per_identity_and_reads_no_secret() {
+    let (mut rotator, _, world) = rotator(World::new(PublishMode::Route53));
+    let other = world
+        .secrets
+        .create_secret("other", &json!({"identity": DOMAIN}).to_string());
+    rotator.fleet.secret_ids.push(other.clone());
+    rotator.fleet.work_queue_url = Some("https://sqs.example/dkim-work".into());
+    let out = rotator
+        .handle(event(
+            json!({"source": "aws.events", "detail-type": "Scheduled Event"}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(out["queued"], 2, "{out}");
+    let sent: Vec<String> = rotator
+        .queue
+        .sent()
+        .into_iter()
+        .map(|i| i.secret_id)
+        .collect();
+    assert_eq!(sent, [world.arn.clone(), other]);
+    assert!(
+        world
+            .secrets
+            .calls()
+            .iter()
+            .all(|c| !c.ends_with("GetSecretValue") && !c.ends_with("DescribeSecret")),
+        "the planner read a secret: {:?}",
+        world.secrets.calls()
+    );
+    assert!(world.ses.calls().is_empty(), "the planner called SES");
+}
+
+#[tokio::test]
+async fn the_worker_reports_exactly_the_failed_records_and_is_idempotent() {
+    let (rotator, _, world) = rotator(World::new(PublishMode::Route53));
+    let good = format!(r#"{{"secret_id":"{}"}}"#, world.arn);
+    let out = rotator
+        .handle(event(sqs_event(&[
+            ("m-good", good.as_str()),
+            ("m-poison", "rotate everything"),
+            (
+                "m-unknown",
+                r#"{"secret_id":"arn:aws:secretsmanager:us-east-1:123456789012:secret:gone"}"#,
+            ),
+        ])))
+        .await
+        .unwrap();
+    let failed: Vec<&str> = out["batchItemFailures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["itemIdentifier"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, ["m-poison", "m-unknown"], "{out}");
+    assert_eq!(
+        world.ses.puts().len(),
+        1,
+        "the good record rotated its identity"
+    );
+    world.assert_invariant();
+
+    // SQS delivers the good message again (e.g. the batch's visibility timed out): no-op.
+    let out = rotator
+        .handle(event(sqs_event(&[("m-good", good.as_str())])))
+        .await
+        .unwrap();
+    assert_eq!(out["batchItemFailures"], json!([]), "{out}");
+    assert_eq!(
+        world.ses.puts().len(),
+        1,
+        "work already done is not done again"
+    );
 }

@@ -36,6 +36,16 @@ fn scheduled_events_parse() {
 }
 
 #[test]
+fn the_sample_sqs_event_is_queue_work() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("events");
+    let invocation = parse_invocation(&read(&dir.join("sqs-work.json"))).unwrap();
+    let Invocation::Queue(event) = invocation else {
+        panic!("not queue work: {invocation:?}")
+    };
+    assert_eq!(event.records.len(), 1);
+}
+
+#[test]
 fn malformed_events_are_refused() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("events/malformed");
     let mut seen = 0;

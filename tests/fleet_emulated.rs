@@ -470,3 +470,190 @@ async fn a_secret_region_selects_the_ses_region_of_its_identity() {
         "eu-west-1"
     );
 }
+
+/// The event source mapping, as a test driver: receives up to `max` messages and hands them to
+/// the function as one SQS event; deletes the ones the function did not report failed (what
+/// Lambda does with a partial batch response); returns the batch response.
+async fn deliver(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    rotator: &AwsRotator,
+    max: i32,
+) -> Option<Value> {
+    let received = sqs
+        .receive_message()
+        .queue_url(queue_url)
+        .max_number_of_messages(max)
+        .visibility_timeout(0)
+        .send()
+        .await
+        .unwrap();
+    let messages = received.messages();
+    if messages.is_empty() {
+        return None;
+    }
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|m| {
+            json!({
+                "messageId": m.message_id(), "receiptHandle": m.receipt_handle(), "body": m.body(),
+                "attributes": {}, "messageAttributes": {}, "md5OfBody": m.md5_of_body(),
+                "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q",
+                "awsRegion": "us-east-1"
+            })
+        })
+        .collect();
+    let response = rotator
+        .handle(lambda_runtime::LambdaEvent::new(
+            json!({ "Records": records }),
+            lambda_runtime::Context::default(),
+        ))
+        .await
+        .unwrap();
+    let failed: HashSet<&str> = response["batchItemFailures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["itemIdentifier"].as_str().unwrap())
+        .collect();
+    for message in messages {
+        if !failed.contains(message.message_id().unwrap()) {
+            sqs.delete_message()
+                .queue_url(queue_url)
+                .receipt_handle(message.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    Some(response)
+}
+
+#[tokio::test]
+async fn planner_queue_worker_fleet_with_a_broken_secret_ending_in_the_dead_letter_queue() {
+    let bed = TestBed::connect().await;
+    let config = bed.aws_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let tag = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+    let dlq_url = sqs
+        .create_queue()
+        .queue_name(format!("dkim-dlq-{tag}"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned();
+    let dlq_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&dlq_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes()
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(format!("dkim-work-{tag}"))
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy,
+            json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "2"}).to_string(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned();
+
+    let mut fleet = Vec::new();
+    for _ in 0..3 {
+        fleet.push(bed.seed("queued", json!({})).await);
+    }
+    let broken = bed
+        .create_secret(&format!("dkim/broken-{tag}"), "{\"identity\": 5}")
+        .await;
+    let mut ids: Vec<String> = fleet.iter().map(|s| s.arn.clone()).collect();
+    ids.push(broken.clone());
+    let rotator = rotator(&bed, "rfc2136", |s| {
+        s.fleet.work_queue_url = Some(queue_url.clone());
+        s.fleet.secret_ids = ids.clone();
+    })
+    .await;
+
+    // The planner: one message per identity, nothing else.
+    let plan = rotator
+        .handle(lambda_runtime::LambdaEvent::new(
+            json!({"source": "aws.events", "detail-type": "Scheduled Event"}),
+            lambda_runtime::Context::default(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(plan["queued"], 4, "{plan}");
+
+    // The worker, in batches of 2 as the mapping would deliver them.
+    let mut failures = Vec::new();
+    for _ in 0..10 {
+        let Some(response) = deliver(&sqs, &queue_url, &rotator, 2).await else {
+            break;
+        };
+        failures.extend(
+            response["batchItemFailures"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["itemIdentifier"].as_str().unwrap().to_owned()),
+        );
+    }
+    for seeded in &fleet {
+        bed.assert_invariant(&seeded.domain, &seeded.arn).await;
+        assert!(
+            bed.ses_selector(&seeded.domain).await.is_some(),
+            "{} was not rotated",
+            seeded.domain
+        );
+    }
+    // Only the broken secret's message failed (once per delivery), then went to the DLQ.
+    assert!(!failures.is_empty());
+    assert_eq!(
+        failures.iter().collect::<HashSet<_>>().len(),
+        1,
+        "one message failed: {failures:?}"
+    );
+    let dead = sqs
+        .receive_message()
+        .queue_url(&dlq_url)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .unwrap();
+    let bodies: Vec<&str> = dead.messages().iter().filter_map(|m| m.body()).collect();
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    assert!(bodies[0].contains(&broken), "{bodies:?}");
+
+    // A second plan inside the interval sends work again, and the worker finds it done.
+    let puts_before: Vec<Option<String>> = {
+        let mut v = Vec::new();
+        for s in &fleet {
+            v.push(bed.ses_selector(&s.domain).await);
+        }
+        v
+    };
+    let rotator_again = rotator;
+    rotator_again
+        .plan_to_queue(&ScheduledRun {
+            secret_ids: Some(fleet.iter().map(|s| s.arn.clone()).collect()),
+            force: false,
+            dry_run: false,
+        })
+        .await
+        .unwrap();
+    while let Some(response) = deliver(&sqs, &queue_url, &rotator_again, 10).await {
+        assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+    }
+    for (s, before) in fleet.iter().zip(puts_before) {
+        assert_eq!(bed.ses_selector(&s.domain).await, before, "rotated twice");
+    }
+}

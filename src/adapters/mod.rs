@@ -11,6 +11,7 @@ pub mod route53;
 pub mod secrets_manager;
 pub mod sesv2;
 pub mod sns;
+pub mod sqs;
 
 use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
 use aws_smithy_runtime_api::client::result::SdkError;

@@ -175,10 +175,14 @@ pub(crate) async fn record_confirmation<P: Ports>(
     selector: &str,
     at: OffsetDateTime,
 ) -> Result<(), EngineError> {
-    let at = rfc3339(at);
-    let tags = [(TAG_CONFIRMED, selector), (TAG_CONFIRMED_AT, at.as_str())];
-    ports.secrets().set_tags(secret_id, &tags).await?;
-    Ok(())
+    tag_selector_and_time(
+        ports,
+        secret_id,
+        [TAG_CONFIRMED, TAG_CONFIRMED_AT],
+        selector,
+        at,
+    )
+    .await
 }
 
 /// Tags the secret with the switch to `selector` at `at`.
@@ -188,8 +192,26 @@ pub(crate) async fn record_switch<P: Ports>(
     selector: &str,
     at: OffsetDateTime,
 ) -> Result<(), EngineError> {
+    tag_selector_and_time(
+        ports,
+        secret_id,
+        [TAG_SWITCHED_TO, TAG_SWITCHED_AT],
+        selector,
+        at,
+    )
+    .await
+}
+
+/// One `TagResource`: `names[0]` = `selector`, `names[1]` = `at` (RFC 3339).
+async fn tag_selector_and_time<P: Ports>(
+    ports: &P,
+    secret_id: &str,
+    names: [&str; 2],
+    selector: &str,
+    at: OffsetDateTime,
+) -> Result<(), EngineError> {
     let at = rfc3339(at);
-    let tags = [(TAG_SWITCHED_TO, selector), (TAG_SWITCHED_AT, at.as_str())];
+    let tags = [(names[0], selector), (names[1], at.as_str())];
     ports.secrets().set_tags(secret_id, &tags).await?;
     Ok(())
 }

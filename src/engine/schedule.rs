@@ -190,6 +190,15 @@ pub struct FleetSummary {
 }
 
 impl FleetSummary {
+    /// The summary of `identities` (counts per action).
+    pub fn of(identities: Vec<IdentityReport>) -> Self {
+        let mut counts = BTreeMap::new();
+        for report in &identities {
+            *counts.entry(report.action).or_insert(0) += 1;
+        }
+        Self { counts, identities }
+    }
+
     /// Whether any secret failed.
     pub fn has_failures(&self) -> bool {
         self.counts.get(&Action::Failed).copied().unwrap_or(0) > 0
@@ -202,6 +211,15 @@ fn parse_time(text: Option<&str>) -> Option<OffsetDateTime> {
 
 fn days_between(from: OffsetDateTime, to: OffsetDateTime) -> f64 {
     (to - from).as_seconds_f64() / 86_400.0
+}
+
+/// What a run has read about one secret (see [`Engine::look_at`]).
+struct Seen {
+    description: SecretDescription,
+    current: DkimSecret,
+    ses_state: SesDkimState,
+    retirement: retirement::RetireDecision,
+    now: OffsetDateTime,
 }
 
 /// The facts [`plan`] decides on, from what the run has read.
@@ -253,26 +271,38 @@ impl<P: Ports> Engine<P> {
     /// Retires the previous selector if its grace period has passed (starting the grace
     /// clock when no switch time was recorded).
     pub async fn retire_previous(&self, secret_id: &str) -> Result<RetireReport, EngineError> {
+        let seen = self.look_at(secret_id).await?;
+        retirement::carry_out(
+            self.ports(),
+            self.policy().retirement(),
+            secret_id,
+            seen.retirement,
+            &seen.current,
+            &seen.ses_state,
+            seen.now,
+        )
+        .await
+    }
+
+    /// What a run reads about one secret before it decides: `DescribeSecret`, `AWSCURRENT`,
+    /// SES; and where retirement stands.
+    async fn look_at(&self, secret_id: &str) -> Result<Seen, EngineError> {
         let description = self.store().describe(secret_id).await?;
         let (current, ses_state) = self.read_current_checked(secret_id).await?;
         let now = self.now();
-        let rules = self.policy().retirement();
-        let decision = retirement::assess(
+        let retirement = retirement::assess(
             &current,
             |key| description.tags.get(key).cloned(),
-            rules,
+            self.policy().retirement(),
             now,
         );
-        retirement::carry_out(
-            self.ports(),
-            rules,
-            secret_id,
-            decision,
-            &current,
-            &ses_state,
+        Ok(Seen {
+            description,
+            current,
+            ses_state,
+            retirement,
             now,
-        )
-        .await
+        })
     }
 
     /// Runs the four steps with `token`.
@@ -316,16 +346,14 @@ impl<P: Ports> Engine<P> {
         options: &MaintainOptions,
     ) -> Result<(), EngineError> {
         let secret_id = report.secret_id.clone();
-        let description = self.store().describe(&secret_id).await?;
-        let (current, ses_state) = self.read_current_checked(&secret_id).await?;
-        let now = self.now();
-        let rules = self.policy().retirement();
-        let decision = retirement::assess(
-            &current,
-            |key| description.tags.get(key).cloned(),
-            rules,
+        let Seen {
+            description,
+            current,
+            ses_state,
+            retirement: decision,
             now,
-        );
+        } = self.look_at(&secret_id).await?;
+        let rules = self.policy().retirement();
         let facts = facts_of(&description, &current, &ses_state, decision);
         report.identity = Some(current.identity.to_string());
         report.selector = facts.current_selector.clone();
@@ -513,11 +541,6 @@ impl<P: Ports> Engine<P> {
             .await;
         let mut identities = started;
         identities.sort_by_key(|(index, _)| *index);
-        let identities: Vec<IdentityReport> = identities.into_iter().map(|(_, r)| r).collect();
-        let mut counts = BTreeMap::new();
-        for report in &identities {
-            *counts.entry(report.action).or_insert(0) += 1;
-        }
-        FleetSummary { counts, identities }
+        FleetSummary::of(identities.into_iter().map(|(_, r)| r).collect())
     }
 }

@@ -29,6 +29,7 @@ use super::ports::{
     Ports, PublishMode, STAGE_CURRENT, STAGE_PENDING, STAGE_PREVIOUS, SecretDescription,
     SecretStore, SesDkimState, SigningOrigin, TxtRecord,
 };
+use super::quoting::quote_prefix;
 use super::retirement::{self, RetireOutcome};
 use super::secret_doc::{DkimSecret, DnsRecord, PublishedKey};
 use super::selector::Selector;
@@ -78,7 +79,8 @@ impl FromStr for Step {
             "testSecret" => Ok(Step::TestSecret),
             "finishSecret" => Ok(Step::FinishSecret),
             other => Err(format!(
-                "`Step` is `{other}`; expected one of createSecret, setSecret, testSecret, finishSecret"
+                "`Step` is `{}`; expected one of createSecret, setSecret, testSecret, finishSecret",
+                quote_prefix(other)
             )),
         }
     }
@@ -841,5 +843,8 @@ mod tests {
         }
         let err = "CreateSecret".parse::<Step>().unwrap_err();
         assert!(err.contains("createSecret, setSecret"), "{err}");
+        // Found by the event_parse fuzzer: a 2 KB `Step` was echoed whole.
+        let err = "x".repeat(2000).parse::<Step>().unwrap_err();
+        assert!(err.len() < 200, "{} bytes", err.len());
     }
 }

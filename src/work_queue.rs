@@ -1,0 +1,78 @@
+//! Fleets past one invocation: a scheduled run becomes a **planner** that sends one message per
+//! managed identity to a queue (SQS, `DKIM_WORK_QUEUE_URL`), and the same function, invoked by
+//! the queue's event source mapping, is the **worker** that maintains one identity per message.
+//! SQS brings what an in-process scheduler cannot: concurrency bounded by the mapping's
+//! `MaximumConcurrency`, retries of exactly the failed messages (partial batch responses), and a
+//! dead-letter queue for poison messages.
+//!
+//! The message body is [`WorkItem`] as JSON. The worker's answer is a partial batch response
+//! naming the messages that failed.
+
+use std::future::Future;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::ports::PortError;
+use crate::engine::quoting::quote_prefix;
+
+/// One identity's work, as a queue message body: `{"secret_id": "<arn>", "force": false}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkItem {
+    /// The secret to maintain.
+    pub secret_id: String,
+    /// Rotate even a key younger than the interval.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
+}
+
+impl WorkItem {
+    /// The message body.
+    pub fn to_body(&self) -> String {
+        serde_json::to_string(self).expect("a WorkItem always serialises")
+    }
+
+    /// Reads a message body; the error says what is wrong and what a body looks like.
+    pub fn from_body(body: &str) -> Result<Self, String> {
+        let item: Self = serde_json::from_str(body).map_err(|e| {
+            format!(
+                "the message body `{}` is not {{\"secret_id\": \"<arn>\", \"force\": false}} ({e})",
+                quote_prefix(body)
+            )
+        })?;
+        if item.secret_id.trim().is_empty() || item.secret_id.len() > 2048 {
+            return Err("`secret_id` must be a secret's ARN or name".into());
+        }
+        Ok(item)
+    }
+}
+
+/// Where planned work goes.
+pub trait WorkQueue: Send + Sync {
+    /// Sends one message per item (in batches the queue allows); returns how many were sent.
+    fn send(&self, items: &[WorkItem]) -> impl Future<Output = Result<usize, PortError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_round_trip_and_bad_ones_are_named() {
+        let item = WorkItem {
+            secret_id: "arn:x".into(),
+            force: false,
+        };
+        assert_eq!(item.to_body(), r#"{"secret_id":"arn:x"}"#);
+        assert_eq!(WorkItem::from_body(&item.to_body()), Ok(item));
+        for (body, hint) in [
+            ("not json", "is not"),
+            (r#"{"secret_id": 5}"#, "is not"),
+            (r#"{"secret_id": "a", "extra": 1}"#, "unknown field"),
+            (r#"{"secret_id": " "}"#, "must be"),
+        ] {
+            let err = WorkItem::from_body(body).unwrap_err();
+            assert!(err.contains(hint), "{body}: {err}");
+        }
+    }
+}
