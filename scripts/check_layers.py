@@ -19,6 +19,7 @@ LAYERS = [
     ["engine::quoting", "engine::key", "engine::selector", "engine::identity",
      "engine::dns_check", "engine::secret_doc", "engine::tags"],
     ["engine::ports", "engine::error"],
+    ["engine::regions"],
     ["engine::retirement", "engine::plan"],
     ["engine"],
     ["engine::rollback"],

@@ -3,6 +3,8 @@
 # (Debian's knot is whatever the release ships: 3.2 on bookworm).
 # Python tools go into one virtualenv outside the repo, so fresh clones on the same machine
 # reuse it. SESv2 is modelled by scripts/ses_model.py (stdlib + dnspython + dkimpy).
+# aws-sam-cli 1.170.0 pins boto3==1.43.108 and click==8.1.8 and needs cfn-lint>=1.52.0,<1.59:
+# bump cfn-lint and aws-sam-cli together.
 set -euo pipefail
 
 PY_PINS=(
@@ -11,6 +13,7 @@ PY_PINS=(
   "dkimpy==1.1.8"
   "dnspython==2.7.0"
   "cargo-lambda==1.9.2"
+  "aws-sam-cli==1.170.0"
 )
 VENV="${SES_DKIM_VENV:-$HOME/.cache/ses-dkim-rotator/venv}"
 

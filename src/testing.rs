@@ -501,8 +501,9 @@ struct SesIdentity {
 struct SesState {
     identities: BTreeMap<(String, String), SesIdentity>,
     log: CallLog,
-    puts: Vec<(String, String)>,
+    puts: Vec<(String, String, String)>,
     status_after_put: Option<DkimStatus>,
+    refusing_regions: BTreeMap<String, FailureKind>,
 }
 
 /// SESv2's DKIM side, as AWS documents it. Clones share one state.
@@ -547,9 +548,14 @@ impl FakeSes {
 
     /// Forces the DKIM status of `domain` (home region).
     pub fn set_status(&self, domain: &str, status: DkimStatus) {
+        self.set_status_in(domain, HOME_REGION, status);
+    }
+
+    /// Forces the DKIM status of `domain` in `region`.
+    pub fn set_status_in(&self, domain: &str, region: &str, status: DkimStatus) {
         if let Some(identity) = lock(&self.state)
             .identities
-            .get_mut(&(domain.to_owned(), HOME_REGION.to_owned()))
+            .get_mut(&(domain.to_owned(), region.to_owned()))
         {
             identity.status = status;
         }
@@ -557,10 +563,28 @@ impl FakeSes {
 
     /// The DKIM state of `domain` (home region), as `GetEmailIdentity` would say it.
     pub fn state_of(&self, domain: &str) -> Option<SesDkimState> {
+        self.state_in(domain, HOME_REGION)
+    }
+
+    /// The DKIM state of `domain` in `region`.
+    pub fn state_in(&self, domain: &str, region: &str) -> Option<SesDkimState> {
         lock(&self.state)
             .identities
-            .get(&(domain.to_owned(), HOME_REGION.to_owned()))
+            .get(&(domain.to_owned(), region.to_owned()))
             .map(state_of)
+    }
+
+    /// Makes every put in `region` fail with `kind` (e.g. `AccessDenied`: the role may not use
+    /// SES there) until [`Self::accept_region`].
+    pub fn refuse_region(&self, region: &str, kind: FailureKind) {
+        lock(&self.state)
+            .refusing_regions
+            .insert(region.to_owned(), kind);
+    }
+
+    /// Undoes [`Self::refuse_region`].
+    pub fn accept_region(&self, region: &str) {
+        lock(&self.state).refusing_regions.remove(region);
     }
 
     /// The external private key SES holds for `domain` (home region).
@@ -579,6 +603,15 @@ impl FakeSes {
 
     /// Every `PutEmailIdentityDkimSigningAttributes` so far: (identity, selector).
     pub fn puts(&self) -> Vec<(String, String)> {
+        lock(&self.state)
+            .puts
+            .iter()
+            .map(|(identity, _, selector)| (identity.clone(), selector.clone()))
+            .collect()
+    }
+
+    /// Every put so far: (identity, region, selector).
+    pub fn puts_by_region(&self) -> Vec<(String, String, String)> {
         lock(&self.state).puts.clone()
     }
 
@@ -596,11 +629,16 @@ impl FakeSes {
     /// serves its record, or `FAILED` once 72 hours have passed since the put; a verified key
     /// whose record stopped resolving becomes `TEMPORARY_FAILURE` (and back on `SUCCESS`).
     pub fn check_dns(&self, domain: &str, zone: &MemoryZone) {
+        self.check_dns_in(domain, HOME_REGION, zone);
+    }
+
+    /// [`Self::check_dns`] in `region` (each region looks on its own time).
+    pub fn check_dns_in(&self, domain: &str, region: &str, zone: &MemoryZone) {
         let now = self.clock.now();
         let mut state = lock(&self.state);
         let Some(identity) = state
             .identities
-            .get_mut(&(domain.to_owned(), HOME_REGION.to_owned()))
+            .get_mut(&(domain.to_owned(), region.to_owned()))
         else {
             return;
         };
@@ -671,6 +709,14 @@ impl DkimSigningService for FakeSes {
             identity.to_owned(),
             region.unwrap_or(HOME_REGION).to_owned(),
         );
+        if let Some(kind) = state.refusing_regions.get(&key.1) {
+            return Err(refused(
+                SES,
+                "PutEmailIdentityDkimSigningAttributes",
+                *kind,
+                "User is not authorized to perform ses:PutEmailIdentityDkimSigningAttributes in this region",
+            ));
+        }
         let status = state
             .status_after_put
             .clone()
@@ -690,7 +736,9 @@ impl DkimSigningService for FakeSes {
             private_key: Some(private_key.expose().to_owned()),
             put_at: Some(now),
         };
-        state.puts.push((identity.to_owned(), selector.to_owned()));
+        state
+            .puts
+            .push((identity.to_owned(), key.1.clone(), selector.to_owned()));
         Ok(())
     }
 }

@@ -471,6 +471,73 @@ async fn a_secret_region_selects_the_ses_region_of_its_identity() {
     );
 }
 
+#[tokio::test]
+async fn one_key_serves_an_identity_in_two_regions_of_the_ses_model() {
+    let bed = TestBed::connect().await;
+    let config = bed.aws_config().await;
+    let regional = |region: &'static str| {
+        aws_sdk_sesv2::Client::from_conf(
+            aws_sdk_sesv2::config::Builder::from(&config)
+                .region(aws_sdk_sesv2::config::Region::new(region))
+                .build(),
+        )
+    };
+    let (eu, ap) = (regional("eu-west-1"), regional("ap-southeast-2"));
+    let domain = unique_domain("regions");
+    for client in [&eu, &ap] {
+        client
+            .create_email_identity()
+            .email_identity(&domain)
+            .send()
+            .await
+            .unwrap();
+    }
+    let arn = bed
+        .create_secret(
+            &format!("dkim/{domain}"),
+            &json!({"identity": domain, "regions": ["eu-west-1", "ap-southeast-2"]}).to_string(),
+        )
+        .await;
+    let rotator = rotator(&bed, "rfc2136", |_| {}).await;
+    let summary = rotator
+        .scheduled(&run_for(std::slice::from_ref(&arn), false), Deadline::NONE)
+        .await
+        .unwrap();
+    assert_eq!(
+        summary.identities[0].action,
+        Action::Rotated,
+        "{:?}",
+        summary.identities[0]
+    );
+    let selector = bed.secret_json(&arn, "AWSCURRENT").await["selector"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for client in [&eu, &ap] {
+        let dkim = client
+            .get_email_identity()
+            .email_identity(&domain)
+            .send()
+            .await
+            .unwrap();
+        let attributes = dkim.dkim_attributes().unwrap();
+        assert_eq!(
+            attributes.signing_attributes_origin().map(|o| o.as_str()),
+            Some("EXTERNAL")
+        );
+        assert_eq!(attributes.tokens(), [selector.clone()]);
+    }
+    // Not in the function's own region: the secret named its regions.
+    assert!(
+        bed.ses
+            .get_email_identity()
+            .email_identity(&domain)
+            .send()
+            .await
+            .is_err()
+    );
+}
+
 /// The event source mapping, as a test driver: receives up to `max` messages and hands them to
 /// the function as one SQS event; deletes the ones the function did not report failed (what
 /// Lambda does with a partial batch response); returns the batch response.

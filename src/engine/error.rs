@@ -139,11 +139,33 @@ pub enum EngineError {
 
     /// SES has no such identity in this account and region.
     #[error(
-        "identity `{identity}` does not exist in SES in this account and region; create it (aws sesv2 create-email-identity --email-identity {identity}) or correct `identity` in the secret"
+        "identity `{identity}` does not exist in SES in this account and {}; create it (aws sesv2 create-email-identity --email-identity {identity}{}) or correct `identity` (or `region`/`regions`) in the secret",
+        region.as_deref().map_or("the function's region".to_owned(), |r| format!("region {r}")),
+        region.as_deref().map_or(String::new(), |r| format!(" --region {r}"))
     )]
     IdentityNotInSes {
         /// The identity.
         identity: String,
+        /// The region the secret named (`None` = the function's own).
+        region: Option<String>,
+    },
+
+    /// One of several regions refused the new key; the others may already sign with it.
+    #[error(
+        "identity `{identity}`: SES in region {region} refused selector {selector} ({source}); regions already signing with it: [{}]. Both TXT records stay published, so every region signs validly; AWSCURRENT is unchanged. A retry puts the key in the remaining regions only. If {region} cannot take it (AccessDenied: add it to the template parameter SesRegions; NotFound: create the identity there or remove the region from the secret's `regions`), fix that and let Secrets Manager retry",
+        switched.join(", ")
+    )]
+    SesRegionRefused {
+        /// The identity.
+        identity: String,
+        /// The region that refused.
+        region: String,
+        /// The selector being switched to.
+        selector: String,
+        /// The regions that sign with it already.
+        switched: Vec<String>,
+        /// SES's answer.
+        source: Box<PortError>,
     },
 
     /// DNS does not (yet) serve the new selector's TXT record: SES was not switched.
@@ -245,6 +267,7 @@ impl EngineError {
             Self::IdentityMismatch { .. } => "IdentityMismatch",
             Self::IdentityNotAllowed(_) => "IdentityNotAllowed",
             Self::IdentityNotInSes { .. } => "IdentityNotInSes",
+            Self::SesRegionRefused { .. } => "SesRegionRefused",
             Self::DnsNotVerified { .. } => "DnsNotVerified",
             Self::DnsPublishFailed { .. } => "DnsPublishFailed",
             Self::SesRejectedKey { .. } => "SesRejectedKey",

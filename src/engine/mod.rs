@@ -7,6 +7,7 @@
 //! - [`secret_doc`]: the JSON document kept in each Secrets Manager version, and its DNS record.
 //! - [`dns_check`]: judging a DKIM TXT record as DNS serves it.
 //! - [`quoting`]: how error messages quote a refused value (briefly).
+//! - [`regions`]: SES across the regions of one identity, and the rules of a switch there.
 //!
 //! The engine, over the ports (arrows point down this list only):
 //! - [`ports`]: the traits through which the engine reaches Secrets Manager, SES, DNS and the
@@ -30,6 +31,7 @@ pub mod operations;
 pub mod plan;
 pub mod ports;
 pub mod quoting;
+pub mod regions;
 pub mod retirement;
 pub mod rollback;
 pub mod schedule;
@@ -45,11 +47,13 @@ use self::identity::AllowedIdentities;
 use self::key::KeyBits;
 use self::ports::{
     Clock, Deadline, DkimSigningService, Ports, STAGE_CURRENT, STAGE_PENDING, STAGE_PREVIOUS,
-    SecretStore, SesDkimState, VersionRef,
+    SecretStore, VersionRef,
 };
+use self::regions::{RegionState, SesView};
 use self::retirement::{RetireMode, RetirementRules};
 use self::secret_doc::DkimSecret;
 use self::selector::SelectorPrefix;
+use crate::secret_text::SecretText;
 
 /// What the engine needs to know from configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,24 +206,77 @@ impl<P: Ports> Engine<P> {
     }
 
     /// Reads the current version and applies the identity guards shared by every action:
-    /// the identity is allowed, and SES has it.
+    /// the identity is allowed, and SES has it (in each of its regions).
     pub(crate) async fn read_current_checked(
         &self,
         secret_id: &str,
-    ) -> Result<(DkimSecret, SesDkimState), EngineError> {
+    ) -> Result<(DkimSecret, SesView), EngineError> {
         let current = self.read_current(secret_id).await?;
         self.policy
             .allowed_identities
             .check(&current.identity)
             .map_err(EngineError::IdentityNotAllowed)?;
-        let state = self
-            .ses()
-            .dkim_state(current.identity.as_str(), current.region.as_deref())
-            .await?
-            .ok_or_else(|| EngineError::IdentityNotInSes {
-                identity: current.identity.to_string(),
-            })?;
-        Ok((current, state))
+        let view = self.ses_view(&current).await?;
+        Ok((current, view))
+    }
+
+    /// `GetEmailIdentity` in each of `doc`'s regions. An identity missing in a region is an
+    /// error naming the region.
+    pub(crate) async fn ses_view(&self, doc: &DkimSecret) -> Result<SesView, EngineError> {
+        let mut by_region = Vec::new();
+        for region in doc.ses_regions() {
+            let state = self
+                .ses()
+                .dkim_state(doc.identity.as_str(), region)
+                .await?
+                .ok_or_else(|| EngineError::IdentityNotInSes {
+                    identity: doc.identity.to_string(),
+                    region: region.map(str::to_owned),
+                })?;
+            by_region.push(RegionState {
+                region: region.map(str::to_owned),
+                state,
+            });
+        }
+        Ok(SesView::of(by_region))
+    }
+
+    /// `PutEmailIdentityDkimSigningAttributes` in every region of `view` that does not sign
+    /// with `selector` yet. With several regions, a refusal names the region and the regions
+    /// already switched (see the module's rules).
+    pub(crate) async fn sign_in_every_region(
+        &self,
+        doc: &DkimSecret,
+        view: &SesView,
+        selector: &str,
+        private_key: &SecretText,
+    ) -> Result<(), EngineError> {
+        let mut switched = Vec::new();
+        for region in &view.by_region {
+            if region.state.uses_external_selector(selector) {
+                continue;
+            }
+            let name = region.region.as_deref();
+            let put = self
+                .ses()
+                .sign_with_external_key(doc.identity.as_str(), name, selector, private_key)
+                .await;
+            match put {
+                Ok(()) => switched.push(regions::region_name(name)),
+                Err(source) if view.by_region.len() > 1 => {
+                    return Err(regions::region_refused(
+                        doc,
+                        name,
+                        selector,
+                        &view.by_region,
+                        switched,
+                        source,
+                    ));
+                }
+                Err(source) => return Err(source.into()),
+            }
+        }
+        Ok(())
     }
 
     /// Whether, with `deadline`, there is time for one more DNS verification attempt.

@@ -57,7 +57,8 @@ impl<P: Ports> Engine<P> {
 
     /// Reads a secret's state: SES, and DNS for the current and previous selectors.
     pub async fn inspect(&self, secret_id: &str) -> Result<Inspection, EngineError> {
-        let (current, state) = self.read_current_checked(secret_id).await?;
+        let (current, ses) = self.read_current_checked(secret_id).await?;
+        let state = ses.combined;
         let previous = self
             .read_doc(secret_id, VersionLabel::PREVIOUS)
             .await
@@ -83,9 +84,9 @@ impl<P: Ports> Engine<P> {
     /// and moves `AWSCURRENT` back to its version. Refuses when the record is gone.
     pub async fn rollback(&self, secret_id: &str) -> Result<Inspection, EngineError> {
         let description = self.store().describe(secret_id).await?;
-        let (current, _) = self.read_current_checked(secret_id).await?;
+        let (current, ses) = self.read_current_checked(secret_id).await?;
         let selector = self
-            .restore_previous(secret_id, &description, &current)
+            .restore_previous(secret_id, &description, &current, &ses)
             .await?;
         tracing::info!(secret_id, selector, "rolled back to the previous key");
         self.inspect(secret_id).await

@@ -8,20 +8,22 @@
 use super::dns_check::check_all_servers;
 use super::error::EngineError;
 use super::ports::{
-    DkimSigningService, DnsTxtLookup, Ports, STAGE_CURRENT, STAGE_PREVIOUS, SecretDescription,
-    SecretStore, SigningOrigin,
+    DnsTxtLookup, Ports, STAGE_CURRENT, STAGE_PREVIOUS, SecretDescription, SecretStore,
+    SigningOrigin,
 };
+use super::regions::SesView;
 use super::secret_doc::{DkimSecret, DnsRecord};
 use super::tags::{self, TAG_ADOPTED_FROM, TAG_REJECTED};
 use super::{Engine, VersionLabel};
 
 impl<P: Ports> Engine<P> {
-    /// Checks in DNS that `doc`'s record is served, then points SES at its key. Returns the
-    /// selector SES signs with now.
+    /// Checks in DNS that `doc`'s record is served, then points SES at its key in every region
+    /// of `ses` that does not sign with it. Returns the selector SES signs with now.
     pub(crate) async fn put_back(
         &self,
         secret_id: &str,
         doc: &DkimSecret,
+        ses: &SesView,
     ) -> Result<String, EngineError> {
         let key = doc
             .key
@@ -48,13 +50,7 @@ impl<P: Ports> Engine<P> {
                 ),
             });
         }
-        self.ses()
-            .sign_with_external_key(
-                doc.identity.as_str(),
-                doc.region.as_deref(),
-                key.selector.as_str(),
-                key.key.private_key(),
-            )
+        self.sign_in_every_region(doc, ses, key.selector.as_str(), key.key.private_key())
             .await?;
         tracing::info!(secret_id, selector = %key.selector, "SES signs with the previous key again");
         Ok(key.selector.to_string())
@@ -67,6 +63,7 @@ impl<P: Ports> Engine<P> {
         secret_id: &str,
         description: &SecretDescription,
         current: &DkimSecret,
+        ses: &SesView,
     ) -> Result<String, EngineError> {
         let refuse = |reason: String| EngineError::RollbackRefused {
             secret_id: secret_id.to_owned(),
@@ -111,7 +108,7 @@ impl<P: Ports> Engine<P> {
                 key.selector
             )));
         }
-        let selector = self.put_back(secret_id, &previous).await?;
+        let selector = self.put_back(secret_id, &previous, ses).await?;
         self.store()
             .promote(
                 secret_id,

@@ -20,6 +20,7 @@ use super::ports::{
     Deadline, DkimStatus, Ports, STAGE_CURRENT, STAGE_PENDING, SecretDescription, SecretStore,
     SesDkimState,
 };
+use super::regions::SesView;
 use super::retirement::{self, RetireOutcome, RetireReport};
 use super::secret_doc::{DkimSecret, DnsRecord};
 use super::steps::{RotationRequest, Step, StepReport, Trigger};
@@ -217,7 +218,7 @@ fn days_between(from: OffsetDateTime, to: OffsetDateTime) -> f64 {
 struct Seen {
     description: SecretDescription,
     current: DkimSecret,
-    ses_state: SesDkimState,
+    ses: SesView,
     retirement: retirement::RetireDecision,
     now: OffsetDateTime,
 }
@@ -278,7 +279,7 @@ impl<P: Ports> Engine<P> {
             secret_id,
             seen.retirement,
             &seen.current,
-            &seen.ses_state,
+            &seen.ses.combined,
             seen.now,
         )
         .await
@@ -288,7 +289,7 @@ impl<P: Ports> Engine<P> {
     /// SES; and where retirement stands.
     async fn look_at(&self, secret_id: &str) -> Result<Seen, EngineError> {
         let description = self.store().describe(secret_id).await?;
-        let (current, ses_state) = self.read_current_checked(secret_id).await?;
+        let (current, ses) = self.read_current_checked(secret_id).await?;
         let now = self.now();
         let retirement = retirement::assess(
             &current,
@@ -299,7 +300,7 @@ impl<P: Ports> Engine<P> {
         Ok(Seen {
             description,
             current,
-            ses_state,
+            ses,
             retirement,
             now,
         })
@@ -349,15 +350,15 @@ impl<P: Ports> Engine<P> {
         let Seen {
             description,
             current,
-            ses_state,
+            ses,
             retirement: decision,
             now,
         } = self.look_at(&secret_id).await?;
         let rules = self.policy().retirement();
-        let facts = facts_of(&description, &current, &ses_state, decision);
+        let facts = facts_of(&description, &current, &ses.combined, decision);
         report.identity = Some(current.identity.to_string());
         report.selector = facts.current_selector.clone();
-        report.ses_status = ses_state.status.clone();
+        report.ses_status = ses.combined.status.clone();
         report.key_age_days = facts.key_created.map(|created| days_between(created, now));
         report.planned = options.dry_run;
         if facts.secrets_manager_rotates {
@@ -409,7 +410,7 @@ impl<P: Ports> Engine<P> {
             }
             Plan::RollBack { rejected } => {
                 let selector = self
-                    .roll_back_rejected(&secret_id, &description, &current, &rejected)
+                    .roll_back_rejected(&secret_id, &description, &current, &ses, &rejected)
                     .await?;
                 report.selector = Some(selector.clone());
                 report.rolled_back = true;
@@ -428,7 +429,7 @@ impl<P: Ports> Engine<P> {
                     &secret_id,
                     decision,
                     &current,
-                    &ses_state,
+                    &ses.combined,
                     now,
                 )
                 .await?;
@@ -468,10 +469,11 @@ impl<P: Ports> Engine<P> {
         secret_id: &str,
         description: &SecretDescription,
         current: &DkimSecret,
+        ses: &SesView,
         rejected: &str,
     ) -> Result<String, EngineError> {
         let selector = self
-            .restore_previous(secret_id, description, current)
+            .restore_previous(secret_id, description, current, ses)
             .await?;
         self.mark_rejected(secret_id, description, rejected).await?;
         Ok(selector)

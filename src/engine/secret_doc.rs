@@ -24,8 +24,9 @@ use super::selector::Selector;
 use crate::secret_text::SecretText;
 
 /// Field names this crate owns; everything else is kept as it is.
-const OWNED_FIELDS: [&str; 11] = [
+const OWNED_FIELDS: [&str; 12] = [
     "region",
+    "regions",
     "identity",
     "selector",
     "private_key",
@@ -99,6 +100,9 @@ pub struct DkimSecret {
     pub previous_selector: Option<Selector>,
     /// The SES region of the identity, when not the function's own (DKIM is per region).
     pub region: Option<String>,
+    /// Several SES regions that send for the identity with one key and one selector (one TXT
+    /// record serves them all); empty unless the secret names `regions`.
+    pub regions: Vec<String>,
     /// Fields this crate does not own, kept verbatim.
     pub extra: Map<String, Value>,
 }
@@ -111,8 +115,30 @@ impl fmt::Debug for DkimSecret {
             .field("key", &self.key)
             .field("previous_selector", &self.previous_selector)
             .field("region", &self.region)
+            .field("regions", &self.regions)
             .field("extra_fields", &self.extra.keys().collect::<Vec<_>>())
             .finish()
+    }
+}
+
+/// The most regions one secret may name (SES is offered in fewer than 30).
+const MAX_REGIONS: usize = 30;
+
+/// An AWS region name such as `eu-west-1`; the error names `field`, never the value.
+fn parse_region(text: &str, field: &str) -> Result<String, String> {
+    let ok = text.len() <= 32
+        && text.split('-').count() >= 3
+        && text.split('-').all(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        });
+    if ok {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "field `{field}` holds something that is not an AWS region such as eu-west-1"
+        ))
     }
 }
 
@@ -148,21 +174,15 @@ impl DkimSecret {
             .transpose()?;
         let key = Self::parse_key(&map, &identity)?;
         let region = optional_str(&map, "region")?
-            .map(|r| {
-                let ok = r.len() <= 32
-                    && r.split('-').count() >= 3
-                    && r.split('-').all(|p| {
-                        !p.is_empty()
-                            && p.bytes()
-                                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-                    });
-                if ok {
-                    Ok(r.to_owned())
-                } else {
-                    Err("field `region` is not an AWS region such as eu-west-1".to_owned())
-                }
-            })
+            .map(|r| parse_region(r, "region"))
             .transpose()?;
+        let regions = Self::parse_regions(&map)?;
+        if region.is_some() && !regions.is_empty() {
+            return Err(
+                "fields `region` and `regions` are both set; keep one (`regions` for an identity sent from several regions)"
+                    .into(),
+            );
+        }
         let extra = map
             .into_iter()
             .filter(|(k, _)| !OWNED_FIELDS.contains(&k.as_str()))
@@ -172,8 +192,50 @@ impl DkimSecret {
             key,
             previous_selector,
             region,
+            regions,
             extra,
         })
+    }
+
+    /// `regions`: a non-empty list of distinct AWS regions.
+    fn parse_regions(map: &Map<String, Value>) -> Result<Vec<String>, String> {
+        const HOW: &str =
+            "field `regions` must be a list of AWS regions, e.g. [\"eu-west-1\", \"us-east-1\"]";
+        let items = match map.get("regions") {
+            None | Some(Value::Null) => return Ok(Vec::new()),
+            Some(Value::Array(items)) if !items.is_empty() && items.len() <= MAX_REGIONS => items,
+            Some(Value::Array(items)) if items.is_empty() => {
+                return Err(format!(
+                    "{HOW}; it is empty (remove it to use the function's own region)"
+                ));
+            }
+            Some(Value::Array(_)) => {
+                return Err(format!("{HOW}, at most {MAX_REGIONS}"));
+            }
+            Some(_) => return Err(HOW.to_owned()),
+        };
+        let mut regions: Vec<String> = Vec::with_capacity(items.len());
+        for item in items {
+            let Value::String(region) = item else {
+                return Err(HOW.to_owned());
+            };
+            let region = parse_region(region, "regions")?;
+            if regions.contains(&region) {
+                return Err(format!("field `regions` names {region} twice"));
+            }
+            regions.push(region);
+        }
+        Ok(regions)
+    }
+
+    /// The SES regions the key goes to: each of `regions`, else `region` (`None` = the
+    /// function's own). Never empty.
+    pub fn ses_regions(&self) -> Vec<Option<&str>> {
+        if self.regions.is_empty() {
+            vec![self.region.as_deref()]
+        } else {
+            self.regions.iter().map(|r| Some(r.as_str())).collect()
+        }
     }
 
     fn parse_key(
@@ -250,6 +312,7 @@ impl DkimSecret {
             identity: self.identity.clone(),
             previous_selector: self.key.as_ref().map(|k| k.selector.clone()),
             region: self.region.clone(),
+            regions: self.regions.clone(),
             key: Some(key),
             extra: self.extra.clone(),
         }
@@ -278,6 +341,9 @@ impl DkimSecret {
         }
         if let Some(region) = &self.region {
             map.insert("region".into(), region.as_str().into());
+        }
+        if !self.regions.is_empty() {
+            map.insert("regions".into(), self.regions.clone().into());
         }
         SecretText::new(Value::Object(map).to_string())
     }
@@ -359,12 +425,50 @@ mod tests {
             (with("selector", "bad_selector".into()), "field `selector`"),
             (with("private_key", Value::Null), "`private_key` is missing"),
             (with("region", "Mars".into()), "AWS region"),
+            (with("regions", serde_json::json!([])), "it is empty"),
+            (with("regions", "eu-west-1".into()), "must be a list"),
+            (
+                with("regions", serde_json::json!(["eu-west-1", 5])),
+                "must be a list",
+            ),
+            (
+                with("regions", serde_json::json!(["eu-west-1", "Mars"])),
+                "`regions` holds",
+            ),
+            (
+                with("regions", serde_json::json!(["eu-west-1", "eu-west-1"])),
+                "twice",
+            ),
         ];
         for (text, hint) in cases {
             let err = DkimSecret::parse(&text).unwrap_err();
             assert!(err.contains(hint), "{text}: {err}");
             assert!(!err.contains(key.private_key().expose()));
         }
+    }
+
+    #[test]
+    fn regions_round_trip_and_exclude_region() {
+        let doc =
+            DkimSecret::parse(r#"{"identity":"example.com","regions":["eu-west-1","us-east-1"]}"#)
+                .unwrap();
+        assert_eq!(
+            doc.ses_regions(),
+            vec![Some("eu-west-1"), Some("us-east-1")]
+        );
+        let again = DkimSecret::parse(doc.to_secret_string().expose()).unwrap();
+        assert_eq!(again.regions, doc.regions);
+        assert_eq!(
+            DkimSecret::parse(r#"{"identity":"example.com"}"#)
+                .unwrap()
+                .ses_regions(),
+            vec![None]
+        );
+        let err = DkimSecret::parse(
+            r#"{"identity":"example.com","region":"eu-west-1","regions":["us-east-1"]}"#,
+        )
+        .unwrap_err();
+        assert!(err.contains("keep one"), "{err}");
     }
 
     #[test]

@@ -25,11 +25,12 @@ use super::dns_check::{DnsCheck, check_all_servers};
 use super::error::{ABANDON_ROTATION, EngineError, Rollback};
 use super::key::DkimKeyPair;
 use super::ports::{
-    Clock, Deadline, DkimSigningService, DkimStatus, DnsPublisher, DnsTxtLookup, FailureKind,
-    Ports, PublishMode, STAGE_CURRENT, STAGE_PENDING, STAGE_PREVIOUS, SecretDescription,
-    SecretStore, SesDkimState, SigningOrigin, TxtRecord,
+    Clock, Deadline, DkimStatus, DnsPublisher, DnsTxtLookup, FailureKind, Ports, PublishMode,
+    STAGE_CURRENT, STAGE_PENDING, STAGE_PREVIOUS, SecretDescription, SecretStore, SesDkimState,
+    SigningOrigin, TxtRecord,
 };
 use super::quoting::quote_prefix;
+use super::regions::SesView;
 use super::retirement::{self, RetireOutcome};
 use super::secret_doc::{DkimSecret, DnsRecord, PublishedKey};
 use super::selector::Selector;
@@ -425,8 +426,8 @@ impl<P: Ports> Engine<P> {
         request: &RotationRequest,
         description: &SecretDescription,
     ) -> Result<StepReport, EngineError> {
-        let (current, ses_state) = self.read_current_checked(&request.secret_id).await?;
-        self.check_easy_dkim_consent(&current, &ses_state)?;
+        let (current, ses) = self.read_current_checked(&request.secret_id).await?;
+        self.check_easy_dkim_consent(&current, &ses)?;
         if let Some(pending) = self.read_pending(request).await? {
             Self::check_same_identity(request, &current, &pending)?;
             Self::check_pending_is_new(request, &current, &pending)?;
@@ -448,7 +449,7 @@ impl<P: Ports> Engine<P> {
             &request.secret_id,
             decision,
             &current,
-            &ses_state,
+            &ses.combined,
             self.now(),
         )
         .await
@@ -469,7 +470,7 @@ impl<P: Ports> Engine<P> {
         let leftover = self.leftover_key(request, description, &current).await?;
         let (published, outcome) = match &leftover {
             Some((_, key)) => (key.clone(), Outcome::KeyResumed),
-            None => (self.new_key(&current, &ses_state)?, Outcome::KeyCreated),
+            None => (self.new_key(&current, &ses)?, Outcome::KeyCreated),
         };
         let next = current.rotated(published.clone());
 
@@ -517,11 +518,7 @@ impl<P: Ports> Engine<P> {
     }
 
     /// A fresh key and a selector that is neither the current, the previous nor SES's.
-    fn new_key(
-        &self,
-        current: &DkimSecret,
-        ses_state: &SesDkimState,
-    ) -> Result<PublishedKey, EngineError> {
+    fn new_key(&self, current: &DkimSecret, ses: &SesView) -> Result<PublishedKey, EngineError> {
         let now = self.now();
         let taken: Vec<Selector> = current
             .key
@@ -529,9 +526,9 @@ impl<P: Ports> Engine<P> {
             .map(|k| k.selector.clone())
             .chain(current.previous_selector.clone())
             .chain(
-                ses_state
-                    .selectors
+                ses.by_region
                     .iter()
+                    .flat_map(|r| &r.state.selectors)
                     .filter_map(|s| Selector::parse(s).ok()),
             )
             .collect();
@@ -668,16 +665,15 @@ impl<P: Ports> Engine<P> {
         request: &RotationRequest,
         description: &SecretDescription,
     ) -> Result<StepReport, EngineError> {
-        let (current, state) = self.read_current_checked(&request.secret_id).await?;
+        let (current, ses) = self.read_current_checked(&request.secret_id).await?;
         let pending = self.require_pending(request).await?;
         Self::check_same_identity(request, &current, &pending)?;
         Self::check_pending_is_new(request, &current, &pending)?;
         let identity = pending.doc.identity.as_str();
-        let region = pending.doc.region.as_deref();
         let selector = pending.key.selector.as_str();
 
         let mut dns_check = None;
-        let outcome = if state.uses_external_selector(selector) {
+        let outcome = if ses.combined.uses_external_selector(selector) {
             Outcome::SesAlreadySwitched
         } else {
             let rejected = description.tags.get(TAG_REJECTED).map(String::as_str);
@@ -687,10 +683,10 @@ impl<P: Ports> Engine<P> {
                     selector: selector.to_owned(),
                 });
             }
-            self.check_easy_dkim_consent(&current, &state)?;
+            self.check_easy_dkim_consent(&current, &ses)?;
             // Never point SES at a selector DNS does not serve.
             dns_check = self.verify_published(request, &pending).await?;
-            if state.origin == Some(SigningOrigin::AwsSes) {
+            if ses.any_easy_dkim() {
                 self.store()
                     .set_tags(
                         &request.secret_id,
@@ -698,25 +694,21 @@ impl<P: Ports> Engine<P> {
                     )
                     .await?;
             }
-            self.ses()
-                .sign_with_external_key(identity, region, selector, pending.key.key.private_key())
+            self.sign_in_every_region(&pending.doc, &ses, selector, pending.key.key.private_key())
                 .await?;
             tracing::info!(
                 secret_id = %request.secret_id,
                 identity,
                 selector,
+                regions = ses.by_region.len(),
                 "SES now signs with the new external key"
             );
             Outcome::SesSwitched
         };
-        let after = self
-            .ses()
-            .dkim_state(identity, region)
-            .await?
-            .unwrap_or_default();
-        if after.has_status(&DkimStatus::Failed) {
+        let after = self.ses_view(&pending.doc).await?;
+        if after.combined.has_status(&DkimStatus::Failed) {
             return Err(self
-                .roll_back(&request.secret_id, description, &current, &pending)
+                .roll_back(&request.secret_id, description, &current, &pending, &after)
                 .await);
         }
         // The switch time is tagged before AWSCURRENT moves, so a retried step (which finds
@@ -736,12 +728,12 @@ impl<P: Ports> Engine<P> {
             secret_id = %request.secret_id,
             identity,
             selector,
-            ses = %after,
+            ses = %after.combined,
             "rotation finished: new key is AWSCURRENT"
         );
         let mut report = StepReport::new(request, outcome)
             .with_pending(&pending.doc, &pending.key)
-            .with_ses(&after);
+            .with_ses(&after.combined);
         report.dns_check = dns_check;
         Ok(report)
     }
@@ -755,6 +747,7 @@ impl<P: Ports> Engine<P> {
         description: &SecretDescription,
         current: &DkimSecret,
         pending: &PendingKey,
+        ses: &SesView,
     ) -> EngineError {
         let identity = current.identity.as_str();
         let rejected = pending.key.selector.as_str();
@@ -770,7 +763,7 @@ impl<P: Ports> Engine<P> {
                 Rollback::NoPreviousKey,
                 "there is no previous BYODKIM key to roll back to; AWSCURRENT is unchanged. Check the TXT record, then rotate again".to_owned(),
             ),
-            (Some(_), Ok(())) => match self.put_back(secret_id, current).await {
+            (Some(_), Ok(())) => match self.put_back(secret_id, current, ses).await {
                 Ok(selector) => (
                     Rollback::Done {
                         selector: selector.clone(),
@@ -802,11 +795,9 @@ impl<P: Ports> Engine<P> {
     fn check_easy_dkim_consent(
         &self,
         current: &DkimSecret,
-        state: &SesDkimState,
+        ses: &SesView,
     ) -> Result<(), EngineError> {
-        let easy_dkim_signing =
-            state.origin == Some(SigningOrigin::AwsSes) && state.has_status(&DkimStatus::Success);
-        if easy_dkim_signing && !self.policy().adopt_easy_dkim {
+        if ses.easy_dkim_signing() && !self.policy().adopt_easy_dkim {
             return Err(EngineError::EasyDkimInUse {
                 identity: current.identity.to_string(),
             });
