@@ -30,9 +30,9 @@ tools:
 build:
 	cargo build --locked
 
-## release: the deployable arm64 bootstrap (cargo lambda, zig)
-release: tools
-	PATH="$$HOME/.cache/ses-dkim-rotator/venv/bin:$$PATH" cargo lambda build --release --arm64 --locked --bin ses-dkim-rotator
+## release: sam validate --lint, then sam build of the arm64 function (cargo lambda, zig); prints the zip size
+release:
+	scripts/release.sh
 
 lint:
 	cargo fmt --all -- --check

@@ -20,7 +20,7 @@ LAYERS = [
      "engine::dns_check", "engine::secret_doc", "engine::tags"],
     ["engine::ports", "engine::error"],
     ["engine::regions"],
-    ["engine::retirement", "engine::plan"],
+    ["engine::retirement", "engine::plan", "engine::triage"],
     ["engine"],
     ["engine::rollback"],
     ["engine::steps", "engine::operations"],

@@ -10,6 +10,8 @@
 //! Anything else is refused with an `InvalidEvent` error that names the accepted shapes. The
 //! `RotationToken` is kept in a [`SecretText`] and never logged or returned.
 
+use std::collections::BTreeMap;
+
 use lambda_runtime::LambdaEvent;
 use serde_json::{Map, Value};
 
@@ -17,9 +19,12 @@ use time::OffsetDateTime;
 
 use crate::config::FleetSettings;
 use crate::engine::Engine;
-use crate::engine::ports::{Deadline, Ports};
+use crate::engine::plan::PlanOptions;
+use crate::engine::ports::{Clock, Deadline, Ports};
+use crate::engine::retirement::rfc3339;
 use crate::engine::schedule::{Action, FleetSummary, MaintainOptions};
 use crate::engine::steps::{Outcome, RotationRequest};
+use crate::engine::triage::{Triage, WorkReason, triage};
 use crate::error::AppError;
 use crate::metrics::{self, RunCounts};
 use crate::notifications::{self, Notification, Notifier};
@@ -35,8 +40,15 @@ const ACCEPTED: &str = "a Secrets Manager rotation event {\"Step\": \"createSecr
 pub struct QueuedPlan {
     /// Messages sent (0 in a dry run).
     pub queued: usize,
-    /// The secrets planned for.
+    /// The secrets sent to a worker (would be, in a dry run).
     pub secret_ids: Vec<String>,
+    /// How many were sent, per reason.
+    pub reasons: BTreeMap<WorkReason, usize>,
+    /// Secrets the listing showed with nothing due.
+    pub idle: usize,
+    /// When the earliest idle secret falls due (RFC 3339), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_due: Option<String>,
     /// Nothing was sent.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
@@ -281,7 +293,8 @@ impl<P: Ports, N: Notifier, Q: WorkQueue> Rotator<P, N, Q> {
         }
         let mut ids = self.fleet.secret_ids.clone();
         if let Some((key, value)) = &self.fleet.secret_tag {
-            ids.extend(self.engine.list_tagged(key, value).await?);
+            let listed = self.engine.list_tagged(key, value).await?;
+            ids.extend(listed.into_iter().map(|secret| secret.arn));
         }
         if ids.is_empty() {
             return Err(AppError::InvalidSetting {
@@ -405,33 +418,90 @@ impl<P: Ports, N: Notifier, Q: WorkQueue> Rotator<P, N, Q> {
         }
     }
 
-    /// The planner: one queue message per managed secret, and nothing read per secret (the
-    /// worker reads and decides). Returns what was sent.
+    /// The planner: decides from `ListSecrets` alone (see [`crate::engine::triage`]) which
+    /// secrets need a worker, and sends one queue message for each. Secrets named in the
+    /// payload or in `DKIM_SECRET_IDS` are always sent (the listing does not cover them).
+    /// Nothing is read per secret. Returns what was sent.
     pub async fn plan_to_queue(&self, run: &ScheduledRun) -> Result<QueuedPlan, AppError> {
-        let secret_ids = self.managed_secrets(run).await?;
-        let items: Vec<WorkItem> = secret_ids
+        let now = self.engine.ports().clock().now();
+        let options = PlanOptions {
+            force: run.force,
+            rotation_interval: self.fleet.rotation_interval,
+        };
+        let grace = self.engine.policy().retirement().grace;
+        let mut plan = QueuedPlan {
+            queued: 0,
+            secret_ids: Vec::new(),
+            reasons: BTreeMap::new(),
+            idle: 0,
+            next_due: None,
+            dry_run: run.dry_run,
+        };
+        let mut next_due: Option<OffsetDateTime> = None;
+        let named = run
+            .secret_ids
+            .clone()
+            .unwrap_or_else(|| self.fleet.secret_ids.clone());
+        let mut decided: Vec<(String, Triage)> = named
+            .into_iter()
+            .map(|id| (id, Triage::Send(WorkReason::Named)))
+            .collect();
+        if run.secret_ids.is_none()
+            && let Some((key, value)) = &self.fleet.secret_tag
+        {
+            let listed = self.engine.list_tagged(key, value).await?;
+            decided.extend(listed.into_iter().map(|secret| {
+                let decision = triage(&secret, options, grace, now);
+                (secret.arn, decision)
+            }));
+        }
+        if decided.is_empty() {
+            return Err(AppError::InvalidSetting {
+                name: "DKIM_SECRET_IDS",
+                reason: "a scheduled run has no secrets to manage: set DKIM_SECRET_IDS (comma list) and/or DKIM_SECRET_TAG (key=value), or pass secret_ids".into(),
+            });
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (secret_id, decision) in decided {
+            if !seen.insert(secret_id.clone()) {
+                continue;
+            }
+            match decision {
+                Triage::Send(reason) => {
+                    *plan.reasons.entry(reason).or_default() += 1;
+                    plan.secret_ids.push(secret_id);
+                }
+                Triage::Idle { next } => {
+                    plan.idle += 1;
+                    next_due = match (next_due, next) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
+            }
+        }
+        plan.next_due = next_due.map(rfc3339);
+        let items: Vec<WorkItem> = plan
+            .secret_ids
             .iter()
             .map(|secret_id| WorkItem {
                 secret_id: secret_id.clone(),
                 force: run.force,
             })
             .collect();
-        let sent = if run.dry_run {
-            0
-        } else {
-            self.queue.send(&items).await?
-        };
+        if !run.dry_run && !items.is_empty() {
+            plan.queued = self.queue.send(&items).await?;
+        }
         tracing::info!(
-            secrets = items.len(),
-            sent,
+            to_work = items.len(),
+            idle = plan.idle,
+            queued = plan.queued,
+            reasons = ?plan.reasons,
+            next_due = plan.next_due.as_deref(),
             dry_run = run.dry_run,
-            "planned: one work message per identity"
+            "planned from the listing: one work message per identity with something due"
         );
-        Ok(QueuedPlan {
-            queued: sent,
-            secret_ids,
-            dry_run: run.dry_run,
-        })
+        Ok(plan)
     }
 
     /// The worker: each SQS record is one identity's work, maintained with the same engine as

@@ -121,6 +121,22 @@ impl Secret {
     }
 }
 
+/// What `DescribeSecret` (and a `ListSecrets` entry) says of `secret`.
+fn description_of(secret: &Secret) -> SecretDescription {
+    SecretDescription {
+        arn: secret.arn.clone(),
+        rotation_enabled: secret.rotation_enabled,
+        // Versions without a label are deprecated: DescribeSecret leaves them out.
+        versions: secret
+            .versions
+            .iter()
+            .filter(|v| !v.stages.is_empty())
+            .map(|v| (v.id.clone(), v.stages.clone()))
+            .collect(),
+        tags: secret.tags.clone().into_iter().collect(),
+    }
+}
+
 #[derive(Debug, Default)]
 struct SecretsState {
     secrets: BTreeMap<String, Secret>,
@@ -309,18 +325,7 @@ impl SecretStore for MemorySecrets {
         let mut state = lock(&self.state);
         state.log.enter(SM, "DescribeSecret")?;
         let secret = state.find(secret_id, "DescribeSecret")?;
-        Ok(SecretDescription {
-            arn: secret.arn.clone(),
-            rotation_enabled: secret.rotation_enabled,
-            // Versions without a label are deprecated: DescribeSecret leaves them out.
-            versions: secret
-                .versions
-                .iter()
-                .filter(|v| !v.stages.is_empty())
-                .map(|v| (v.id.clone(), v.stages.clone()))
-                .collect(),
-            tags: secret.tags.clone().into_iter().collect(),
-        })
+        Ok(description_of(secret))
     }
 
     async fn read(
@@ -442,14 +447,18 @@ impl SecretStore for MemorySecrets {
         Ok(versions)
     }
 
-    async fn list_tagged(&self, key: &str, value: &str) -> Result<Vec<String>, PortError> {
+    async fn list_tagged(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> Result<Vec<SecretDescription>, PortError> {
         let mut state = lock(&self.state);
         state.log.enter(SM, "ListSecrets")?;
         Ok(state
             .secrets
             .values()
             .filter(|s| s.tags.get(key).map(String::as_str) == Some(value))
-            .map(|s| s.arn.clone())
+            .map(description_of)
             .collect())
     }
 

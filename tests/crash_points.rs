@@ -334,10 +334,17 @@ async fn every_external_call_is_a_crash_point_the_rotation_recovers_from() {
 /// The external calls of one uninterrupted scheduled lifecycle, run by run, besides the
 /// four steps' own ([`STEP_CALLS`]), which run 1 makes after its first three reads.
 const SCHEDULED_RUN_CALLS: [(&str, &[&str]); 4] = [
-    // The key is due: read the state, then the four steps with the schedule's own token.
+    // The key is due: read the state; record the switch tags the planner reads (the key was
+    // put in SES by hand, so none were written); then the four steps with the schedule's own
+    // token.
     (
         "run 1 (rotate)",
-        &["DescribeSecret", "GetSecretValue", "GetEmailIdentity"],
+        &[
+            "DescribeSecret",
+            "GetSecretValue",
+            "GetEmailIdentity",
+            "TagResource",
+        ],
     ),
     // SES says SUCCESS: tag the selector confirmed.
     (

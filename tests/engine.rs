@@ -118,6 +118,10 @@ impl World {
         self.zone.txt(&format!("{selector}._domainkey.{DOMAIN}"))
     }
 
+    fn tag(&self, key: &str) -> Option<String> {
+        self.secrets.tags(&self.arn).get(key).cloned()
+    }
+
     fn ses_selector(&self) -> Option<String> {
         self.ses
             .state_of(DOMAIN)
@@ -1563,6 +1567,106 @@ async fn the_planner_sends_one_message_per_identity_and_reads_no_secret() {
         world.secrets.calls()
     );
     assert!(world.ses.calls().is_empty(), "the planner called SES");
+}
+
+/// One planner run over the tagged fleet, then its messages delivered to the worker as one
+/// SQS batch. Returns the plan and the worker's actions; asserts the planner read nothing but
+/// the listing.
+async fn plan_then_work(rotator: &MemoryRotator, world: &World) -> (Value, Vec<String>) {
+    let (sm_before, ses_before) = (world.secrets.calls().len(), world.ses.calls().len());
+    let sent_before = rotator.queue.sent().len();
+    let plan = rotator
+        .handle(event(
+            json!({"source": "aws.events", "detail-type": "Scheduled Event"}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        world.secrets.calls()[sm_before..],
+        ["SecretsManager.ListSecrets".to_owned()],
+        "the planner reads the listing only"
+    );
+    assert_eq!(
+        world.ses.calls().len(),
+        ses_before,
+        "the planner called SES"
+    );
+    let new: Vec<(String, String)> = rotator.queue.sent()[sent_before..]
+        .iter()
+        .enumerate()
+        .map(|(i, item)| (format!("m-{i}"), serde_json::to_string(item).unwrap()))
+        .collect();
+    let records: Vec<(&str, &str)> = new.iter().map(|(i, b)| (i.as_str(), b.as_str())).collect();
+    let mut actions = Vec::new();
+    if !records.is_empty() {
+        let out = rotator.handle(event(sqs_event(&records))).await.unwrap();
+        assert_eq!(out["batchItemFailures"], json!([]), "{out}");
+        actions = world
+            .secrets
+            .calls()
+            .iter()
+            .filter(|c| c.ends_with("PutSecretValue") || c.ends_with("TagResource"))
+            .cloned()
+            .collect();
+    }
+    (plan, actions)
+}
+
+#[tokio::test]
+async fn the_planner_decides_from_tags_and_sends_nothing_inside_the_interval() {
+    let (mut rotator, _, world) = rotator(World::new(PublishMode::Route53));
+    rotator.fleet.secret_ids.clear();
+    rotator.fleet.secret_tag = Some(("dkim-rotator".into(), "managed".into()));
+    rotator.fleet.work_queue_url = Some("https://sqs.example/dkim-work".into());
+    ses_dkim_rotator::engine::ports::SecretStore::set_tags(
+        &world.secrets,
+        &world.arn,
+        &[("dkim-rotator", "managed")],
+    )
+    .await
+    .unwrap();
+    let reasons = |plan: &Value| plan["reasons"].clone();
+
+    // Never rotated here: the tags say nothing, a worker looks (and rotates).
+    let (plan, _) = plan_then_work(&rotator, &world).await;
+    assert_eq!(reasons(&plan), json!({"untracked": 1}), "{plan}");
+    let first = world.selector();
+    // SES still PENDING: watched, not idle.
+    let (plan, _) = plan_then_work(&rotator, &world).await;
+    assert_eq!(reasons(&plan), json!({"watch": 1}), "{plan}");
+    world.ses_checks();
+    let (plan, _) = plan_then_work(&rotator, &world).await;
+    assert_eq!(reasons(&plan), json!({"watch": 1}), "{plan}");
+    assert_eq!(world.tag(TAG_CONFIRMED).as_deref(), Some(first.as_str()));
+
+    // Inside the interval, nothing to retire (first key): nothing is sent.
+    world.clock.advance(time::Duration::days(30));
+    let (plan, _) = plan_then_work(&rotator, &world).await;
+    assert_eq!(plan["queued"], 0, "{plan}");
+    assert_eq!(plan["idle"], 1, "{plan}");
+    assert!(plan["next_due"].is_string(), "{plan}");
+
+    // Due: rotated; watched until SES confirms; then the grace period runs with nothing sent.
+    world.clock.advance(time::Duration::days(61));
+    let (plan, _) = plan_then_work(&rotator, &world).await;
+    assert_eq!(reasons(&plan), json!({"rotate": 1}), "{plan}");
+    let second = world.selector();
+    assert_ne!(first, second);
+    world.ses_checks();
+    let (plan, _) = plan_then_work(&rotator, &world).await;
+    assert_eq!(reasons(&plan), json!({"watch": 1}), "{plan}");
+    world.clock.advance(time::Duration::days(1));
+    let (plan, _) = plan_then_work(&rotator, &world).await;
+    assert_eq!(plan["queued"], 0, "grace period: {plan}");
+    assert_eq!(world.record(&first).len(), 1, "previous record kept");
+
+    // Grace over: the previous record is retired, then the fleet is idle again.
+    world.clock.advance(time::Duration::days(7));
+    let (plan, _) = plan_then_work(&rotator, &world).await;
+    assert_eq!(reasons(&plan), json!({"retire": 1}), "{plan}");
+    assert!(world.record(&first).is_empty(), "retired");
+    let (plan, _) = plan_then_work(&rotator, &world).await;
+    assert_eq!(plan["queued"], 0, "{plan}");
 }
 
 #[tokio::test]

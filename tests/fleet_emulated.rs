@@ -525,7 +525,7 @@ async fn one_key_serves_an_identity_in_two_regions_of_the_ses_model() {
             attributes.signing_attributes_origin().map(|o| o.as_str()),
             Some("EXTERNAL")
         );
-        assert_eq!(attributes.tokens(), [selector.clone()]);
+        assert_eq!(attributes.tokens(), std::slice::from_ref(&selector));
     }
     // Not in the function's own region: the secret named its regions.
     assert!(

@@ -1,5 +1,7 @@
 //! [`SecretStore`] over the AWS SDK's Secrets Manager client.
 
+use std::collections::HashMap;
+
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType, Tag};
 
@@ -66,11 +68,7 @@ impl SecretStore for SecretsManagerStore {
             arn: out.arn().unwrap_or(secret_id).to_owned(),
             rotation_enabled: out.rotation_enabled().unwrap_or(false),
             versions: out.version_ids_to_stages().cloned().unwrap_or_default(),
-            tags: out
-                .tags()
-                .iter()
-                .filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned())))
-                .collect(),
+            tags: tags_of(out.tags()),
         })
     }
 
@@ -169,8 +167,12 @@ impl SecretStore for SecretsManagerStore {
         Ok(versions)
     }
 
-    async fn list_tagged(&self, key: &str, value: &str) -> Result<Vec<String>, PortError> {
-        let mut arns = Vec::new();
+    async fn list_tagged(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> Result<Vec<SecretDescription>, PortError> {
+        let mut listed = Vec::new();
         let mut pages = self
             .client
             .list_secrets()
@@ -198,11 +200,19 @@ impl SecretStore for SecretsManagerStore {
                     .iter()
                     .any(|t| t.key() == Some(key) && t.value() == Some(value));
                 if tagged && let Some(arn) = secret.arn() {
-                    arns.push(arn.to_owned());
+                    listed.push(SecretDescription {
+                        arn: arn.to_owned(),
+                        rotation_enabled: secret.rotation_enabled().unwrap_or(false),
+                        versions: secret
+                            .secret_versions_to_stages()
+                            .cloned()
+                            .unwrap_or_default(),
+                        tags: tags_of(secret.tags()),
+                    });
                 }
             }
         }
-        Ok(arns)
+        Ok(listed)
     }
 
     async fn set_tags(&self, secret_id: &str, tags: &[(&str, &str)]) -> Result<(), PortError> {
@@ -255,4 +265,11 @@ impl SecretsManagerStore {
             })?;
         Ok(())
     }
+}
+
+/// Tags as a map (a tag without key or value is left out).
+fn tags_of(tags: &[Tag]) -> HashMap<String, String> {
+    tags.iter()
+        .filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned())))
+        .collect()
 }

@@ -20,6 +20,7 @@
 //! - [`rollback`]: putting a previous key back (after a DNS check), for every kind of rollback.
 //! - [`steps`]: the four Secrets Manager rotation steps.
 //! - [`plan`]: the scheduled run's rules as a pure function of facts and time.
+//! - [`triage`]: the queue planner's rules, from a `ListSecrets` entry alone.
 //! - [`schedule`]: carries a plan out, for one secret and for a fleet.
 //! - [`operations`]: inspecting a secret and rolling back, for the CLI.
 
@@ -39,6 +40,7 @@ pub mod secret_doc;
 pub mod selector;
 pub mod steps;
 pub mod tags;
+pub mod triage;
 
 use std::time::Duration;
 

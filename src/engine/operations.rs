@@ -5,9 +5,7 @@ use serde::Serialize;
 
 use super::dns_check::check_all_servers;
 use super::error::EngineError;
-use super::ports::{
-    DkimStatus, DnsTxtLookup, Ports, STAGE_CURRENT, STAGE_PENDING, SecretStore, SigningOrigin,
-};
+use super::ports::{DkimStatus, DnsTxtLookup, Ports, SecretStore, SigningOrigin};
 use super::secret_doc::DkimSecret;
 use super::{Engine, VersionLabel};
 
@@ -98,14 +96,7 @@ impl<P: Ports> Engine<P> {
     /// (and the record a person may have added for it). Touches neither SES nor DNS.
     pub async fn abort(&self, secret_id: &str) -> Result<AbortReport, EngineError> {
         let description = self.store().describe(secret_id).await?;
-        let unfinished = description
-            .versions
-            .iter()
-            .find(|(_, stages)| {
-                stages.iter().any(|s| s == STAGE_PENDING)
-                    && !stages.iter().any(|s| s == STAGE_CURRENT)
-            })
-            .map(|(id, _)| id.clone());
+        let unfinished = description.unfinished_rotation().map(str::to_owned);
         let Some(version) = unfinished else {
             return Ok(AbortReport {
                 secret_id: secret_id.to_owned(),

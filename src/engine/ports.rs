@@ -68,6 +68,17 @@ pub struct SecretDescription {
 }
 
 impl SecretDescription {
+    /// The version of an unfinished rotation: it carries `AWSPENDING` and not `AWSCURRENT`.
+    pub fn unfinished_rotation(&self) -> Option<&str> {
+        self.versions
+            .iter()
+            .find(|(_, stages)| {
+                stages.iter().any(|s| s == STAGE_PENDING)
+                    && !stages.iter().any(|s| s == STAGE_CURRENT)
+            })
+            .map(|(id, _)| id.as_str())
+    }
+
     /// The version id carrying `stage`, if any.
     pub fn version_with_stage(&self, stage: &str) -> Option<&str> {
         self.versions
@@ -147,12 +158,14 @@ pub trait SecretStore: Send + Sync {
         secret_id: &str,
     ) -> impl Future<Output = Result<Vec<VersionInfo>, PortError>> + Send;
 
-    /// `ListSecrets` filtered by tag `key` = `value`, all pages: the matching secrets' ARNs.
+    /// `ListSecrets` filtered by tag `key` = `value`, all pages: what the listing says of each
+    /// matching secret (ARN, rotation flag, staging labels, tags) — as much as `DescribeSecret`
+    /// would, with no call per secret.
     fn list_tagged(
         &self,
         key: &str,
         value: &str,
-    ) -> impl Future<Output = Result<Vec<String>, PortError>> + Send;
+    ) -> impl Future<Output = Result<Vec<SecretDescription>, PortError>> + Send;
 
     /// `TagResource`: records rotation state on the secret.
     fn set_tags(

@@ -27,7 +27,7 @@ use super::ports::{
 use super::secret_doc::{DkimSecret, dkim_record_name};
 
 pub use super::tags::{
-    TAG_CONFIRMED, TAG_CONFIRMED_AT, TAG_RETIRED, TAG_SWITCHED_AT, TAG_SWITCHED_TO,
+    TAG_CONFIRMED, TAG_CONFIRMED_AT, TAG_PREVIOUS, TAG_RETIRED, TAG_SWITCHED_AT, TAG_SWITCHED_TO,
 };
 
 /// The value a revoked DKIM record carries: `p=` empty (RFC 6376 §3.6.1).
@@ -168,52 +168,100 @@ pub fn rfc3339(at: OffsetDateTime) -> String {
     at.format(&Rfc3339).unwrap_or_else(|_| at.to_string())
 }
 
-/// Tags the secret with SES's confirmation of `selector` at `at`: the grace clock starts.
+/// Tags the secret with SES's confirmation of `selector` at `at` (the grace clock starts),
+/// and with `previous`, the selector before it (so a planner reading tags alone sees it).
 pub(crate) async fn record_confirmation<P: Ports>(
     ports: &P,
     secret_id: &str,
     selector: &str,
+    previous: Option<&str>,
     at: OffsetDateTime,
 ) -> Result<(), EngineError> {
-    tag_selector_and_time(
-        ports,
-        secret_id,
-        [TAG_CONFIRMED, TAG_CONFIRMED_AT],
-        selector,
-        at,
-    )
-    .await
+    let at = rfc3339(at);
+    let tags = [
+        (TAG_CONFIRMED, selector),
+        (TAG_CONFIRMED_AT, at.as_str()),
+        (TAG_PREVIOUS, previous.unwrap_or_default()),
+    ];
+    ports.secrets().set_tags(secret_id, &tags).await?;
+    Ok(())
 }
 
-/// Tags the secret with the switch to `selector` at `at`.
+/// Tags the secret with the switch to `selector` at `at`, and `previous`, in one
+/// `TagResource`.
 pub(crate) async fn record_switch<P: Ports>(
     ports: &P,
     secret_id: &str,
     selector: &str,
-    at: OffsetDateTime,
-) -> Result<(), EngineError> {
-    tag_selector_and_time(
-        ports,
-        secret_id,
-        [TAG_SWITCHED_TO, TAG_SWITCHED_AT],
-        selector,
-        at,
-    )
-    .await
-}
-
-/// One `TagResource`: `names[0]` = `selector`, `names[1]` = `at` (RFC 3339).
-async fn tag_selector_and_time<P: Ports>(
-    ports: &P,
-    secret_id: &str,
-    names: [&str; 2],
-    selector: &str,
+    previous: Option<&str>,
     at: OffsetDateTime,
 ) -> Result<(), EngineError> {
     let at = rfc3339(at);
-    let tags = [(names[0], selector), (names[1], at.as_str())];
+    let tags = [
+        (TAG_SWITCHED_TO, selector),
+        (TAG_SWITCHED_AT, at.as_str()),
+        (TAG_PREVIOUS, previous.unwrap_or_default()),
+    ];
     ports.secrets().set_tags(secret_id, &tags).await?;
     Ok(())
+}
+
+/// Tags a rollback to `selector`: a switch like any other, and SES's earlier confirmation of
+/// it no longer counts (SES verifies it again), so watchers and planners watch it again.
+pub(crate) async fn record_rollback<P: Ports>(
+    ports: &P,
+    secret_id: &str,
+    selector: &str,
+    previous: Option<&str>,
+    at: OffsetDateTime,
+) -> Result<(), EngineError> {
+    let at = rfc3339(at);
+    let tags = [
+        (TAG_SWITCHED_TO, selector),
+        (TAG_SWITCHED_AT, at.as_str()),
+        (TAG_PREVIOUS, previous.unwrap_or_default()),
+        (TAG_CONFIRMED, ""),
+        (TAG_CONFIRMED_AT, ""),
+    ];
+    ports.secrets().set_tags(secret_id, &tags).await?;
+    Ok(())
+}
+
+/// The tags a planner needs that a secret lacks, when SES signs with `current`'s key: written
+/// by a worker for secrets rotated before these tags existed (or whose tagging failed), so the
+/// planner stops sending them as untracked. `None` when nothing is missing.
+pub fn missing_planner_tags(
+    current: &DkimSecret,
+    tag: impl Fn(&str) -> Option<String>,
+    ses_signs_with_current: bool,
+    now: OffsetDateTime,
+) -> Option<Vec<(&'static str, String)>> {
+    let key = current.key.as_ref()?;
+    let previous = current
+        .previous_selector
+        .as_ref()
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    let switched_to = tag(TAG_SWITCHED_TO);
+    let switched_known = switched_to
+        .as_deref()
+        .is_some_and(|s| s.eq_ignore_ascii_case(key.selector.as_str()))
+        && tag(TAG_SWITCHED_AT).is_some_and(|at| OffsetDateTime::parse(&at, &Rfc3339).is_ok());
+    let mut missing = Vec::new();
+    if !switched_known && ses_signs_with_current {
+        // The key's own creation time when recorded, else now: a later rotation, never earlier.
+        let at = key
+            .created_at
+            .as_deref()
+            .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
+            .unwrap_or(now);
+        missing.push((TAG_SWITCHED_TO, key.selector.to_string()));
+        missing.push((TAG_SWITCHED_AT, rfc3339(at)));
+        missing.push((TAG_PREVIOUS, previous));
+    } else if switched_known && tag(TAG_PREVIOUS).is_none() {
+        missing.push((TAG_PREVIOUS, previous));
+    }
+    (!missing.is_empty()).then_some(missing)
 }
 
 /// Carries out `decision` (from [`assess`]) for `current`: starts the grace clock, or
@@ -243,7 +291,7 @@ pub(crate) async fn carry_out<P: Ports>(
             (selector, Some((RetireOutcome::AwaitingConfirmation, None)))
         }
         RetireDecision::StartGrace { selector, current } => {
-            record_confirmation(ports, secret_id, &current, now).await?;
+            record_confirmation(ports, secret_id, &current, Some(selector.as_str()), now).await?;
             let until = rfc3339(now + rules.grace);
             (selector, Some((RetireOutcome::GracePeriod, Some(until))))
         }
@@ -335,4 +383,73 @@ pub(crate) async fn carry_out<P: Ports>(
         .await?;
     tracing::info!(secret_id, dns_name = %name, outcome = ?report.outcome, "previous DKIM selector retired");
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use time::macros::datetime;
+
+    const NOW: OffsetDateTime = datetime!(2030-06-01 00:00 UTC);
+
+    fn rotated_doc() -> DkimSecret {
+        use crate::engine::key::{DkimKeyPair, KeyBits};
+        use crate::engine::secret_doc::PublishedKey;
+        use crate::engine::selector::Selector;
+        let seed = DkimSecret::parse(r#"{"identity":"example.com"}"#).unwrap();
+        let first = seed.rotated(PublishedKey {
+            selector: Selector::parse("old").unwrap(),
+            key: DkimKeyPair::generate(KeyBits::Rsa1024).unwrap(),
+            created_at: None,
+        });
+        first.rotated(PublishedKey {
+            selector: Selector::parse("new").unwrap(),
+            key: DkimKeyPair::generate(KeyBits::Rsa1024).unwrap(),
+            created_at: Some("2030-05-01T00:00:00Z".into()),
+        })
+    }
+
+    fn missing(tags: &[(&str, &str)], ses_on_current: bool) -> Option<Vec<(&'static str, String)>> {
+        let tags: HashMap<String, String> = tags
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        missing_planner_tags(
+            &rotated_doc(),
+            |k| tags.get(k).cloned(),
+            ses_on_current,
+            NOW,
+        )
+    }
+
+    #[test]
+    fn the_planner_tags_a_secret_lacks_are_found() {
+        let at = "2030-05-01T00:00:00Z";
+        let complete = [
+            (TAG_SWITCHED_TO, "new"),
+            (TAG_SWITCHED_AT, at),
+            (TAG_PREVIOUS, "old"),
+        ];
+        assert_eq!(missing(&complete, true), None);
+        assert_eq!(
+            missing(&complete[..2], true),
+            Some(vec![(TAG_PREVIOUS, "old".to_owned())]),
+            "switched by an older version: only `previous` is added"
+        );
+        assert_eq!(
+            missing(&[], true),
+            Some(vec![
+                (TAG_SWITCHED_TO, "new".to_owned()),
+                (TAG_SWITCHED_AT, at.to_owned()),
+                (TAG_PREVIOUS, "old".to_owned()),
+            ]),
+            "a key switched by hand: its creation time stands for the switch"
+        );
+        assert_eq!(
+            missing(&[], false),
+            None,
+            "SES does not sign with it: nothing is claimed"
+        );
+    }
 }

@@ -12,6 +12,7 @@ use super::ports::{
     SigningOrigin,
 };
 use super::regions::SesView;
+use super::retirement;
 use super::secret_doc::{DkimSecret, DnsRecord};
 use super::tags::{self, TAG_ADOPTED_FROM, TAG_REJECTED};
 use super::{Engine, VersionLabel};
@@ -109,6 +110,16 @@ impl<P: Ports> Engine<P> {
             )));
         }
         let selector = self.put_back(secret_id, &previous, ses).await?;
+        // Tagged before AWSCURRENT moves (as a switch is): a crash in between leaves tags a
+        // retry writes again.
+        retirement::record_rollback(
+            self.ports(),
+            secret_id,
+            &selector,
+            previous.previous_selector.as_ref().map(|s| s.as_str()),
+            self.now(),
+        )
+        .await?;
         self.store()
             .promote(
                 secret_id,

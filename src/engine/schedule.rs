@@ -16,10 +16,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::error::EngineError;
 use super::plan::{Facts, Plan, PlanOptions, SkipReason, plan};
-use super::ports::{
-    Deadline, DkimStatus, Ports, STAGE_CURRENT, STAGE_PENDING, SecretDescription, SecretStore,
-    SesDkimState,
-};
+use super::ports::{Deadline, DkimStatus, Ports, SecretDescription, SecretStore, SesDkimState};
 use super::regions::SesView;
 use super::retirement::{self, RetireOutcome, RetireReport};
 use super::secret_doc::{DkimSecret, DnsRecord};
@@ -233,14 +230,7 @@ fn facts_of(
     let tag = |key: &str| description.tags.get(key).cloned();
     Facts {
         secrets_manager_rotates: description.rotation_enabled,
-        unfinished_rotation: description
-            .versions
-            .iter()
-            .find(|(_, stages)| {
-                stages.iter().any(|s| s == STAGE_PENDING)
-                    && !stages.iter().any(|s| s == STAGE_CURRENT)
-            })
-            .map(|(id, _)| id.clone()),
+        unfinished_rotation: description.unfinished_rotation().map(str::to_owned),
         has_key: current.key.is_some(),
         key_created: current
             .key
@@ -264,8 +254,13 @@ fn facts_of(
 }
 
 impl<P: Ports> Engine<P> {
-    /// The secrets tagged `key` = `value` (for scheduled runs).
-    pub async fn list_tagged(&self, key: &str, value: &str) -> Result<Vec<String>, EngineError> {
+    /// The secrets tagged `key` = `value`, as `ListSecrets` describes them (for scheduled runs
+    /// and the queue planner).
+    pub async fn list_tagged(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> Result<Vec<SecretDescription>, EngineError> {
         Ok(self.store().list_tagged(key, value).await?)
     }
 
@@ -367,6 +362,10 @@ impl<P: Ports> Engine<P> {
             );
         }
 
+        if !options.dry_run {
+            self.repair_planner_tags(&secret_id, &description, &current, facts.ses_on_current)
+                .await;
+        }
         let planned = plan(&facts, options.plan_options(), now);
         report.action = match &planned {
             Plan::Resume { .. } => Action::Resumed,
@@ -420,7 +419,9 @@ impl<P: Ports> Engine<P> {
                 Ok(())
             }
             Plan::Confirm { selector } => {
-                retirement::record_confirmation(self.ports(), &secret_id, &selector, now).await
+                let previous = current.previous_selector.as_ref().map(|s| s.as_str());
+                retirement::record_confirmation(self.ports(), &secret_id, &selector, previous, now)
+                    .await
             }
             Plan::StartGraceClock(decision) | Plan::Retire(decision) => {
                 let retired = retirement::carry_out(
@@ -457,6 +458,35 @@ impl<P: Ports> Engine<P> {
             Plan::Skip(reason) => {
                 report.skipped = Some(reason);
                 Ok(())
+            }
+        }
+    }
+
+    /// Writes the tags a planner needs when the secret lacks them (see
+    /// [`retirement::missing_planner_tags`]). Best effort: a failure is logged, and the
+    /// planner keeps sending the secret until a run succeeds.
+    async fn repair_planner_tags(
+        &self,
+        secret_id: &str,
+        description: &SecretDescription,
+        current: &DkimSecret,
+        ses_on_current: bool,
+    ) {
+        let Some(missing) = retirement::missing_planner_tags(
+            current,
+            |key| description.tags.get(key).cloned(),
+            ses_on_current,
+            self.now(),
+        ) else {
+            return;
+        };
+        let tags: Vec<(&str, &str)> = missing.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        match self.store().set_tags(secret_id, &tags).await {
+            Ok(()) => {
+                tracing::info!(secret_id, tags = ?tags, "recorded the tags the planner reads")
+            }
+            Err(error) => {
+                tracing::warn!(secret_id, %error, "could not record the tags the planner reads")
             }
         }
     }

@@ -713,7 +713,15 @@ impl<P: Ports> Engine<P> {
         }
         // The switch time is tagged before AWSCURRENT moves, so a retried step (which finds
         // the token not yet current) records it again; the grace period never starts early.
-        retirement::record_switch(self.ports(), &request.secret_id, selector, self.now()).await?;
+        let previous = pending.doc.previous_selector.as_ref().map(|s| s.as_str());
+        retirement::record_switch(
+            self.ports(),
+            &request.secret_id,
+            selector,
+            previous,
+            self.now(),
+        )
+        .await?;
         self.store()
             .promote(
                 &request.secret_id,

@@ -5,6 +5,9 @@
 pub const TAG_SWITCHED_TO: &str = "ses-dkim-rotator:switched-to";
 /// When SES was switched to it (RFC 3339).
 pub const TAG_SWITCHED_AT: &str = "ses-dkim-rotator:switched-at";
+/// The selector before the switched-to one, written with the switch (empty when there was
+/// none): with it a planner sees from `ListSecrets` alone whether a record awaits retirement.
+pub const TAG_PREVIOUS: &str = "ses-dkim-rotator:previous";
 /// The selector SES last reported `SUCCESS` for.
 pub const TAG_CONFIRMED: &str = "ses-dkim-rotator:confirmed";
 /// When that was first seen (RFC 3339): the previous selector's grace period starts here.

@@ -672,7 +672,11 @@ impl<S: SecretStore, A: AroundStoreCall> SecretStore for AroundStore<S, A> {
             .around(which, self.inner.list_versions(id))
             .await
     }
-    async fn list_tagged(&self, key: &str, value: &str) -> Result<Vec<String>, PortError> {
+    async fn list_tagged(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> Result<Vec<SecretDescription>, PortError> {
         let which = call("ListSecrets", "list_tagged");
         self.around
             .around(which, self.inner.list_tagged(key, value))

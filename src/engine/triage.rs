@@ -1,0 +1,276 @@
+//! The planner's rules (queue mode): from what `ListSecrets` says of a secret — its tags,
+//! rotation flag and staging labels — and nothing else, whether a worker should look at it
+//! now. No call is made here, and none per secret anywhere in the planner.
+//!
+//! The tags are the rotator's memory ([`super::tags`]): the switch (`switched-to`,
+//! `switched-at`, `previous`), SES's confirmation (`confirmed`, `confirmed-at`) and the last
+//! retirement (`retired`). The rules, the first that applies:
+//!
+//! | listing | triage |
+//! |---|---|
+//! | the run is forced | [`WorkReason::Forced`] |
+//! | rotation is this function's, and a version is `AWSPENDING` but not `AWSCURRENT` | [`WorkReason::Resume`] |
+//! | no switch recorded (never rotated here, or tags lost) | [`WorkReason::Untracked`]: the worker reads and decides |
+//! | the switched-to selector is not confirmed (SES `PENDING`, or `FAILED` to roll back) | [`WorkReason::Watch`] |
+//! | confirmed, but the confirmation time or `previous` is not recorded | [`WorkReason::Untracked`] |
+//! | a previous selector not yet retired, its grace period (from confirmation) over | [`WorkReason::Retire`] |
+//! | rotation is this function's, and the key is older than the interval (from the switch) | [`WorkReason::Rotate`] |
+//! | otherwise | [`Triage::Idle`], with the next time something falls due |
+//!
+//! A missing or unreadable tag sends the secret to a worker (which reads everything and
+//! decides as the in-invocation run would); it never makes the planner skip work. The key's
+//! age counts from the switch, a little after the key was made: the planner may send a
+//! rotation a little later than the worker's own rule would, never earlier. One thing the
+//! planner cannot see is SES changing its mind about a confirmed selector (`TEMPORARY_FAILURE`
+//! or `FAILED` long after `SUCCESS`); forced runs, and every run that has work for the
+//! identity, look at SES (see the README).
+
+use serde::Serialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::plan::PlanOptions;
+use super::ports::SecretDescription;
+use super::tags::{
+    TAG_CONFIRMED, TAG_CONFIRMED_AT, TAG_PREVIOUS, TAG_RETIRED, TAG_SWITCHED_AT, TAG_SWITCHED_TO,
+};
+
+/// Why a secret goes to a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkReason {
+    /// Named in the run's payload or in `DKIM_SECRET_IDS`: always sent.
+    Named,
+    /// The run was forced.
+    Forced,
+    /// An unfinished rotation waits.
+    Resume,
+    /// The tags do not say enough: the worker reads the secret and decides.
+    Untracked,
+    /// SES has not confirmed the switched-to selector yet.
+    Watch,
+    /// The previous selector's grace period is over.
+    Retire,
+    /// The key is due.
+    Rotate,
+}
+
+/// The planner's decision for one secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Triage {
+    /// Send it to a worker.
+    Send(WorkReason),
+    /// Nothing to do until `next` (when known).
+    Idle {
+        /// When the next thing falls due.
+        next: Option<OffsetDateTime>,
+    },
+}
+
+/// The planner's rules (see the module's table). Pure.
+pub fn triage(
+    listing: &SecretDescription,
+    options: PlanOptions,
+    grace: time::Duration,
+    now: OffsetDateTime,
+) -> Triage {
+    let tag = |key: &str| listing.tags.get(key).map(String::as_str);
+    let time_of = |key: &str| tag(key).and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok());
+    let ours_to_rotate = !listing.rotation_enabled;
+    if options.force {
+        return Triage::Send(WorkReason::Forced);
+    }
+    if ours_to_rotate && listing.unfinished_rotation().is_some() {
+        return Triage::Send(WorkReason::Resume);
+    }
+    let (Some(switched_to), Some(switched_at)) = (tag(TAG_SWITCHED_TO), time_of(TAG_SWITCHED_AT))
+    else {
+        return Triage::Send(WorkReason::Untracked);
+    };
+    if !tag(TAG_CONFIRMED).is_some_and(|c| c.eq_ignore_ascii_case(switched_to)) {
+        return Triage::Send(WorkReason::Watch);
+    }
+    let (Some(confirmed_at), Some(previous)) = (time_of(TAG_CONFIRMED_AT), tag(TAG_PREVIOUS))
+    else {
+        return Triage::Send(WorkReason::Untracked);
+    };
+    let mut next: Option<OffsetDateTime> = None;
+    let retired = tag(TAG_RETIRED).is_some_and(|r| r.eq_ignore_ascii_case(previous));
+    if !previous.is_empty() && !retired {
+        let grace_over = confirmed_at + grace;
+        if now >= grace_over {
+            return Triage::Send(WorkReason::Retire);
+        }
+        next = Some(grace_over);
+    }
+    if ours_to_rotate {
+        let due = switched_at + options.rotation_interval;
+        if now >= due {
+            return Triage::Send(WorkReason::Rotate);
+        }
+        next = Some(next.map_or(due, |n| n.min(due)));
+    }
+    Triage::Idle { next }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::ports::{STAGE_CURRENT, STAGE_PENDING};
+    use time::Duration;
+    use time::macros::datetime;
+
+    const NOW: OffsetDateTime = datetime!(2030-06-01 00:00 UTC);
+
+    fn listing(tags: &[(&str, &str)]) -> SecretDescription {
+        SecretDescription {
+            arn: "arn:secret".into(),
+            rotation_enabled: false,
+            versions: [("v1".to_owned(), vec![STAGE_CURRENT.to_owned()])].into(),
+            tags: tags
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        }
+    }
+
+    fn options(force: bool) -> PlanOptions {
+        PlanOptions {
+            force,
+            rotation_interval: Duration::days(90),
+        }
+    }
+
+    fn at(days_ago: i64) -> String {
+        super::super::retirement::rfc3339(NOW - Duration::days(days_ago))
+    }
+
+    /// A secret switched `switched` days ago, confirmed `confirmed` days ago, with `previous`
+    /// and (if given) `retired`.
+    fn tracked(
+        switched: i64,
+        confirmed: i64,
+        previous: &str,
+        retired: Option<&str>,
+    ) -> SecretDescription {
+        let (s, c) = (at(switched), at(confirmed));
+        let mut tags = vec![
+            (TAG_SWITCHED_TO, "new"),
+            (TAG_SWITCHED_AT, s.as_str()),
+            (TAG_CONFIRMED, "new"),
+            (TAG_CONFIRMED_AT, c.as_str()),
+            (TAG_PREVIOUS, previous),
+        ];
+        if let Some(r) = retired {
+            tags.push((TAG_RETIRED, r));
+        }
+        listing(&tags)
+    }
+
+    #[test]
+    fn the_rule_table() {
+        let grace = Duration::days(7);
+        let send = Triage::Send;
+        let mut pending = tracked(1, 1, "old", None);
+        pending
+            .versions
+            .insert("v2".into(), vec![STAGE_PENDING.to_owned()]);
+        let mut managed_elsewhere = tracked(100, 99, "old", Some("old"));
+        managed_elsewhere.rotation_enabled = true;
+        let unconfirmed = {
+            let mut l = tracked(1, 1, "old", None);
+            l.tags.insert(TAG_CONFIRMED.into(), "older".into());
+            l
+        };
+        let no_previous_tag = {
+            let mut l = tracked(10, 9, "", None);
+            l.tags.remove(TAG_PREVIOUS);
+            l
+        };
+        let bad_time = {
+            let mut l = tracked(10, 9, "old", None);
+            l.tags.insert(TAG_SWITCHED_AT.into(), "yesterday".into());
+            l
+        };
+        let rows: Vec<(&str, SecretDescription, bool, Triage)> = vec![
+            (
+                "forced",
+                tracked(1, 1, "old", Some("old")),
+                true,
+                send(WorkReason::Forced),
+            ),
+            (
+                "unfinished rotation",
+                pending,
+                false,
+                send(WorkReason::Resume),
+            ),
+            (
+                "never rotated here",
+                listing(&[]),
+                false,
+                send(WorkReason::Untracked),
+            ),
+            (
+                "switch time unreadable",
+                bad_time,
+                false,
+                send(WorkReason::Untracked),
+            ),
+            ("not confirmed", unconfirmed, false, send(WorkReason::Watch)),
+            (
+                "previous not recorded",
+                no_previous_tag,
+                false,
+                send(WorkReason::Untracked),
+            ),
+            (
+                "grace over",
+                tracked(10, 8, "old", None),
+                false,
+                send(WorkReason::Retire),
+            ),
+            (
+                "grace runs",
+                tracked(3, 2, "old", None),
+                false,
+                Triage::Idle {
+                    next: Some(NOW + Duration::days(5)),
+                },
+            ),
+            (
+                "retired, key young",
+                tracked(30, 29, "old", Some("old")),
+                false,
+                Triage::Idle {
+                    next: Some(NOW + Duration::days(60)),
+                },
+            ),
+            (
+                "first key, no previous, due",
+                tracked(91, 90, "", None),
+                false,
+                send(WorkReason::Rotate),
+            ),
+            (
+                "retired, key due",
+                tracked(90, 89, "old", Some("old")),
+                false,
+                send(WorkReason::Rotate),
+            ),
+            (
+                "Secrets Manager rotates it",
+                managed_elsewhere,
+                false,
+                Triage::Idle { next: None },
+            ),
+        ];
+        for (name, listing, force, expected) in rows {
+            assert_eq!(
+                triage(&listing, options(force), grace, NOW),
+                expected,
+                "{name}"
+            );
+        }
+    }
+}
