@@ -538,64 +538,6 @@ async fn one_key_serves_an_identity_in_two_regions_of_the_ses_model() {
     );
 }
 
-/// The event source mapping, as a test driver: receives up to `max` messages and hands them to
-/// the function as one SQS event; deletes the ones the function did not report failed (what
-/// Lambda does with a partial batch response); returns the batch response.
-async fn deliver(
-    sqs: &aws_sdk_sqs::Client,
-    queue_url: &str,
-    rotator: &AwsRotator,
-    max: i32,
-) -> Option<Value> {
-    let received = sqs
-        .receive_message()
-        .queue_url(queue_url)
-        .max_number_of_messages(max)
-        .visibility_timeout(0)
-        .send()
-        .await
-        .unwrap();
-    let messages = received.messages();
-    if messages.is_empty() {
-        return None;
-    }
-    let records: Vec<Value> = messages
-        .iter()
-        .map(|m| {
-            json!({
-                "messageId": m.message_id(), "receiptHandle": m.receipt_handle(), "body": m.body(),
-                "attributes": {}, "messageAttributes": {}, "md5OfBody": m.md5_of_body(),
-                "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q",
-                "awsRegion": "us-east-1"
-            })
-        })
-        .collect();
-    let response = rotator
-        .handle(lambda_runtime::LambdaEvent::new(
-            json!({ "Records": records }),
-            lambda_runtime::Context::default(),
-        ))
-        .await
-        .unwrap();
-    let failed: HashSet<&str> = response["batchItemFailures"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["itemIdentifier"].as_str().unwrap())
-        .collect();
-    for message in messages {
-        if !failed.contains(message.message_id().unwrap()) {
-            sqs.delete_message()
-                .queue_url(queue_url)
-                .receipt_handle(message.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
-    }
-    Some(response)
-}
-
 #[tokio::test]
 async fn planner_queue_worker_fleet_with_a_broken_secret_ending_in_the_dead_letter_queue() {
     let bed = TestBed::connect().await;
@@ -663,7 +605,7 @@ async fn planner_queue_worker_fleet_with_a_broken_secret_ending_in_the_dead_lett
     // The worker, in batches of 2 as the mapping would deliver them.
     let mut failures = Vec::new();
     for _ in 0..10 {
-        let Some(response) = deliver(&sqs, &queue_url, &rotator, 2).await else {
+        let Some(response) = deliver(&sqs, &queue_url, &rotator, 2, 0).await else {
             break;
         };
         failures.extend(
@@ -717,7 +659,7 @@ async fn planner_queue_worker_fleet_with_a_broken_secret_ending_in_the_dead_lett
         })
         .await
         .unwrap();
-    while let Some(response) = deliver(&sqs, &queue_url, &rotator_again, 10).await {
+    while let Some(response) = deliver(&sqs, &queue_url, &rotator_again, 10, 0).await {
         assert_eq!(response["batchItemFailures"], json!([]), "{response}");
     }
     for (s, before) in fleet.iter().zip(puts_before) {

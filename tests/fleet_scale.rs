@@ -248,3 +248,288 @@ async fn fleet_scaling_benchmark() {
         );
     }
 }
+
+/// Counts each Secrets Manager call by operation and delays it by `delay`.
+#[derive(Default)]
+struct CountAndDelay {
+    delay: Duration,
+    calls: std::sync::Mutex<std::collections::BTreeMap<&'static str, usize>>,
+}
+
+impl AroundStoreCall for CountAndDelay {
+    async fn around<T: Send>(
+        &self,
+        which: StoreCall,
+        call: impl Future<Output = Result<T, PortError>> + Send,
+    ) -> Result<T, PortError> {
+        *self.calls.lock().unwrap().entry(which.api).or_default() += 1;
+        tokio::time::sleep(self.delay).await;
+        call.await
+    }
+}
+
+/// An SQS queue on moto, fresh for one benchmark.
+async fn fresh_queue(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
+    sqs.create_queue()
+        .queue_name(format!(
+            "{name}-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        ))
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned()
+}
+
+async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> usize {
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await
+        .unwrap();
+    attributes
+        .attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A target a benchmark checks: prints the figure beside it, and fails the run when missed.
+fn check_target(name: &str, value: f64, limit: f64, unit: &str) {
+    let verdict = if value <= limit { "met" } else { "MISSED" };
+    println!("BENCH target {name}: {value:.1} {unit} (target <= {limit} {unit}: {verdict})");
+    assert!(
+        value <= limit,
+        "benchmark target missed: {name} {value:.1} > {limit} {unit}"
+    );
+}
+
+/// `make bench`: the queue planner over `PLANNER_BENCH_N` (default 10,000) tagged secrets on
+/// moto, 1 % of them due, 50 ms added to every Secrets Manager call: its AWS calls (one
+/// `ListSecrets` page per 100 secrets, one `SendMessageBatch` per 10 messages, nothing per
+/// secret) and its time.
+#[tokio::test]
+#[ignore = "benchmark: run by `make bench`"]
+async fn planner_benchmark() {
+    use futures_util::StreamExt;
+    let n: usize = std::env::var("PLANNER_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let bed = TestBed::connect().await;
+    let config = bed.aws_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let queue_url = fresh_queue(&sqs, "planner-bench").await;
+    let fleet_tag = uuid::Uuid::new_v4().simple().to_string();
+    let now = time::OffsetDateTime::now_utc();
+    let at =
+        |days: i64| ses_dkim_rotator::engine::retirement::rfc3339(now - time::Duration::days(days));
+    let created = Instant::now();
+    let due_every = 100;
+    futures_util::stream::iter(0..n)
+        .map(|i| {
+            let (bed, fleet_tag) = (&bed, &fleet_tag);
+            // Every 100th secret's key is older than the interval; the others are mid-life.
+            let (switched, confirmed) = if i % due_every == 0 {
+                (at(100), at(99))
+            } else {
+                (at(10), at(9))
+            };
+            async move {
+                let tags = [
+                    ("dkim-fleet", fleet_tag.as_str()),
+                    ("ses-dkim-rotator:switched-to", "s2"),
+                    ("ses-dkim-rotator:switched-at", switched.as_str()),
+                    ("ses-dkim-rotator:confirmed", "s2"),
+                    ("ses-dkim-rotator:confirmed-at", confirmed.as_str()),
+                    ("ses-dkim-rotator:previous", "s1"),
+                    ("ses-dkim-rotator:retired", "s1"),
+                ];
+                bed.secrets
+                    .create_secret()
+                    .name(format!("dkim/planner-{fleet_tag}-{i}"))
+                    .secret_string(r#"{"identity":"example.com"}"#)
+                    .set_tags(Some(
+                        tags.iter()
+                            .map(|(k, v)| {
+                                aws_sdk_secretsmanager::types::Tag::builder()
+                                    .key(*k)
+                                    .value(*v)
+                                    .build()
+                            })
+                            .collect(),
+                    ))
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<()>>()
+        .await;
+    eprintln!(
+        "seeded {n} tagged secrets in {:.0} s",
+        created.elapsed().as_secs_f64()
+    );
+
+    let mut settings = bed.settings("rfc2136").await;
+    settings.fleet.secret_ids.clear();
+    settings.fleet.secret_tag = Some(("dkim-fleet".into(), fleet_tag.clone()));
+    settings.fleet.work_queue_url = Some(queue_url.clone());
+    let counting = CountAndDelay {
+        delay: Duration::from_millis(50),
+        ..CountAndDelay::default()
+    };
+    let engine = bed
+        .engine_over(
+            AroundStore {
+                inner: SecretsManagerStore::new(bed.secrets.clone()),
+                around: counting,
+            },
+            SesV2Signing::new(bed.ses.clone()),
+            settings.policy.clone(),
+        )
+        .await;
+    let rotator = ses_dkim_rotator::handler::Rotator {
+        engine,
+        fleet: settings.fleet.clone(),
+        notifier: ses_dkim_rotator::adapters::sns::ConfiguredNotifier::Off,
+        queue: ses_dkim_rotator::adapters::sqs::SqsWorkQueue::new(sqs.clone(), queue_url.clone()),
+    };
+    let started = Instant::now();
+    let plan = rotator
+        .plan_to_queue(&ScheduledRun {
+            secret_ids: None,
+            force: false,
+            dry_run: false,
+        })
+        .await
+        .unwrap();
+    let wall = started.elapsed().as_secs_f64();
+    let calls = rotator
+        .engine
+        .ports()
+        .secrets
+        .around
+        .calls
+        .lock()
+        .unwrap()
+        .clone();
+    let expected_due = n.div_ceil(due_every);
+    assert_eq!(plan.queued, expected_due, "{plan:?}");
+    assert_eq!(plan.idle, n - expected_due);
+    assert_eq!(
+        queue_depth(&sqs, &queue_url).await,
+        expected_due,
+        "messages on the queue"
+    );
+    let list_pages = calls.get("ListSecrets").copied().unwrap_or(0);
+    let batches = expected_due.div_ceil(10);
+    println!(
+        "BENCH planner secrets={n} due={} wall_s={wall:.1} ListSecrets={list_pages} SendMessageBatch={batches} other_secrets_manager_calls={} ses_calls=0",
+        plan.queued,
+        calls.values().sum::<usize>() - list_pages
+    );
+    assert_eq!(
+        calls.keys().collect::<Vec<_>>(),
+        [&"ListSecrets"],
+        "the planner reads nothing per secret: {calls:?}"
+    );
+    check_target(
+        "planner ListSecrets pages per 100 secrets",
+        list_pages as f64 * 100.0 / n as f64,
+        1.0,
+        "pages",
+    );
+    check_target("planner wall time", wall, 60.0, "s");
+}
+
+/// `make bench`: `QUEUE_BENCH_N` identities (default 1,000) through the queue — planner, then
+/// `MaximumConcurrency` workers each taking batches of 10 as the event source mapping would —
+/// with 50 ms added to every AWS call the function makes (SESv2 by the SES model's chaos rules,
+/// Secrets Manager by [`Delay`]), at each of `QUEUE_BENCH_CONCURRENCY` (default `1,4,16`).
+#[tokio::test]
+#[ignore = "benchmark: run by `make bench`"]
+async fn queue_fanout_benchmark() {
+    let n: usize = std::env::var("QUEUE_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000);
+    let levels: Vec<usize> = std::env::var("QUEUE_BENCH_CONCURRENCY")
+        .unwrap_or_else(|_| "16,4,1".into())
+        .split(',')
+        .map(|c| c.trim().parse().expect("QUEUE_BENCH_CONCURRENCY: numbers"))
+        .collect();
+    let bed = TestBed::connect().await;
+    let config = bed.aws_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let _latency = Chaos::set(json!([{ "latency_ms": 50 }])).await;
+    let settings = bed.settings("rfc2136").await;
+    let engine = bed
+        .engine_over(
+            AroundStore {
+                inner: SecretsManagerStore::new(bed.secrets.clone()),
+                around: Delay(Duration::from_millis(50)),
+            },
+            SesV2Signing::new(bed.ses.clone()),
+            settings.policy.clone(),
+        )
+        .await;
+    let mut rotator = ses_dkim_rotator::handler::Rotator {
+        engine,
+        fleet: settings.fleet.clone(),
+        notifier: ses_dkim_rotator::adapters::sns::ConfiguredNotifier::Off,
+        queue: ses_dkim_rotator::adapters::sqs::SqsWorkQueue::new(sqs.clone(), String::new()),
+    };
+    for concurrency in levels {
+        let queue_url = fresh_queue(&sqs, "fanout-bench").await;
+        rotator.queue =
+            ses_dkim_rotator::adapters::sqs::SqsWorkQueue::new(sqs.clone(), queue_url.clone());
+        rotator.fleet.work_queue_url = Some(queue_url.clone());
+        let mut seeded = Vec::new();
+        for _ in 0..n {
+            seeded.push(bed.seed("fanout", json!({})).await);
+        }
+        let ids: Vec<String> = seeded.iter().map(|s| s.arn.clone()).collect();
+        let started = Instant::now();
+        let plan = rotator
+            .plan_to_queue(&ScheduledRun {
+                secret_ids: Some(ids),
+                force: false,
+                dry_run: false,
+            })
+            .await
+            .unwrap();
+        assert_eq!(plan.queued, n);
+        let workers = (0..concurrency).map(|_| async {
+            let mut failures = 0;
+            while let Some(response) = deliver(&sqs, &queue_url, &rotator, 10, 600).await {
+                failures += response["batchItemFailures"].as_array().map_or(0, Vec::len);
+            }
+            failures
+        });
+        let failures: usize = futures_util::future::join_all(workers)
+            .await
+            .into_iter()
+            .sum();
+        let wall = started.elapsed().as_secs_f64();
+        assert_eq!(failures, 0, "no record may fail");
+        assert_eq!(queue_depth(&sqs, &queue_url).await, 0, "queue drained");
+        for s in &seeded {
+            assert!(
+                bed.ses_selector(&s.domain).await.is_some(),
+                "{} not rotated",
+                s.domain
+            );
+        }
+        println!(
+            "BENCH queue identities={n} maximum_concurrency={concurrency} wall_s={wall:.1} identities_per_s={:.1} per_identity_ms={:.0}",
+            n as f64 / wall,
+            wall * 1000.0 * concurrency as f64 / n as f64
+        );
+    }
+}

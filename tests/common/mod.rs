@@ -31,7 +31,10 @@ use ses_dkim_rotator::engine::ports::{
 use ses_dkim_rotator::engine::schedule::{Action, MaintainOptions};
 use ses_dkim_rotator::engine::steps::{RotationRequest, Step, StepReport};
 use ses_dkim_rotator::engine::{Engine, RotationPolicy};
+use ses_dkim_rotator::handler::Rotator;
+use ses_dkim_rotator::notifications::Notifier;
 use ses_dkim_rotator::secret_text::SecretText;
+use ses_dkim_rotator::work_queue::WorkQueue;
 
 /// The engine as the Lambda builds it, over the emulated services and the real DNS server.
 pub type RealEngine = AwsEngine;
@@ -694,4 +697,64 @@ impl<S: SecretStore, A: AroundStoreCall> SecretStore for AroundStore<S, A> {
             .around(which, self.inner.clear_pending(id, version))
             .await
     }
+}
+
+/// The event source mapping, as a test driver: receives up to `max` messages and hands them to
+/// the function as one SQS event; deletes the ones the function did not report failed (what
+/// Lambda does with a partial batch response); returns the batch response. `visibility_timeout`
+/// 0 lets a test see a failed message again at once; concurrent drivers need more.
+pub async fn deliver<P: Ports, N: Notifier, Q: WorkQueue>(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    rotator: &Rotator<P, N, Q>,
+    max: i32,
+    visibility_timeout: i32,
+) -> Option<Value> {
+    let received = sqs
+        .receive_message()
+        .queue_url(queue_url)
+        .max_number_of_messages(max)
+        .visibility_timeout(visibility_timeout)
+        .send()
+        .await
+        .unwrap();
+    let messages = received.messages();
+    if messages.is_empty() {
+        return None;
+    }
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "messageId": m.message_id(), "receiptHandle": m.receipt_handle(), "body": m.body(),
+                "attributes": {}, "messageAttributes": {}, "md5OfBody": m.md5_of_body(),
+                "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q",
+                "awsRegion": "us-east-1"
+            })
+        })
+        .collect();
+    let response = rotator
+        .handle(lambda_runtime::LambdaEvent::new(
+            serde_json::json!({ "Records": records }),
+            lambda_runtime::Context::default(),
+        ))
+        .await
+        .unwrap();
+    let failed: std::collections::HashSet<&str> = response["batchItemFailures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["itemIdentifier"].as_str().unwrap())
+        .collect();
+    for message in messages {
+        if !failed.contains(message.message_id().unwrap()) {
+            sqs.delete_message()
+                .queue_url(queue_url)
+                .receipt_handle(message.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    Some(response)
 }
