@@ -1,9 +1,12 @@
 """A local Lambda Runtime API for `make bench`.
 
 Starts a binary with AWS_LAMBDA_RUNTIME_API pointing here, and measures:
-- cold start: from process spawn to its first `GET /runtime/invocation/next`;
-- with --events FILE (JSON list of payloads): serves them one by one, records each response,
-  and reads the process's peak RSS (VmHWM) after the last one.
+- cold start: from process spawn to its first `GET /runtime/invocation/next` (the same harness
+  cost for every binary; `--versus OTHER` runs the two binaries interleaved, run by run, so drift
+  on the machine hits both alike, and reports the ratio of the medians);
+- with --events FILE (JSON list of payloads): serves them one by one, records each response and
+  how long each took (the first invocation pays the deferred set-up: TLS connector, first
+  connections), and reads the process's peak RSS (VmHWM) after the last one.
 Prints one JSON line.
 """
 import argparse
@@ -26,7 +29,8 @@ def free_port():
 
 
 def run_once(binary, env, events):
-    state = {"first_poll": None, "served": 0, "responses": [], "done": threading.Event(), "hwm_kb": None}
+    state = {"first_poll": None, "served": 0, "responses": [], "done": threading.Event(), "hwm_kb": None,
+             "served_at": None, "durations_ms": []}
     proc_holder = {}
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -55,10 +59,12 @@ def run_once(binary, env, events):
             self.end_headers()
             self.wfile.write(payload)
             state["served"] += 1
+            state["served_at"] = time.perf_counter()
 
         def do_POST(self):
             length = int(self.headers.get("Content-Length", 0))
             body = self.rfile.read(length)
+            state["durations_ms"].append((time.perf_counter() - state["served_at"]) * 1000)
             state["responses"].append({"path": self.path, "body": json.loads(body or b"null")})
             self.send_response(202)
             self.send_header("Content-Length", "0")
@@ -80,28 +86,52 @@ def run_once(binary, env, events):
         "cold_start_ms": (state["first_poll"] - start) * 1000 if state["first_poll"] else None,
         "peak_rss_mb": state["hwm_kb"] / 1024 if state["hwm_kb"] else None,
         "responses": state["responses"],
+        "durations_ms": state["durations_ms"],
     }
+
+
+def percentile(values, q):
+    values = sorted(values)
+    return values[min(len(values) - 1, round(q * (len(values) - 1)))]
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("binary")
     parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--versus", help="a second binary, run interleaved with the first")
     parser.add_argument("--events", help="JSON file: list of payloads to serve")
     args = parser.parse_args()
     events = json.load(open(args.events)) if args.events else []
-    results = [run_once(args.binary, dict(os.environ), events) for _ in range(args.runs)]
-    colds = sorted(r["cold_start_ms"] for r in results if r["cold_start_ms"] is not None)
+    env = dict(os.environ)
+    if args.versus:
+        colds = {args.binary: [], args.versus: []}
+        for _ in range(args.runs):
+            for binary in (args.binary, args.versus):
+                colds[binary].append(run_once(binary, env, [])["cold_start_ms"])
+        a, b = colds[args.binary], colds[args.versus]
+        print(json.dumps({
+            "runs_each": args.runs,
+            "median_ms": statistics.median(a), "p95_ms": percentile(a, 0.95),
+            "versus_median_ms": statistics.median(b), "versus_p95_ms": percentile(b, 0.95),
+            "ratio": statistics.median(a) / statistics.median(b),
+        }))
+        return
+    results = [run_once(args.binary, env, events) for _ in range(args.runs)]
+    colds = [r["cold_start_ms"] for r in results if r["cold_start_ms"] is not None]
     out = {
         "binary": os.path.basename(args.binary),
         "runs": len(results),
         "cold_start_median_ms": statistics.median(colds) if colds else None,
-        "cold_start_p95_ms": colds[min(len(colds) - 1, round(0.95 * (len(colds) - 1)))] if colds else None,
+        "cold_start_p95_ms": percentile(colds, 0.95) if colds else None,
     }
     if events:
-        out["peak_rss_mb"] = results[-1]["peak_rss_mb"]
-        out["responses"] = [r["path"].rsplit("/", 1)[-1] for r in results[-1]["responses"]]
-        out["errors"] = [r["body"] for r in results[-1]["responses"] if r["path"].endswith("/error")]
+        last = results[-1]
+        out["peak_rss_mb"] = last["peak_rss_mb"]
+        out["responses"] = [r["path"].rsplit("/", 1)[-1] for r in last["responses"]]
+        out["bodies"] = [r["body"] for r in last["responses"]]
+        out["errors"] = [r["body"] for r in last["responses"] if r["path"].endswith("/error")]
+        out["invocation_ms"] = last["durations_ms"]
     print(json.dumps(out))
 
 

@@ -140,4 +140,44 @@ mod tests {
         assert_eq!(v["Rotations"], 2);
         assert_eq!(v["_aws"]["Timestamp"], 1_700_000_000_000i64);
     }
+
+    #[test]
+    fn fleet_lines_count_each_outcome_and_carry_the_hours() {
+        let report = |action: Action, fill: fn(&mut IdentityReport)| {
+            let mut report = IdentityReport::new("arn:secret", action);
+            report.identity = Some("example.com".into());
+            fill(&mut report);
+            report
+        };
+        let summary = FleetSummary::of(vec![
+            report(Action::Retired, |_| {}),
+            report(Action::Retired, |_| {}),
+            report(Action::RolledBack, |r| r.rolled_back = true),
+            // SES failed the current key and nothing could be rolled back: a failure, no rollback.
+            report(Action::Failed, |r| r.error_type = Some("SesRejectedKey")),
+            report(Action::Failed, |r| r.pending_hours = Some(5.678)),
+            report(Action::Rotated, |r| r.key_age_days = Some(0.0)),
+            report(Action::Pending, |r| r.ses_pending_hours = Some(80.004)),
+            // A dry run's plans are not outcomes.
+            report(Action::Retired, |r| r.planned = true),
+        ]);
+        let lines: Vec<Value> = fleet_lines("Ns", 1, &summary)
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let counts = &lines[0];
+        assert_eq!(counts["Retirements"], 2);
+        assert_eq!(counts["Rollbacks"], 1);
+        assert_eq!(counts["Failures"], 2);
+        assert_eq!(counts["Rotations"], 1);
+        let value_of = |metric: &str| -> Vec<Value> {
+            lines[1..]
+                .iter()
+                .filter_map(|l| l.get(metric).cloned())
+                .collect()
+        };
+        assert_eq!(value_of("PendingRecordHours"), [json!(5.68)]);
+        assert_eq!(value_of("SesPendingHours"), [json!(80.0)]);
+        assert_eq!(value_of("KeyAgeDays"), [json!(0.0)]);
+    }
 }

@@ -142,6 +142,7 @@ struct SecretsState {
     secrets: BTreeMap<String, Secret>,
     log: CallLog,
     next_created: i64,
+    interleaved: bool,
 }
 
 impl SecretsState {
@@ -181,6 +182,19 @@ impl MemorySecrets {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Makes every call yield to the scheduler first, so invocations joined on one task
+    /// interleave call by call (as concurrent Lambda invocations do against AWS).
+    pub fn interleave_calls(&self) {
+        lock(&self.state).interleaved = true;
+    }
+
+    async fn take_turn(&self) {
+        let interleaved = lock(&self.state).interleaved;
+        if interleaved {
+            tokio::task::yield_now().await;
+        }
     }
 
     /// `CreateSecret(Name, SecretString)`: one version, `AWSCURRENT`. Returns the ARN.
@@ -322,6 +336,7 @@ impl MemorySecrets {
 
 impl SecretStore for MemorySecrets {
     async fn describe(&self, secret_id: &str) -> Result<SecretDescription, PortError> {
+        self.take_turn().await;
         let mut state = lock(&self.state);
         state.log.enter(SM, "DescribeSecret")?;
         let secret = state.find(secret_id, "DescribeSecret")?;
@@ -333,6 +348,7 @@ impl SecretStore for MemorySecrets {
         secret_id: &str,
         version: VersionRef<'_>,
     ) -> Result<Option<StoredVersion>, PortError> {
+        self.take_turn().await;
         let mut state = lock(&self.state);
         state.log.enter(SM, "GetSecretValue")?;
         let secret = state.find(secret_id, "GetSecretValue")?;
@@ -361,6 +377,7 @@ impl SecretStore for MemorySecrets {
         secret_string: &SecretText,
         _rotation_token: Option<&SecretText>,
     ) -> Result<(), PortError> {
+        self.take_turn().await;
         let mut state = lock(&self.state);
         state.log.enter(SM, "PutSecretValue")?;
         let created = state.created();
@@ -401,6 +418,7 @@ impl SecretStore for MemorySecrets {
         to_version: &str,
         from_version: Option<&str>,
     ) -> Result<(), PortError> {
+        self.take_turn().await;
         let mut state = lock(&self.state);
         state.log.enter(SM, "UpdateSecretVersionStage")?;
         let secret = state.find(secret_id, "UpdateSecretVersionStage")?;
@@ -432,6 +450,7 @@ impl SecretStore for MemorySecrets {
     }
 
     async fn list_versions(&self, secret_id: &str) -> Result<Vec<VersionInfo>, PortError> {
+        self.take_turn().await;
         let mut state = lock(&self.state);
         state.log.enter(SM, "ListSecretVersionIds")?;
         let secret = state.find(secret_id, "ListSecretVersionIds")?;
@@ -452,6 +471,7 @@ impl SecretStore for MemorySecrets {
         key: &str,
         value: &str,
     ) -> Result<Vec<SecretDescription>, PortError> {
+        self.take_turn().await;
         let mut state = lock(&self.state);
         state.log.enter(SM, "ListSecrets")?;
         Ok(state
@@ -463,6 +483,7 @@ impl SecretStore for MemorySecrets {
     }
 
     async fn set_tags(&self, secret_id: &str, tags: &[(&str, &str)]) -> Result<(), PortError> {
+        self.take_turn().await;
         let mut state = lock(&self.state);
         state.log.enter(SM, "TagResource")?;
         let secret = state.find(secret_id, "TagResource")?;
@@ -473,6 +494,7 @@ impl SecretStore for MemorySecrets {
     }
 
     async fn clear_pending(&self, secret_id: &str, version: &str) -> Result<(), PortError> {
+        self.take_turn().await;
         let mut state = lock(&self.state);
         state.log.enter(SM, "UpdateSecretVersionStage")?;
         let secret = state.find(secret_id, "UpdateSecretVersionStage")?;

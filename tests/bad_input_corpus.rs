@@ -179,14 +179,38 @@ async fn corrupt_secrets_are_refused_by_a_real_rotation_and_nothing_changes() {
         let name = format!("dkim/corpus-{}", uuid::Uuid::new_v4().simple());
         let arn = bed.create_secret(&name, body).await;
         let token = bed.start_rotation(&arn).await;
-        let err = expect_error(&engine, Step::CreateSecret, &arn, &token, "CorruptSecret").await;
-        let text = err.to_string();
-        assert!(text.contains(hint), "{}: {text}", path.display());
-        assert!(
-            text.len() < 2_000,
-            "{}: the error echoes the secret",
-            path.display()
-        );
+        for step in [
+            Step::CreateSecret,
+            Step::SetSecret,
+            Step::TestSecret,
+            Step::FinishSecret,
+        ] {
+            let before = bed.whole_state(&arn).await;
+            let err = engine
+                .run_step(&request(step, &arn, &token))
+                .await
+                .expect_err(&format!("{} at {step}", path.display()));
+            assert!(
+                matches!(err.error_type(), "CorruptSecret" | "PendingMissing"),
+                "{} at {step}: {err}",
+                path.display()
+            );
+            let text = err.to_string();
+            if step == Step::CreateSecret {
+                assert!(text.contains(hint), "{}: {text}", path.display());
+            }
+            assert!(
+                text.len() < 2_000,
+                "{}: the error echoes the secret",
+                path.display()
+            );
+            assert_eq!(
+                bed.whole_state(&arn).await,
+                before,
+                "{} at {step}: something changed (secret versions, tags or SES)",
+                path.display()
+            );
+        }
         assert!(
             !bed.has_value(&arn, &token).await,
             "{}: a pending value was stored",

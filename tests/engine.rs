@@ -1710,3 +1710,48 @@ async fn the_worker_reports_exactly_the_failed_records_and_is_idempotent() {
         "work already done is not done again"
     );
 }
+
+#[tokio::test]
+async fn concurrent_invocations_store_publish_and_switch_exactly_one_key() {
+    // Three invocations of each step at once, interleaving call by call. Secrets Manager keeps
+    // the first value stored under a token and refuses a different one (MemorySecrets, as AWS;
+    // moto lets the last write win, which is why this is proved here): exactly one key is ever
+    // stored, published and put in SES, whichever invocation made it.
+    let world = World::new(PublishMode::Route53);
+    world.secrets.interleave_calls();
+    let token = world.secrets.start_rotation(&world.arn).unwrap();
+    let mut selectors = std::collections::BTreeSet::new();
+    for step in STEPS {
+        let request = world.request(step, &token);
+        let (a, b, c) = tokio::join!(
+            world.engine.run_step(&request),
+            world.engine.run_step(&request),
+            world.engine.run_step(&request)
+        );
+        for report in [a, b, c] {
+            let report = report.unwrap_or_else(|e| panic!("{step}: {e}"));
+            selectors.extend(report.selector);
+        }
+    }
+    assert_eq!(
+        selectors.len(),
+        1,
+        "every invocation reported one key: {selectors:?}"
+    );
+    let selector = selectors.into_iter().next().unwrap();
+    let versions = world.secrets.stages(&world.arn);
+    assert_eq!(versions.len(), 2, "one new version: {versions:?}");
+    assert_eq!(world.selector(), selector);
+    assert_eq!(
+        world.zone.names(),
+        [format!("{selector}._domainkey.{DOMAIN}")],
+        "one record published"
+    );
+    let puts = world.ses.puts();
+    assert!(
+        !puts.is_empty() && puts.iter().all(|(_, s)| *s == selector),
+        "{puts:?}"
+    );
+    assert_eq!(world.ses_selector().as_deref(), Some(selector.as_str()));
+    world.assert_invariant();
+}

@@ -6,7 +6,6 @@ pub mod common;
 
 use std::collections::{BTreeMap, HashSet};
 use std::process::Command;
-use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
@@ -199,6 +198,8 @@ async fn notifications_reach_an_sns_topic_with_readable_text_and_attributes() {
             .receive_message()
             .queue_url(&queue_url)
             .max_number_of_messages(10)
+            // Long polling: waits for a message rather than sleeping between tries.
+            .wait_time_seconds(1)
             .send()
             .await
             .unwrap();
@@ -213,7 +214,6 @@ async fn notifications_reach_an_sns_topic_with_readable_text_and_attributes() {
         if by_kind.len() >= 3 {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let kinds: Vec<&str> = by_kind.keys().map(String::as_str).collect();
     assert_eq!(

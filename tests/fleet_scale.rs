@@ -485,6 +485,7 @@ async fn queue_fanout_benchmark() {
         notifier: ses_dkim_rotator::adapters::sns::ConfiguredNotifier::Off,
         queue: ses_dkim_rotator::adapters::sqs::SqsWorkQueue::new(sqs.clone(), String::new()),
     };
+    let mut throughput = std::collections::BTreeMap::new();
     for concurrency in levels {
         let queue_url = fresh_queue(&sqs, "fanout-bench").await;
         rotator.queue =
@@ -530,6 +531,17 @@ async fn queue_fanout_benchmark() {
             "BENCH queue identities={n} maximum_concurrency={concurrency} wall_s={wall:.1} identities_per_s={:.1} per_identity_ms={:.0}",
             n as f64 / wall,
             wall * 1000.0 * concurrency as f64 / n as f64
+        );
+        throughput.insert(concurrency, n as f64 / wall);
+    }
+    // The queue's concurrency must buy throughput: 16 workers at least 4× one worker (the
+    // 2-core machine also runs every stand-in, so not 16×).
+    if let (Some(one), Some(sixteen)) = (throughput.get(&1), throughput.get(&16)) {
+        check_target(
+            "queue: one worker's time per identity over 16 workers' (inverse speed-up, ≤ 1/4)",
+            one / sixteen,
+            0.25,
+            "×",
         );
     }
 }

@@ -1,7 +1,9 @@
 //! Every log line of real rotations (Secrets Manager steps with a `RotationToken`, RFC 2136
-//! with a TSIG key, hint mode, a failure, a scheduled run with notifications) is captured at
-//! TRACE level, SDK and DNS library included, and searched for secret material: any private
-//! key, the `RotationToken`, the TSIG key.
+//! with a TSIG key, hint mode, a failure, a scheduled run, with an SNS topic configured so
+//! every notification is built and sent) is captured at TRACE level from every thread (a
+//! global subscriber: the SDK's and the DNS library's own threads and blocking tasks included)
+//! and searched for secret material: any private key, the `RotationToken`, the TSIG key. This
+//! test is alone in its binary, so the global subscriber sees nothing else.
 
 pub mod common;
 
@@ -49,9 +51,18 @@ async fn no_log_line_holds_a_private_key_rotation_token_or_tsig_key() {
         .with_max_level(tracing::Level::TRACE)
         .with_writer(move || writer.clone())
         .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
 
     let bed = TestBed::connect().await;
+    let topic = aws_sdk_sns::Client::new(&bed.aws_config().await)
+        .create_topic()
+        .name(format!("dkim-logs-{}", uuid::Uuid::new_v4().simple()))
+        .send()
+        .await
+        .unwrap()
+        .topic_arn()
+        .unwrap()
+        .to_owned();
     let rotation_token = format!(
         "rotation-token-{}-do-not-log",
         uuid::Uuid::new_v4().simple()
@@ -63,6 +74,7 @@ async fn no_log_line_holds_a_private_key_rotation_token_or_tsig_key() {
         let seeded = bed.seed("logs", json!({})).await;
         let mut settings = bed.settings(publisher).await;
         settings.fleet.secret_ids = vec![seeded.arn.clone()];
+        settings.fleet.notify_topic_arn = Some(topic.clone());
         let rotator = build_rotator(&settings, &bed.aws_config().await);
         let token = bed.start_rotation(&seeded.arn).await;
         for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
@@ -108,7 +120,8 @@ async fn no_log_line_holds_a_private_key_rotation_token_or_tsig_key() {
     }
     // A secret rotated by the schedule alone (no Secrets Manager rotation).
     let scheduled = bed.seed("logsched", json!({})).await;
-    let settings = bed.settings("rfc2136").await;
+    let mut settings = bed.settings("rfc2136").await;
+    settings.fleet.notify_topic_arn = Some(topic.clone());
     let rotator = build_rotator(&settings, &bed.aws_config().await);
     let run = ScheduledRun {
         secret_ids: Some(vec![scheduled.arn.clone()]),
@@ -140,6 +153,10 @@ async fn no_log_line_holds_a_private_key_rotation_token_or_tsig_key() {
     assert!(
         logs.contains("publish this DKIM TXT record"),
         "the hint line is missing"
+    );
+    assert!(
+        logs.contains("Publish"),
+        "no SNS call was logged: the notifications did not run"
     );
     assert!(private_keys.len() >= 3, "{}", private_keys.len());
     let tsig = std::env::var("DKIM_TEST_TSIG_SECRET").unwrap();

@@ -16,7 +16,10 @@ use time::format_description::well_known::Rfc3339;
 
 use super::error::EngineError;
 use super::plan::{Facts, Plan, PlanOptions, SkipReason, plan};
-use super::ports::{Deadline, DkimStatus, Ports, SecretDescription, SecretStore, SesDkimState};
+use super::ports::{
+    Deadline, DkimStatus, Ports, STAGE_CURRENT, STAGE_PENDING, SecretDescription, SecretStore,
+    SesDkimState,
+};
 use super::regions::SesView;
 use super::retirement::{self, RetireOutcome, RetireReport};
 use super::secret_doc::{DkimSecret, DnsRecord};
@@ -142,7 +145,8 @@ pub struct IdentityReport {
 }
 
 impl IdentityReport {
-    fn new(secret_id: &str, action: Action) -> Self {
+    /// A report of `action` for `secret_id`, every other field empty.
+    pub fn new(secret_id: &str, action: Action) -> Self {
         Self {
             secret_id: secret_id.to_owned(),
             action,
@@ -365,6 +369,8 @@ impl<P: Ports> Engine<P> {
         if !options.dry_run {
             self.repair_planner_tags(&secret_id, &description, &current, facts.ses_on_current)
                 .await;
+            self.clear_leftover_pending(&secret_id, &description)
+                .await?;
         }
         let planned = plan(&facts, options.plan_options(), now);
         report.action = match &planned {
@@ -460,6 +466,28 @@ impl<P: Ports> Engine<P> {
                 Ok(())
             }
         }
+    }
+
+    /// A run that died after moving `AWSCURRENT` and before taking `AWSPENDING` off that
+    /// version leaves both labels on it (harmless to `RotateSecret`, but not the state an
+    /// uninterrupted rotation ends in): take `AWSPENDING` off, as a retried `finishSecret` does.
+    async fn clear_leftover_pending(
+        &self,
+        secret_id: &str,
+        description: &SecretDescription,
+    ) -> Result<(), EngineError> {
+        let leftover = description.versions.iter().find(|(_, stages)| {
+            stages.iter().any(|s| s == STAGE_CURRENT) && stages.iter().any(|s| s == STAGE_PENDING)
+        });
+        if let Some((version, _)) = leftover {
+            self.store().clear_pending(secret_id, version).await?;
+            tracing::info!(
+                secret_id,
+                version,
+                "took a leftover AWSPENDING off the current version"
+            );
+        }
+        Ok(())
     }
 
     /// Writes the tags a planner needs when the secret lacks them (see

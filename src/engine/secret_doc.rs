@@ -448,6 +448,21 @@ mod tests {
     }
 
     #[test]
+    fn unknown_fields_round_trip_as_the_readme_says() {
+        let text = r#"{"identity":"example.com","owner":"mail-team","tags":["a",{"b":null}],"on":true,"ratio":1e2,"price":0.10,"count":7}"#;
+        let again: Value =
+            serde_json::from_str(DkimSecret::parse(text).unwrap().to_secret_string().expose())
+                .unwrap();
+        assert_eq!(again["owner"], "mail-team");
+        assert_eq!(again["tags"], serde_json::json!(["a", {"b": null}]));
+        assert_eq!(again["on"], true);
+        assert_eq!(again["count"].to_string(), "7", "integers keep their text");
+        // Documented: numbers are canonicalised, not kept byte for byte.
+        assert_eq!(again["ratio"].to_string(), "100.0");
+        assert_eq!(again["price"].to_string(), "0.1");
+    }
+
+    #[test]
     fn regions_round_trip_and_exclude_region() {
         let doc =
             DkimSecret::parse(r#"{"identity":"example.com","regions":["eu-west-1","us-east-1"]}"#)

@@ -25,9 +25,9 @@ use super::dns_check::{DnsCheck, check_all_servers};
 use super::error::{ABANDON_ROTATION, EngineError, Rollback};
 use super::key::DkimKeyPair;
 use super::ports::{
-    Clock, Deadline, DkimStatus, DnsPublisher, DnsTxtLookup, FailureKind, Ports, PublishMode,
-    STAGE_CURRENT, STAGE_PENDING, STAGE_PREVIOUS, SecretDescription, SecretStore, SesDkimState,
-    SigningOrigin, TxtRecord,
+    Clock, Deadline, DkimStatus, DnsPublisher, DnsTxtLookup, FailureKind, PortError, Ports,
+    PublishMode, STAGE_CURRENT, STAGE_PENDING, STAGE_PREVIOUS, SecretDescription, SecretStore,
+    SesDkimState, SigningOrigin, TxtRecord,
 };
 use super::quoting::quote_prefix;
 use super::regions::SesView;
@@ -722,15 +722,21 @@ impl<P: Ports> Engine<P> {
             self.now(),
         )
         .await?;
-        self.store()
+        let promoted = self
+            .store()
             .promote(
                 &request.secret_id,
                 &request.token,
                 description.version_with_stage(STAGE_CURRENT),
             )
+            .await;
+        self.unless_done_by_another(request, promoted, STAGE_CURRENT, true)
             .await?;
-        self.store()
+        let cleared = self
+            .store()
             .clear_pending(&request.secret_id, &request.token)
+            .await;
+        self.unless_done_by_another(request, cleared, STAGE_PENDING, false)
             .await?;
         tracing::info!(
             secret_id = %request.secret_id,
@@ -795,6 +801,39 @@ impl<P: Ports> Engine<P> {
             selector: rejected.to_owned(),
             rollback,
             action,
+        }
+    }
+
+    /// A label move that Secrets Manager refused because a concurrent invocation of the same
+    /// step made it first (the label already sits where this one wanted it, `on_token`, or is
+    /// already gone from the token, `!on_token`) is a success; any other failure is not.
+    async fn unless_done_by_another(
+        &self,
+        request: &RotationRequest,
+        moved: Result<(), PortError>,
+        stage: &str,
+        on_token: bool,
+    ) -> Result<(), EngineError> {
+        let Err(error) = moved else {
+            return Ok(());
+        };
+        if error.kind != FailureKind::InvalidRequest {
+            return Err(error.into());
+        }
+        let now = self.store().describe(&request.secret_id).await?;
+        let has = now
+            .versions
+            .get(&request.token)
+            .is_some_and(|stages| stages.iter().any(|s| s == stage));
+        if has == on_token {
+            tracing::info!(
+                secret_id = %request.secret_id,
+                stage,
+                "a concurrent finishSecret moved the label first"
+            );
+            Ok(())
+        } else {
+            Err(error.into())
         }
     }
 

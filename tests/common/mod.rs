@@ -335,6 +335,43 @@ impl TestBed {
             .unwrap_or_else(|| panic!("{secret_id} has no JSON value at {stage}"))
     }
 
+    /// Everything a rotation could change for `secret_id`, to compare before and after: every
+    /// version's labels and body, the secret's tags, and SES's whole state (the SES model's).
+    pub async fn whole_state(&self, secret_id: &str) -> Value {
+        let described = self
+            .secrets
+            .describe_secret()
+            .secret_id(secret_id)
+            .send()
+            .await
+            .expect("DescribeSecret");
+        let mut versions = std::collections::BTreeMap::new();
+        for (id, mut stages) in described
+            .version_ids_to_stages()
+            .cloned()
+            .unwrap_or_default()
+        {
+            stages.sort();
+            let body = self
+                .secrets
+                .get_secret_value()
+                .secret_id(secret_id)
+                .version_id(&id)
+                .send()
+                .await
+                .ok()
+                .and_then(|o| o.secret_string().map(str::to_owned));
+            versions.insert(id, serde_json::json!({"stages": stages, "body": body}));
+        }
+        let tags: std::collections::BTreeMap<String, String> = described
+            .tags()
+            .iter()
+            .filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned())))
+            .collect();
+        let ses = ses_model("GET", "/_model/state", &Value::Null).await;
+        serde_json::json!({"versions": versions, "tags": tags, "ses": ses["identities"]})
+    }
+
     /// Whether the version `token` has a value.
     pub async fn has_value(&self, secret_id: &str, token: &str) -> bool {
         self.secrets
