@@ -53,13 +53,6 @@ impl SesView {
                 && r.state.has_status(&DkimStatus::Success)
         })
     }
-
-    /// Whether some region uses Easy DKIM.
-    pub fn any_easy_dkim(&self) -> bool {
-        self.by_region
-            .iter()
-            .any(|r| r.state.origin == Some(SigningOrigin::AwsSes))
-    }
 }
 
 /// How bad a status is for the whole identity: the worst region decides.

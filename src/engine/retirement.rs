@@ -187,6 +187,19 @@ pub(crate) async fn record_confirmation<P: Ports>(
     Ok(())
 }
 
+/// The tags of a switch to `selector` at `at` (RFC 3339), `previous` being the selector before.
+fn switch_tags<'a>(
+    selector: &'a str,
+    previous: Option<&'a str>,
+    at: &'a str,
+) -> [(&'static str, &'a str); 3] {
+    [
+        (TAG_SWITCHED_TO, selector),
+        (TAG_SWITCHED_AT, at),
+        (TAG_PREVIOUS, previous.unwrap_or_default()),
+    ]
+}
+
 /// Tags the secret with the switch to `selector` at `at`, and `previous`, in one
 /// `TagResource`.
 pub(crate) async fn record_switch<P: Ports>(
@@ -197,11 +210,7 @@ pub(crate) async fn record_switch<P: Ports>(
     at: OffsetDateTime,
 ) -> Result<(), EngineError> {
     let at = rfc3339(at);
-    let tags = [
-        (TAG_SWITCHED_TO, selector),
-        (TAG_SWITCHED_AT, at.as_str()),
-        (TAG_PREVIOUS, previous.unwrap_or_default()),
-    ];
+    let tags = switch_tags(selector, previous, &at);
     ports.secrets().set_tags(secret_id, &tags).await?;
     Ok(())
 }
@@ -216,13 +225,8 @@ pub(crate) async fn record_rollback<P: Ports>(
     at: OffsetDateTime,
 ) -> Result<(), EngineError> {
     let at = rfc3339(at);
-    let tags = [
-        (TAG_SWITCHED_TO, selector),
-        (TAG_SWITCHED_AT, at.as_str()),
-        (TAG_PREVIOUS, previous.unwrap_or_default()),
-        (TAG_CONFIRMED, ""),
-        (TAG_CONFIRMED_AT, ""),
-    ];
+    let mut tags = switch_tags(selector, previous, &at).to_vec();
+    tags.extend([(TAG_CONFIRMED, ""), (TAG_CONFIRMED_AT, "")]);
     ports.secrets().set_tags(secret_id, &tags).await?;
     Ok(())
 }

@@ -686,7 +686,8 @@ impl<P: Ports> Engine<P> {
             self.check_easy_dkim_consent(&current, &ses)?;
             // Never point SES at a selector DNS does not serve.
             dns_check = self.verify_published(request, &pending).await?;
-            if ses.any_easy_dkim() {
+            // Easy DKIM in any region shows in the combined origin.
+            if ses.combined.origin == Some(SigningOrigin::AwsSes) {
                 self.store()
                     .set_tags(
                         &request.secret_id,
