@@ -23,7 +23,7 @@ use super::ports::{
 use super::regions::SesView;
 use super::retirement::{self, RetireOutcome, RetireReport};
 use super::secret_doc::{DkimSecret, DnsRecord};
-use super::steps::{RotationRequest, Step, StepReport, Trigger};
+use super::steps::{KnownState, RotationRequest, Step, StepReport, Trigger};
 use super::tags::{TAG_SWITCHED_AT, TAG_SWITCHED_TO};
 use super::{Engine, VersionLabel};
 
@@ -305,12 +305,14 @@ impl<P: Ports> Engine<P> {
         })
     }
 
-    /// Runs the four steps with `token`.
+    /// Runs the four steps with `token`, each reading only what the run and the steps before
+    /// it have not read already (`known`).
     async fn run_all_steps(
         &self,
         secret_id: &str,
         token: &str,
         deadline: Deadline,
+        known: &mut KnownState,
     ) -> Result<StepReport, EngineError> {
         let mut last = None;
         for step in [
@@ -324,7 +326,7 @@ impl<P: Ports> Engine<P> {
                 trigger: Trigger::Schedule,
                 ..RotationRequest::new(step, secret_id, token)
             };
-            last = Some(self.run_step(&request).await?);
+            last = Some(self.run_step_knowing(&request, known).await?);
         }
         Ok(last.expect("four steps ran"))
     }
@@ -347,7 +349,7 @@ impl<P: Ports> Engine<P> {
     ) -> Result<(), EngineError> {
         let secret_id = report.secret_id.clone();
         let Seen {
-            description,
+            mut description,
             current,
             ses,
             retirement: decision,
@@ -367,10 +369,18 @@ impl<P: Ports> Engine<P> {
         }
 
         if !options.dry_run {
-            self.repair_planner_tags(&secret_id, &description, &current, facts.ses_on_current)
+            self.repair_planner_tags(&secret_id, &mut description, &current, facts.ses_on_current)
                 .await;
-            self.clear_leftover_pending(&secret_id, &description)
-                .await?;
+            if self
+                .clear_pending_left_on_current(&secret_id, &description)
+                .await?
+            {
+                for stages in description.versions.values_mut() {
+                    if stages.iter().any(|s| s == STAGE_CURRENT) {
+                        stages.retain(|s| s != STAGE_PENDING);
+                    }
+                }
+            }
         }
         let planned = plan(&facts, options.plan_options(), now);
         report.action = match &planned {
@@ -390,11 +400,17 @@ impl<P: Ports> Engine<P> {
             }
             return Ok(());
         }
+        // What this run read (and wrote) serves the rotation's steps.
+        let known = || KnownState::read_by_run(description.clone(), (current.clone(), ses.clone()));
         match planned {
-            Plan::Resume { token } => self.rotate_into(report, &token, options, now).await,
+            Plan::Resume { token } => {
+                self.rotate_into(report, &token, options, now, known())
+                    .await
+            }
             Plan::Rotate => {
                 let token = uuid::Uuid::new_v4().to_string();
-                self.rotate_into(report, &token, options, now).await
+                self.rotate_into(report, &token, options, now, known())
+                    .await
             }
             Plan::Pending { since } => {
                 report.detail = Some("SES is still checking DNS for the current selector".into());
@@ -468,35 +484,13 @@ impl<P: Ports> Engine<P> {
         }
     }
 
-    /// A run that died after moving `AWSCURRENT` and before taking `AWSPENDING` off that
-    /// version leaves both labels on it (harmless to `RotateSecret`, but not the state an
-    /// uninterrupted rotation ends in): take `AWSPENDING` off, as a retried `finishSecret` does.
-    async fn clear_leftover_pending(
-        &self,
-        secret_id: &str,
-        description: &SecretDescription,
-    ) -> Result<(), EngineError> {
-        let leftover = description.versions.iter().find(|(_, stages)| {
-            stages.iter().any(|s| s == STAGE_CURRENT) && stages.iter().any(|s| s == STAGE_PENDING)
-        });
-        if let Some((version, _)) = leftover {
-            self.store().clear_pending(secret_id, version).await?;
-            tracing::info!(
-                secret_id,
-                version,
-                "took a leftover AWSPENDING off the current version"
-            );
-        }
-        Ok(())
-    }
-
     /// Writes the tags a planner needs when the secret lacks them (see
-    /// [`retirement::missing_planner_tags`]). Best effort: a failure is logged, and the
-    /// planner keeps sending the secret until a run succeeds.
+    /// [`retirement::missing_planner_tags`]), and adds them to `description`. Best effort: a
+    /// failure is logged, and the planner keeps sending the secret until a run succeeds.
     async fn repair_planner_tags(
         &self,
         secret_id: &str,
-        description: &SecretDescription,
+        description: &mut SecretDescription,
         current: &DkimSecret,
         ses_on_current: bool,
     ) {
@@ -511,7 +505,10 @@ impl<P: Ports> Engine<P> {
         let tags: Vec<(&str, &str)> = missing.iter().map(|(k, v)| (*k, v.as_str())).collect();
         match self.store().set_tags(secret_id, &tags).await {
             Ok(()) => {
-                tracing::info!(secret_id, tags = ?tags, "recorded the tags the planner reads")
+                tracing::info!(secret_id, tags = ?tags, "recorded the tags the planner reads");
+                for (key, value) in missing {
+                    description.tags.insert(key.to_owned(), value);
+                }
             }
             Err(error) => {
                 tracing::warn!(secret_id, %error, "could not record the tags the planner reads")
@@ -545,9 +542,10 @@ impl<P: Ports> Engine<P> {
         token: &str,
         options: &MaintainOptions,
         now: OffsetDateTime,
+        mut known: KnownState,
     ) -> Result<(), EngineError> {
         match self
-            .run_all_steps(&report.secret_id, token, options.deadline)
+            .run_all_steps(&report.secret_id, token, options.deadline, &mut known)
             .await
         {
             Ok(step) => {
@@ -558,9 +556,14 @@ impl<P: Ports> Engine<P> {
                 Ok(())
             }
             Err(error) => {
-                if let Ok(Some(doc)) = self
-                    .read_doc(&report.secret_id, VersionLabel::pending(token))
-                    .await
+                let pending = match known.pending_doc() {
+                    Some(doc) => Ok(Some(doc.clone())),
+                    None => {
+                        self.read_doc(&report.secret_id, VersionLabel::pending(token))
+                            .await
+                    }
+                };
+                if let Ok(Some(doc)) = pending
                     && let Some(key) = &doc.key
                 {
                     report.selector = Some(key.selector.to_string());

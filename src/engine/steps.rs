@@ -216,32 +216,156 @@ impl StepReport {
 }
 
 /// The pending version of a rotation, parsed, with its key.
+#[derive(Clone)]
 struct PendingKey {
     doc: DkimSecret,
     key: PublishedKey,
 }
 
+/// What one invocation has already read or written about a secret, carried from step to step
+/// when one invocation runs all four (a scheduled rotation), so a step does not read again what
+/// the step before it just read or wrote.
+///
+/// A step Secrets Manager invokes starts knowing nothing and reads everything. Each step still
+/// stands alone after a crash: the retry is a new invocation, which knows nothing.
+#[derive(Default)]
+pub(crate) struct KnownState {
+    /// `DescribeSecret`, with the labels this invocation moved and the tags it wrote.
+    description: Option<SecretDescription>,
+    /// `AWSCURRENT`, already checked against the identity guards, and SES's view of it.
+    current: Option<(DkimSecret, SesView)>,
+    /// The `AWSPENDING` value this invocation stored or read for the rotation's token.
+    pending: Option<PendingKey>,
+}
+
+impl KnownState {
+    /// What a scheduled run read before it decided to rotate: the description (with what the
+    /// run wrote since) and the checked `AWSCURRENT` with SES's view of it.
+    pub(crate) fn read_by_run(
+        description: SecretDescription,
+        current: (DkimSecret, SesView),
+    ) -> Self {
+        KnownState {
+            description: Some(description),
+            current: Some(current),
+            pending: None,
+        }
+    }
+
+    /// The pending key's document, when this invocation has it.
+    pub(crate) fn pending_doc(&self) -> Option<&DkimSecret> {
+        self.pending.as_ref().map(|p| &p.doc)
+    }
+}
+
 impl<P: Ports> Engine<P> {
-    /// Runs one rotation step.
+    /// Runs one rotation step, reading everything it needs.
     pub async fn run_step(&self, request: &RotationRequest) -> Result<StepReport, EngineError> {
-        let description = self.store().describe(&request.secret_id).await?;
+        self.run_step_knowing(request, &mut KnownState::default())
+            .await
+    }
+
+    /// Runs one rotation step, reading only what `known` does not hold, and leaves in `known`
+    /// what the next step of the same invocation may use.
+    pub(crate) async fn run_step_knowing(
+        &self,
+        request: &RotationRequest,
+        known: &mut KnownState,
+    ) -> Result<StepReport, EngineError> {
+        let description = match known.description.take() {
+            Some(description) => description,
+            None => self.store().describe(&request.secret_id).await?,
+        };
         if self.check_staging(request, &description)? {
             // A finishSecret that died after moving AWSCURRENT may have left AWSPENDING on
             // the same version: take it off so the next rotation can start.
-            let stages = &description.versions[&request.token];
-            if request.step == Step::FinishSecret && stages.iter().any(|s| s == STAGE_PENDING) {
-                self.store()
-                    .clear_pending(&request.secret_id, &request.token)
+            if request.step == Step::FinishSecret {
+                self.clear_pending_left_on_current(&request.secret_id, &description)
                     .await?;
             }
             return Ok(StepReport::new(request, Outcome::AlreadyCurrent));
         }
-        match request.step {
-            Step::CreateSecret => self.create_secret(request, &description).await,
-            Step::SetSecret => self.set_secret(request).await,
-            Step::TestSecret => self.test_secret(request).await,
-            Step::FinishSecret => self.finish_secret(request, &description).await,
+        let report = match request.step {
+            Step::CreateSecret => self.create_secret(request, &description, known).await,
+            Step::SetSecret => self.set_secret(request, known).await,
+            Step::TestSecret => self.test_secret(request, known).await,
+            Step::FinishSecret => self.finish_secret(request, &description, known).await,
+        };
+        // createSecret leaves the description it changed; the other steps change no label
+        // the next step reads (finishSecret is the last).
+        known.description.get_or_insert(description);
+        report
+    }
+
+    /// A run that died after moving `AWSCURRENT` and before taking `AWSPENDING` off that
+    /// version leaves both labels on it (harmless to `RotateSecret`, but not the state an
+    /// uninterrupted rotation ends in): take `AWSPENDING` off. Returns whether it did.
+    pub(crate) async fn clear_pending_left_on_current(
+        &self,
+        secret_id: &str,
+        description: &SecretDescription,
+    ) -> Result<bool, EngineError> {
+        let leftover = description.versions.iter().find(|(_, stages)| {
+            stages.iter().any(|s| s == STAGE_CURRENT) && stages.iter().any(|s| s == STAGE_PENDING)
+        });
+        let Some((version, _)) = leftover else {
+            return Ok(false);
+        };
+        self.store().clear_pending(secret_id, version).await?;
+        tracing::info!(
+            secret_id,
+            version,
+            "took a leftover AWSPENDING off the current version"
+        );
+        Ok(true)
+    }
+
+    /// `AWSCURRENT` checked against the identity guards and SES's view of it, unless this
+    /// invocation has it already.
+    async fn current_knowing(
+        &self,
+        secret_id: &str,
+        known: &mut KnownState,
+    ) -> Result<(DkimSecret, SesView), EngineError> {
+        if let Some(current) = &known.current {
+            return Ok(current.clone());
         }
+        let current = self.read_current_checked(secret_id).await?;
+        known.current = Some(current.clone());
+        Ok(current)
+    }
+
+    /// The token's pending key, unless this invocation has it already; `None` when the
+    /// version has no value, or when `description` lists no such version (nothing to read).
+    async fn pending_knowing(
+        &self,
+        request: &RotationRequest,
+        description: Option<&SecretDescription>,
+        known: &mut KnownState,
+    ) -> Result<Option<PendingKey>, EngineError> {
+        if let Some(pending) = &known.pending {
+            return Ok(Some(pending.clone()));
+        }
+        if description.is_some_and(|d| !d.versions.contains_key(&request.token)) {
+            return Ok(None);
+        }
+        let pending = self.read_pending(request).await?;
+        known.pending.clone_from(&pending);
+        Ok(pending)
+    }
+
+    /// [`Self::pending_knowing`], with no value an error.
+    async fn require_pending_knowing(
+        &self,
+        request: &RotationRequest,
+        known: &mut KnownState,
+    ) -> Result<PendingKey, EngineError> {
+        self.pending_knowing(request, None, known)
+            .await?
+            .ok_or_else(|| EngineError::PendingMissing {
+                secret_id: request.secret_id.clone(),
+                token: request.token.clone(),
+            })
     }
 
     /// The preamble every step shares; `Ok(true)` means the token is already current.
@@ -317,15 +441,6 @@ impl<P: Ports> Engine<P> {
     ) -> Result<Option<PendingKey>, EngineError> {
         self.read_pending_version(&request.secret_id, &request.token)
             .await
-    }
-
-    async fn require_pending(&self, request: &RotationRequest) -> Result<PendingKey, EngineError> {
-        self.read_pending(request)
-            .await?
-            .ok_or_else(|| EngineError::PendingMissing {
-                secret_id: request.secret_id.clone(),
-                token: request.token.clone(),
-            })
     }
 
     fn check_same_identity(
@@ -425,10 +540,14 @@ impl<P: Ports> Engine<P> {
         &self,
         request: &RotationRequest,
         description: &SecretDescription,
+        known: &mut KnownState,
     ) -> Result<StepReport, EngineError> {
-        let (current, ses) = self.read_current_checked(&request.secret_id).await?;
+        let (current, ses) = self.current_knowing(&request.secret_id, known).await?;
         self.check_easy_dkim_consent(&current, &ses)?;
-        if let Some(pending) = self.read_pending(request).await? {
+        if let Some(pending) = self
+            .pending_knowing(request, Some(description), known)
+            .await?
+        {
             Self::check_same_identity(request, &current, &pending)?;
             Self::check_pending_is_new(request, &current, &pending)?;
             return Ok(StepReport::new(request, Outcome::KeyAlreadyCreated)
@@ -494,18 +613,26 @@ impl<P: Ports> Engine<P> {
             }
             Err(e) => return Err(e.into()),
         }
+        let mut described = description.clone();
+        described
+            .versions
+            .insert(request.token.clone(), vec![STAGE_PENDING.to_owned()]);
         // Should the earlier attempt still carry AWSPENDING, it would block the next
         // RotateSecret: its key lives on in this version now.
         if let Some((version, _)) = &leftover
-            && description
-                .versions
-                .get(version)
-                .is_some_and(|s| s.iter().any(|s| s == STAGE_PENDING))
+            && let Some(stages) = described.versions.get_mut(version)
+            && stages.iter().any(|s| s == STAGE_PENDING)
         {
             self.store()
                 .clear_pending(&request.secret_id, version)
                 .await?;
+            stages.retain(|s| s != STAGE_PENDING);
         }
+        known.description = Some(described);
+        known.pending = Some(PendingKey {
+            doc: next.clone(),
+            key: published.clone(),
+        });
         tracing::info!(
             secret_id = %request.secret_id,
             identity = %next.identity,
@@ -546,8 +673,12 @@ impl<P: Ports> Engine<P> {
         })
     }
 
-    async fn set_secret(&self, request: &RotationRequest) -> Result<StepReport, EngineError> {
-        let pending = self.require_pending(request).await?;
+    async fn set_secret(
+        &self,
+        request: &RotationRequest,
+        known: &mut KnownState,
+    ) -> Result<StepReport, EngineError> {
+        let pending = self.require_pending_knowing(request, known).await?;
         self.policy
             .allowed_identities
             .check(&pending.doc.identity)
@@ -636,9 +767,13 @@ impl<P: Ports> Engine<P> {
         }
     }
 
-    async fn test_secret(&self, request: &RotationRequest) -> Result<StepReport, EngineError> {
-        let (current, _) = self.read_current_checked(&request.secret_id).await?;
-        let pending = self.require_pending(request).await?;
+    async fn test_secret(
+        &self,
+        request: &RotationRequest,
+        known: &mut KnownState,
+    ) -> Result<StepReport, EngineError> {
+        let (current, _) = self.current_knowing(&request.secret_id, known).await?;
+        let pending = self.require_pending_knowing(request, known).await?;
         Self::check_same_identity(request, &current, &pending)?;
         Self::check_pending_is_new(request, &current, &pending)?;
         // Parsing already proved the key is PKCS#1, a size SES takes, and that the stored
@@ -664,9 +799,10 @@ impl<P: Ports> Engine<P> {
         &self,
         request: &RotationRequest,
         description: &SecretDescription,
+        known: &mut KnownState,
     ) -> Result<StepReport, EngineError> {
-        let (current, ses) = self.read_current_checked(&request.secret_id).await?;
-        let pending = self.require_pending(request).await?;
+        let (current, ses) = self.current_knowing(&request.secret_id, known).await?;
+        let pending = self.require_pending_knowing(request, known).await?;
         Self::check_same_identity(request, &current, &pending)?;
         Self::check_pending_is_new(request, &current, &pending)?;
         let identity = pending.doc.identity.as_str();
