@@ -636,18 +636,27 @@ async fn cancel_rotate_secret_alone_blocks_the_next_rotation_as_on_aws() {
 
 // ---- rollback on FAILED -----------------------------------------------------------------
 
+impl World {
+    /// One finished rotation, then a second whose finishSecret SES answers with `FAILED` (and
+    /// the engine rolls back): the world, the first selector, the second token, the error.
+    async fn second_key_rejected_by_ses() -> (World, String, String, EngineError) {
+        let world = World::new(PublishMode::Route53);
+        world.rotate().await;
+        let previous = world.selector();
+        world.ses.set_status_after_put(Some(DkimStatus::Failed));
+        let token = world.secrets.start_rotation(&world.arn).unwrap();
+        for step in &STEPS[..3] {
+            world.step(*step, &token).await.unwrap();
+        }
+        let err = world.step(Step::FinishSecret, &token).await.unwrap_err();
+        assert!(err.rolled_back(), "{err}");
+        (world, previous, token, err)
+    }
+}
+
 #[tokio::test]
 async fn ses_failing_the_new_key_puts_the_previous_one_back() {
-    let world = World::new(PublishMode::Route53);
-    world.rotate().await;
-    let previous = world.selector();
-    world.ses.set_status_after_put(Some(DkimStatus::Failed));
-    let token = world.secrets.start_rotation(&world.arn).unwrap();
-    for step in &STEPS[..3] {
-        world.step(*step, &token).await.unwrap();
-    }
-    let err = world.step(Step::FinishSecret, &token).await.unwrap_err();
-    assert!(err.rolled_back(), "{err}");
+    let (world, previous, _, err) = World::second_key_rejected_by_ses().await;
     assert!(matches!(
         &err,
         EngineError::SesRejectedKey { rollback: Rollback::Done { selector }, .. } if *selector == previous
@@ -1258,16 +1267,7 @@ async fn the_watcher_does_not_guess_when_the_previous_record_is_gone() {
 
 #[tokio::test]
 async fn a_secrets_manager_retry_never_puts_a_rejected_key_back() {
-    let world = World::new(PublishMode::Route53);
-    world.rotate().await;
-    let previous = world.selector();
-    world.ses.set_status_after_put(Some(DkimStatus::Failed));
-    let token = world.secrets.start_rotation(&world.arn).unwrap();
-    for step in &STEPS[..3] {
-        world.step(*step, &token).await.unwrap();
-    }
-    let err = world.step(Step::FinishSecret, &token).await.unwrap_err();
-    assert!(err.rolled_back(), "{err}");
+    let (world, previous, token, _) = World::second_key_rejected_by_ses().await;
     world.ses.set_status_after_put(None);
     let puts = world.ses.puts().len();
     // Secrets Manager retries the failed step: no flip-flop back to the rejected key.

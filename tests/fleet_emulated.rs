@@ -129,34 +129,8 @@ async fn notifications_reach_an_sns_topic_with_readable_text_and_attributes() {
     let sns = aws_sdk_sns::Client::new(&config);
     let sqs = aws_sdk_sqs::Client::new(&config);
     let name = format!("dkim-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let topic = sns
-        .create_topic()
-        .name(&name)
-        .send()
-        .await
-        .unwrap()
-        .topic_arn()
-        .unwrap()
-        .to_owned();
-    let queue_url = sqs
-        .create_queue()
-        .queue_name(&name)
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned();
-    let queue_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&queue_url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes()
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
+    let topic = bed.topic("dkim").await;
+    let (queue_url, queue_arn) = bed.queue("dkim", None).await;
     sns.subscribe()
         .topic_arn(&topic)
         .protocol("sqs")
@@ -544,38 +518,8 @@ async fn planner_queue_worker_fleet_with_a_broken_secret_ending_in_the_dead_lett
     let config = bed.aws_config().await;
     let sqs = aws_sdk_sqs::Client::new(&config);
     let tag = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
-    let dlq_url = sqs
-        .create_queue()
-        .queue_name(format!("dkim-dlq-{tag}"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned();
-    let dlq_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&dlq_url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes()
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
-    let queue_url = sqs
-        .create_queue()
-        .queue_name(format!("dkim-work-{tag}"))
-        .attributes(
-            aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy,
-            json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "2"}).to_string(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned();
+    let (dlq_url, dlq_arn) = bed.queue("dkim-dlq", None).await;
+    let (queue_url, _) = bed.queue("dkim-work", Some((&dlq_arn, 2))).await;
 
     let mut fleet = Vec::new();
     for _ in 0..3 {

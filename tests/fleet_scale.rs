@@ -197,28 +197,13 @@ impl AroundStoreCall for Delay {
 #[tokio::test]
 #[ignore = "benchmark: run by `make bench`"]
 async fn fleet_scaling_benchmark() {
-    let n: usize = std::env::var("FLEET_BENCH_N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100);
-    let levels: Vec<usize> = std::env::var("FLEET_BENCH_CONCURRENCY")
-        .unwrap_or_else(|_| "1,4,16".into())
-        .split(',')
-        .map(|c| c.trim().parse().expect("FLEET_BENCH_CONCURRENCY: numbers"))
-        .collect();
+    let (n, levels) = bench_size(
+        ("FLEET_BENCH_N", 100),
+        ("FLEET_BENCH_CONCURRENCY", "1,4,16"),
+    );
     let bed = TestBed::connect().await;
     let _clear = Chaos::set(json!([{ "latency_ms": 50 }])).await;
-    let policy = bed.settings("rfc2136").await.policy;
-    let engine = bed
-        .engine_over(
-            AroundStore {
-                inner: SecretsManagerStore::new(bed.secrets.clone()),
-                around: Delay(Duration::from_millis(50)),
-            },
-            SesV2Signing::new(bed.ses.clone()),
-            policy,
-        )
-        .await;
+    let engine = delayed_engine(&bed, bed.settings("rfc2136").await.policy).await;
     let options = MaintainOptions {
         force: false,
         dry_run: false,
@@ -249,6 +234,41 @@ async fn fleet_scaling_benchmark() {
     }
 }
 
+/// A benchmark's size and concurrency levels: each environment variable, else its default.
+fn bench_size(size: (&str, usize), levels: (&str, &str)) -> (usize, Vec<usize>) {
+    let n = std::env::var(size.0)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(size.1);
+    let levels = std::env::var(levels.0)
+        .unwrap_or_else(|_| levels.1.into())
+        .split(',')
+        .map(|c| {
+            c.trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("{}: comma-separated numbers", levels.0))
+        })
+        .collect();
+    (n, levels)
+}
+
+/// The engine over the stand-ins with 50 ms added to every Secrets Manager call (SESv2's
+/// latency is the SES model's chaos rule, which the benchmark sets).
+async fn delayed_engine(
+    bed: &TestBed,
+    policy: ses_dkim_rotator::engine::RotationPolicy,
+) -> EngineOver<AroundStore<SecretsManagerStore, Delay>, SesV2Signing> {
+    bed.engine_over(
+        AroundStore {
+            inner: SecretsManagerStore::new(bed.secrets.clone()),
+            around: Delay(Duration::from_millis(50)),
+        },
+        SesV2Signing::new(bed.ses.clone()),
+        policy,
+    )
+    .await
+}
+
 /// Counts each Secrets Manager call by operation and delays it by `delay`.
 #[derive(Default)]
 struct CountAndDelay {
@@ -269,20 +289,6 @@ impl AroundStoreCall for CountAndDelay {
 }
 
 /// An SQS queue on moto, fresh for one benchmark.
-async fn fresh_queue(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
-    sqs.create_queue()
-        .queue_name(format!(
-            "{name}-{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        ))
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned()
-}
-
 async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> usize {
     let attributes = sqs
         .get_queue_attributes()
@@ -323,7 +329,7 @@ async fn planner_benchmark() {
     let bed = TestBed::connect().await;
     let config = bed.aws_config().await;
     let sqs = aws_sdk_sqs::Client::new(&config);
-    let queue_url = fresh_queue(&sqs, "planner-bench").await;
+    let (queue_url, _) = bed.queue("planner-bench", None).await;
     let fleet_tag = uuid::Uuid::new_v4().simple().to_string();
     let now = time::OffsetDateTime::now_utc();
     let at =
@@ -455,30 +461,16 @@ async fn planner_benchmark() {
 #[tokio::test]
 #[ignore = "benchmark: run by `make bench`"]
 async fn queue_fanout_benchmark() {
-    let n: usize = std::env::var("QUEUE_BENCH_N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000);
-    let levels: Vec<usize> = std::env::var("QUEUE_BENCH_CONCURRENCY")
-        .unwrap_or_else(|_| "16,4,1".into())
-        .split(',')
-        .map(|c| c.trim().parse().expect("QUEUE_BENCH_CONCURRENCY: numbers"))
-        .collect();
+    let (n, levels) = bench_size(
+        ("QUEUE_BENCH_N", 1_000),
+        ("QUEUE_BENCH_CONCURRENCY", "16,4,1"),
+    );
     let bed = TestBed::connect().await;
     let config = bed.aws_config().await;
     let sqs = aws_sdk_sqs::Client::new(&config);
     let _latency = Chaos::set(json!([{ "latency_ms": 50 }])).await;
     let settings = bed.settings("rfc2136").await;
-    let engine = bed
-        .engine_over(
-            AroundStore {
-                inner: SecretsManagerStore::new(bed.secrets.clone()),
-                around: Delay(Duration::from_millis(50)),
-            },
-            SesV2Signing::new(bed.ses.clone()),
-            settings.policy.clone(),
-        )
-        .await;
+    let engine = delayed_engine(&bed, settings.policy.clone()).await;
     let mut rotator = ses_dkim_rotator::handler::Rotator {
         engine,
         fleet: settings.fleet.clone(),
@@ -487,7 +479,7 @@ async fn queue_fanout_benchmark() {
     };
     let mut throughput = std::collections::BTreeMap::new();
     for concurrency in levels {
-        let queue_url = fresh_queue(&sqs, "fanout-bench").await;
+        let (queue_url, _) = bed.queue("fanout-bench", None).await;
         rotator.queue =
             ses_dkim_rotator::adapters::sqs::SqsWorkQueue::new(sqs.clone(), queue_url.clone());
         rotator.fleet.work_queue_url = Some(queue_url.clone());

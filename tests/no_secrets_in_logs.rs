@@ -54,15 +54,7 @@ async fn no_log_line_holds_a_private_key_rotation_token_or_tsig_key() {
     tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
 
     let bed = TestBed::connect().await;
-    let topic = aws_sdk_sns::Client::new(&bed.aws_config().await)
-        .create_topic()
-        .name(format!("dkim-logs-{}", uuid::Uuid::new_v4().simple()))
-        .send()
-        .await
-        .unwrap()
-        .topic_arn()
-        .unwrap()
-        .to_owned();
+    let topic = bed.topic("dkim-logs").await;
     let rotation_token = format!(
         "rotation-token-{}-do-not-log",
         uuid::Uuid::new_v4().simple()

@@ -443,6 +443,20 @@ impl<P: Ports> Engine<P> {
             .await
     }
 
+    /// The checked `AWSCURRENT`, SES's view of it, and the token's pending key, which must be
+    /// for the same identity and hold a new key and selector.
+    async fn current_and_new_pending(
+        &self,
+        request: &RotationRequest,
+        known: &mut KnownState,
+    ) -> Result<(DkimSecret, SesView, PendingKey), EngineError> {
+        let (current, ses) = self.current_knowing(&request.secret_id, known).await?;
+        let pending = self.require_pending_knowing(request, known).await?;
+        Self::check_same_identity(request, &current, &pending)?;
+        Self::check_pending_is_new(request, &current, &pending)?;
+        Ok((current, ses, pending))
+    }
+
     fn check_same_identity(
         request: &RotationRequest,
         current: &DkimSecret,
@@ -772,10 +786,7 @@ impl<P: Ports> Engine<P> {
         request: &RotationRequest,
         known: &mut KnownState,
     ) -> Result<StepReport, EngineError> {
-        let (current, _) = self.current_knowing(&request.secret_id, known).await?;
-        let pending = self.require_pending_knowing(request, known).await?;
-        Self::check_same_identity(request, &current, &pending)?;
-        Self::check_pending_is_new(request, &current, &pending)?;
+        let (_, _, pending) = self.current_and_new_pending(request, known).await?;
         // Parsing already proved the key is PKCS#1, a size SES takes, and that the stored
         // public key, TXT value and record name belong to it. What is left is policy and DNS.
         let bits = pending.key.key.bits();
@@ -801,10 +812,7 @@ impl<P: Ports> Engine<P> {
         description: &SecretDescription,
         known: &mut KnownState,
     ) -> Result<StepReport, EngineError> {
-        let (current, ses) = self.current_knowing(&request.secret_id, known).await?;
-        let pending = self.require_pending_knowing(request, known).await?;
-        Self::check_same_identity(request, &current, &pending)?;
-        Self::check_pending_is_new(request, &current, &pending)?;
+        let (current, ses, pending) = self.current_and_new_pending(request, known).await?;
         let identity = pending.doc.identity.as_str();
         let selector = pending.key.selector.as_str();
 

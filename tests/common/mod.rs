@@ -61,6 +61,11 @@ pub struct TestBed {
     pub ses: aws_sdk_sesv2::Client,
 }
 
+/// The engine [`TestBed::engine_over`] builds: given Secrets Manager and SES ports, RFC 2136
+/// to knot, DNS checked at knot, the system clock.
+pub type EngineOver<S, E> =
+    Engine<PortSet<S, E, ConfiguredPublisher, HickoryTxtLookup, SystemClock>>;
+
 impl TestBed {
     /// Connects to the stand-ins named by `AWS_ENDPOINT_URL_*`; panics with how to start them.
     pub async fn connect() -> Self {
@@ -107,6 +112,52 @@ impl TestBed {
         ses_dkim_rotator::assembly::lambda_aws_config()
     }
 
+    /// A new SQS queue named `<prefix>-<random>`, with `redrive` as its redrive policy (dead
+    /// letter queue ARN, receives before a message moves there); its URL and ARN.
+    pub async fn queue(&self, prefix: &str, redrive: Option<(&str, u32)>) -> (String, String) {
+        use aws_sdk_sqs::types::QueueAttributeName;
+        let sqs = aws_sdk_sqs::Client::new(&self.aws_config().await);
+        let mut create = sqs.create_queue().queue_name(format!(
+            "{prefix}-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        ));
+        if let Some((dead_letter_arn, max_receives)) = redrive {
+            create = create.attributes(
+                QueueAttributeName::RedrivePolicy,
+                serde_json::json!({
+                    "deadLetterTargetArn": dead_letter_arn,
+                    "maxReceiveCount": max_receives.to_string(),
+                })
+                .to_string(),
+            );
+        }
+        let url = create.send().await.unwrap().queue_url().unwrap().to_owned();
+        let arn = sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .unwrap()
+            .attributes()
+            .unwrap()[&QueueAttributeName::QueueArn]
+            .clone();
+        (url, arn)
+    }
+
+    /// A new SNS topic named `<prefix>-<random>`; its ARN.
+    pub async fn topic(&self, prefix: &str) -> String {
+        aws_sdk_sns::Client::new(&self.aws_config().await)
+            .create_topic()
+            .name(format!("{prefix}-{}", uuid::Uuid::new_v4().simple()))
+            .send()
+            .await
+            .unwrap()
+            .topic_arn()
+            .unwrap()
+            .to_owned()
+    }
+
     /// A rotation engine wired exactly as the Lambda wires it (RFC 2136 to knot), with `policy`.
     pub async fn engine(&self, policy: RotationPolicy) -> RealEngine {
         self.engine_with("rfc2136", policy).await
@@ -128,7 +179,7 @@ impl TestBed {
         store: S,
         ses: E,
         policy: RotationPolicy,
-    ) -> Engine<PortSet<S, E, ConfiguredPublisher, HickoryTxtLookup, SystemClock>> {
+    ) -> EngineOver<S, E> {
         let tsig_secret = self.tsig_secret().await;
         Engine::new(
             PortSet {
