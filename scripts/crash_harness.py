@@ -631,7 +631,7 @@ def main():
             assert actions == ["rotated", "confirmed", "retired", "skipped"], actions
         every = range(1, len(calls) + 1)
         if scenario == "queue":
-            every = range(3, len(calls) + 1, 6)  # mid-batch points across the three identities
+            every = range(2, len(calls) + 1, 3)  # mid-batch points across the three identities
         points = [int(p) for p in args.points.split(",")] if args.points else every
         bad = []
         for point in points:
