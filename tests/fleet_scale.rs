@@ -307,7 +307,7 @@ async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> usize {
 /// A target a benchmark checks: prints the figure beside it, and fails the run when missed.
 fn check_target(name: &str, value: f64, limit: f64, unit: &str) {
     let verdict = if value <= limit { "met" } else { "MISSED" };
-    println!("BENCH target {name}: {value:.1} {unit} (target <= {limit} {unit}: {verdict})");
+    println!("BENCH target {name}: {value:.2} {unit} (target <= {limit} {unit}: {verdict})");
     assert!(
         value <= limit,
         "benchmark target missed: {name} {value:.1} > {limit} {unit}"
