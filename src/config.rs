@@ -54,6 +54,9 @@ pub struct FleetSettings {
     pub secret_tag: Option<(String, String)>,
     /// `DKIM_ROTATION_INTERVAL_DAYS`.
     pub rotation_interval: time::Duration,
+    /// `DKIM_HEALTH_CHECK_DAYS`: in queue mode, every idle identity is sent for a look at SES
+    /// once in this many days (0: never).
+    pub health_check_days: u32,
     /// `DKIM_MAX_CONCURRENCY`.
     pub max_concurrency: usize,
     /// `DKIM_IDENTITY_BUDGET_SECONDS`.
@@ -251,6 +254,7 @@ impl Settings {
             rotation_interval: time::Duration::days(
                 number("DKIM_ROTATION_INTERVAL_DAYS", 90, 3650)?.max(1) as i64,
             ),
+            health_check_days: number("DKIM_HEALTH_CHECK_DAYS", 7, 365)? as u32,
             max_concurrency: number("DKIM_MAX_CONCURRENCY", 4, 256)?.max(1) as usize,
             identity_budget: Duration::from_secs(number("DKIM_IDENTITY_BUDGET_SECONDS", 20, 900)?),
             notify_topic_arn: get("DKIM_NOTIFY_TOPIC_ARN").map(|t| t.trim().to_owned()),

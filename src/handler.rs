@@ -451,7 +451,7 @@ impl<P: Ports, N: Notifier, Q: WorkQueue> Rotator<P, N, Q> {
         {
             let listed = self.engine.list_tagged(key, value).await?;
             decided.extend(listed.into_iter().map(|secret| {
-                let decision = triage(&secret, options, grace, now);
+                let decision = triage(&secret, options, grace, self.fleet.health_check_days, now);
                 (secret.arn, decision)
             }));
         }

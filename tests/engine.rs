@@ -1614,10 +1614,12 @@ async fn plan_then_work(rotator: &MemoryRotator, world: &World) -> (Value, Vec<S
 
 #[tokio::test]
 async fn the_planner_decides_from_tags_and_sends_nothing_inside_the_interval() {
-    let (mut rotator, _, world) = rotator(World::new(PublishMode::Route53));
+    let (mut rotator, notifier, world) = rotator(World::new(PublishMode::Route53));
     rotator.fleet.secret_ids.clear();
     rotator.fleet.secret_tag = Some(("dkim-rotator".into(), "managed".into()));
     rotator.fleet.work_queue_url = Some("https://sqs.example/dkim-work".into());
+    // The rules for due work alone (health checks: triage's own test).
+    rotator.fleet.health_check_days = 0;
     ses_dkim_rotator::engine::ports::SecretStore::set_tags(
         &world.secrets,
         &world.arn,
@@ -1667,6 +1669,26 @@ async fn the_planner_decides_from_tags_and_sends_nothing_inside_the_interval() {
     assert!(world.record(&first).is_empty(), "retired");
     let (plan, _) = plan_then_work(&rotator, &world).await;
     assert_eq!(plan["queued"], 0, "{plan}");
+
+    // SES turns the confirmed selector TEMPORARY_FAILURE (its record stopped resolving): the
+    // tags cannot show it, so nothing is sent...
+    world.ses.set_status(DOMAIN, DkimStatus::TemporaryFailure);
+    let (plan, _) = plan_then_work(&rotator, &world).await;
+    assert_eq!(plan["queued"], 0, "{plan}");
+    // ...until the secret's health-check day (one check a day here: every day is its day).
+    // The worker reads SES and tells a person.
+    rotator.fleet.health_check_days = 1;
+    let told = notifier.sent().len();
+    let (plan, _) = plan_then_work(&rotator, &world).await;
+    assert_eq!(reasons(&plan), json!({"health_check": 1}), "{plan}");
+    let notes = notifier.sent();
+    assert!(
+        notes[told..]
+            .iter()
+            .any(|n| n.kind == NotificationKind::TemporaryFailure),
+        "no TEMPORARY_FAILURE notification: {:?}",
+        notes[told..].iter().map(|n| &n.subject).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test]

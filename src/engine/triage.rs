@@ -15,15 +15,21 @@
 //! | confirmed, but the confirmation time or `previous` is not recorded | [`WorkReason::Untracked`] |
 //! | a previous selector not yet retired, its grace period (from confirmation) over | [`WorkReason::Retire`] |
 //! | rotation is this function's, and the key is older than the interval (from the switch) | [`WorkReason::Rotate`] |
+//! | today is the secret's health-check day (one day in every `DKIM_HEALTH_CHECK_DAYS`, fixed by its ARN) | [`WorkReason::HealthCheck`] |
 //! | otherwise | [`Triage::Idle`], with the next time something falls due |
 //!
 //! A missing or unreadable tag sends the secret to a worker (which reads everything and
 //! decides as the in-invocation run would); it never makes the planner skip work. The key's
 //! age counts from the switch, a little after the key was made: the planner may send a
-//! rotation a little later than the worker's own rule would, never earlier. One thing the
-//! planner cannot see is SES changing its mind about a confirmed selector (`TEMPORARY_FAILURE`
-//! or `FAILED` long after `SUCCESS`); forced runs, and every run that has work for the
-//! identity, look at SES (see the README).
+//! rotation a little later than the worker's own rule would, never earlier.
+//!
+//! What the tags cannot show is SES changing its mind about a confirmed selector
+//! (`TEMPORARY_FAILURE` or `FAILED` long after `SUCCESS`, when a record stops resolving). So
+//! every identity also gets a health check: one day in every `DKIM_HEALTH_CHECK_DAYS` it is
+//! sent although nothing is due, and the worker reads SES (and alerts) as for any other run.
+//! The day is fixed by a stable hash of the secret's ARN, so a fleet's checks spread evenly over
+//! the period with no state kept anywhere; with the daily schedule each identity is looked at
+//! exactly once per period.
 
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -53,6 +59,8 @@ pub enum WorkReason {
     Retire,
     /// The key is due.
     Rotate,
+    /// Nothing is due, but it is the secret's day for a look at SES.
+    HealthCheck,
 }
 
 /// The planner's decision for one secret.
@@ -67,11 +75,29 @@ pub enum Triage {
     },
 }
 
+/// Whether `now` falls on `arn`'s health-check day: one day in every `every_days` (0: never),
+/// the same day of the period for the same ARN (FNV-1a of the ARN; days counted in UTC).
+pub fn health_check_due(arn: &str, every_days: u32, now: OffsetDateTime) -> bool {
+    if every_days == 0 {
+        return false;
+    }
+    let period = u64::from(every_days);
+    let slot = arn.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    }) % period;
+    let day = now
+        .unix_timestamp()
+        .div_euclid(86_400)
+        .rem_euclid(period as i64) as u64;
+    day == slot
+}
+
 /// The planner's rules (see the module's table). Pure.
 pub fn triage(
     listing: &SecretDescription,
     options: PlanOptions,
     grace: time::Duration,
+    health_check_days: u32,
     now: OffsetDateTime,
 ) -> Triage {
     let tag = |key: &str| listing.tags.get(key).map(String::as_str);
@@ -109,6 +135,9 @@ pub fn triage(
             return Triage::Send(WorkReason::Rotate);
         }
         next = Some(next.map_or(due, |n| n.min(due)));
+    }
+    if health_check_due(&listing.arn, health_check_days, now) {
+        return Triage::Send(WorkReason::HealthCheck);
     }
     Triage::Idle { next }
 }
@@ -267,10 +296,60 @@ mod tests {
         ];
         for (name, listing, force, expected) in rows {
             assert_eq!(
-                triage(&listing, options(force), grace, NOW),
+                triage(&listing, options(force), grace, 0, NOW),
                 expected,
                 "{name}"
             );
+        }
+    }
+
+    #[test]
+    fn each_idle_secret_gets_one_health_check_per_period_and_a_fleet_spreads_evenly() {
+        let grace = Duration::days(7);
+        let idle = |arn: &str| {
+            let mut l = tracked(30, 29, "old", Some("old"));
+            l.arn = arn.to_owned();
+            l
+        };
+        // One secret over three periods of 7 days: sent on exactly one day in each.
+        let secret = idle("arn:aws:secretsmanager:eu-west-1:123456789012:secret:dkim/a-AbCdEf");
+        let days: Vec<i64> = (0..21)
+            .filter(|d| {
+                let day = NOW + Duration::days(*d);
+                triage(&secret, options(false), grace, 7, day)
+                    == Triage::Send(WorkReason::HealthCheck)
+            })
+            .collect();
+        assert_eq!(days.len(), 3, "{days:?}");
+        assert!(days.windows(2).all(|w| w[1] - w[0] == 7), "{days:?}");
+        // A fleet of 700: about a seventh is checked on any one day, never all or none.
+        let fleet: Vec<SecretDescription> = (0..700)
+            .map(|i| {
+                idle(&format!(
+                    "arn:aws:secretsmanager:us-east-1:1:secret:dkim/{i}-x"
+                ))
+            })
+            .collect();
+        for d in 0..7 {
+            let day = NOW + Duration::days(d);
+            let checked = fleet
+                .iter()
+                .filter(|s| matches!(triage(s, options(false), grace, 7, day), Triage::Send(_)))
+                .count();
+            assert!((60..=140).contains(&checked), "day {d}: {checked} of 700");
+        }
+        // Work that is due keeps its own reason; 0 turns health checks off.
+        let due = tracked(90, 89, "old", Some("old"));
+        for d in 0..7 {
+            let day = NOW + Duration::days(d);
+            assert_eq!(
+                triage(&due, options(false), grace, 7, day),
+                Triage::Send(WorkReason::Rotate)
+            );
+            assert!(matches!(
+                triage(&secret, options(false), grace, 0, day),
+                Triage::Idle { .. }
+            ));
         }
     }
 }
