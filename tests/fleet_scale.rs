@@ -236,10 +236,7 @@ async fn fleet_scaling_benchmark() {
 
 /// A benchmark's size and concurrency levels: each environment variable, else its default.
 fn bench_size(size: (&str, usize), levels: (&str, &str)) -> (usize, Vec<usize>) {
-    let n = std::env::var(size.0)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(size.1);
+    let n = bench_number(size.0, size.1);
     let levels = std::env::var(levels.0)
         .unwrap_or_else(|_| levels.1.into())
         .split(',')
@@ -250,6 +247,14 @@ fn bench_size(size: (&str, usize), levels: (&str, &str)) -> (usize, Vec<usize>) 
         })
         .collect();
     (n, levels)
+}
+
+/// A benchmark's size from the environment variable `name`, else `default`.
+fn bench_number(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// The engine over the stand-ins with 50 ms added to every Secrets Manager call (SESv2's
@@ -322,10 +327,7 @@ fn check_target(name: &str, value: f64, limit: f64, unit: &str) {
 #[ignore = "benchmark: run by `make bench`"]
 async fn planner_benchmark() {
     use futures_util::StreamExt;
-    let n: usize = std::env::var("PLANNER_BENCH_N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
+    let n = bench_number("PLANNER_BENCH_N", 10_000);
     let bed = TestBed::connect().await;
     let config = bed.aws_config().await;
     let sqs = aws_sdk_sqs::Client::new(&config);

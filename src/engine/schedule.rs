@@ -16,10 +16,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::error::EngineError;
 use super::plan::{Facts, Plan, PlanOptions, SkipReason, plan};
-use super::ports::{
-    Deadline, DkimStatus, Ports, STAGE_CURRENT, STAGE_PENDING, SecretDescription, SecretStore,
-    SesDkimState,
-};
+use super::ports::{Deadline, DkimStatus, Ports, SecretDescription, SecretStore, SesDkimState};
 use super::regions::SesView;
 use super::retirement::{self, RetireOutcome, RetireReport};
 use super::secret_doc::{DkimSecret, DnsRecord};
@@ -371,16 +368,8 @@ impl<P: Ports> Engine<P> {
         if !options.dry_run {
             self.repair_planner_tags(&secret_id, &mut description, &current, facts.ses_on_current)
                 .await;
-            if self
-                .clear_pending_left_on_current(&secret_id, &description)
-                .await?
-            {
-                for stages in description.versions.values_mut() {
-                    if stages.iter().any(|s| s == STAGE_CURRENT) {
-                        stages.retain(|s| s != STAGE_PENDING);
-                    }
-                }
-            }
+            self.clear_pending_left_on_current(&secret_id, &mut description)
+                .await?;
         }
         let planned = plan(&facts, options.plan_options(), now);
         report.action = match &planned {

@@ -272,7 +272,7 @@ impl<P: Ports> Engine<P> {
         request: &RotationRequest,
         known: &mut KnownState,
     ) -> Result<StepReport, EngineError> {
-        let description = match known.description.take() {
+        let mut description = match known.description.take() {
             Some(description) => description,
             None => self.store().describe(&request.secret_id).await?,
         };
@@ -280,7 +280,7 @@ impl<P: Ports> Engine<P> {
             // A finishSecret that died after moving AWSCURRENT may have left AWSPENDING on
             // the same version: take it off so the next rotation can start.
             if request.step == Step::FinishSecret {
-                self.clear_pending_left_on_current(&request.secret_id, &description)
+                self.clear_pending_left_on_current(&request.secret_id, &mut description)
                     .await?;
             }
             return Ok(StepReport::new(request, Outcome::AlreadyCurrent));
@@ -299,25 +299,27 @@ impl<P: Ports> Engine<P> {
 
     /// A run that died after moving `AWSCURRENT` and before taking `AWSPENDING` off that
     /// version leaves both labels on it (harmless to `RotateSecret`, but not the state an
-    /// uninterrupted rotation ends in): take `AWSPENDING` off. Returns whether it did.
+    /// uninterrupted rotation ends in): take `AWSPENDING` off, in Secrets Manager and in
+    /// `description`.
     pub(crate) async fn clear_pending_left_on_current(
         &self,
         secret_id: &str,
-        description: &SecretDescription,
-    ) -> Result<bool, EngineError> {
-        let leftover = description.versions.iter().find(|(_, stages)| {
+        description: &mut SecretDescription,
+    ) -> Result<(), EngineError> {
+        let leftover = description.versions.iter_mut().find(|(_, stages)| {
             stages.iter().any(|s| s == STAGE_CURRENT) && stages.iter().any(|s| s == STAGE_PENDING)
         });
-        let Some((version, _)) = leftover else {
-            return Ok(false);
+        let Some((version, stages)) = leftover else {
+            return Ok(());
         };
         self.store().clear_pending(secret_id, version).await?;
+        stages.retain(|s| s != STAGE_PENDING);
         tracing::info!(
             secret_id,
             version,
             "took a leftover AWSPENDING off the current version"
         );
-        Ok(true)
+        Ok(())
     }
 
     /// `AWSCURRENT` checked against the identity guards and SES's view of it, unless this
