@@ -13,19 +13,20 @@ use aws_smithy_async::time::SharedTimeSource;
 use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
 
 use crate::adapters::clock::SystemClock;
-use crate::adapters::dns_lookup::{HickoryTxtLookup, LookupServers};
-use crate::adapters::dns_publisher::ConfiguredPublisher;
+use crate::adapters::dns::ConfiguredPublisher;
+use crate::adapters::dns::hint::HintPublisher;
+use crate::adapters::dns::lookup::{HickoryTxtLookup, LookupServers};
+use crate::adapters::dns::rfc2136::Rfc2136Publisher;
+use crate::adapters::dns::route53::Route53Publisher;
 use crate::adapters::http_client::DeferredTlsClient;
-use crate::adapters::rfc2136::Rfc2136Publisher;
-use crate::adapters::route53::Route53Publisher;
 use crate::adapters::secrets_manager::SecretsManagerStore;
 use crate::adapters::sesv2::SesV2Signing;
 use crate::adapters::sns::{ConfiguredNotifier, SnsNotifier};
 use crate::adapters::sqs::{ConfiguredWorkQueue, SqsWorkQueue};
+use crate::app::Rotator;
 use crate::config::{PublisherSetting, Settings};
 use crate::engine::Engine;
 use crate::engine::ports::PortSet;
-use crate::handler::Rotator;
 
 /// The real AWS and DNS adapters, as one [`crate::engine::ports::Ports`] bundle.
 pub type AwsPorts =
@@ -144,7 +145,7 @@ pub fn build_engine(settings: &Settings, aws: &SdkConfig) -> AwsEngine {
     let aws = &with_retries(aws);
     let secrets = SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(aws));
     let dns = match &settings.dns.publisher {
-        PublisherSetting::Hint => ConfiguredPublisher::Hint,
+        PublisherSetting::Hint => ConfiguredPublisher::Hint(HintPublisher),
         PublisherSetting::Route53 { hosted_zone_id } => {
             ConfiguredPublisher::Route53(Route53Publisher::new(
                 aws_sdk_route53::Client::new(aws),

@@ -125,90 +125,123 @@ fn choice<'a>(
         })
 }
 
-impl Settings {
-    /// Reads the settings from the process environment.
-    pub fn from_env() -> Result<Self, AppError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+/// The variables, read through a lookup: the environment, or a map in tests.
+struct Variables<F> {
+    lookup: F,
+}
+
+impl<F: Fn(&str) -> Option<String>> Variables<F> {
+    /// The variable's value; unset and blank are the same.
+    fn get(&self, name: &str) -> Option<String> {
+        (self.lookup)(name).filter(|v| !v.trim().is_empty())
     }
 
-    /// Reads the settings through `lookup` (the environment, or a map in tests).
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, AppError> {
-        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let number = |name: &'static str, default: u64, max: u64| -> Result<u64, AppError> {
-            match get(name) {
-                None => Ok(default),
-                Some(text) => text
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|n| *n <= max)
-                    .ok_or_else(|| {
-                        invalid(
-                            name,
-                            format!(
-                                "`{}` is not a whole number from 0 to {max}",
-                                quote_prefix(&text)
-                            ),
-                        )
-                    }),
-            }
-        };
-        let key_bits = match get("DKIM_KEY_BITS") {
+    /// A whole number from 0 to `max`, or `default` when unset.
+    fn number(&self, name: &'static str, default: u64, max: u64) -> Result<u64, AppError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(text) => text
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n <= max)
+                .ok_or_else(|| {
+                    invalid(
+                        name,
+                        format!(
+                            "`{}` is not a whole number from 0 to {max}",
+                            quote_prefix(&text)
+                        ),
+                    )
+                }),
+        }
+    }
+
+    /// true/false (also 1/0, yes/no), or `default` when unset.
+    fn flag(&self, name: &'static str, default: bool) -> Result<bool, AppError> {
+        Ok(
+            match choice(
+                name,
+                self.get(name),
+                &["true", "false", "1", "0", "yes", "no"],
+            )? {
+                None => default,
+                Some(value) => matches!(value, "true" | "1" | "yes"),
+            },
+        )
+    }
+
+    /// The engine's settings: keys, selectors, the allow-list, DNS checks, retirement.
+    fn policy(&self) -> Result<RotationPolicy, AppError> {
+        let key_bits = match self.get("DKIM_KEY_BITS") {
             None => KeyBits::Rsa1024,
             Some(text) => text
                 .parse()
                 .map_err(|reason: String| invalid("DKIM_KEY_BITS", reason))?,
         };
-        let selector_prefix = match get("DKIM_SELECTOR_PREFIX") {
+        let selector_prefix = match self.get("DKIM_SELECTOR_PREFIX") {
             None => SelectorPrefix::default(),
             Some(text) => SelectorPrefix::parse(text.trim())
                 .map_err(|reason| invalid("DKIM_SELECTOR_PREFIX", reason))?,
         };
-        let allowed_identities = match lookup("DKIM_ALLOWED_IDENTITIES") {
+        let allowed_identities = match (self.lookup)("DKIM_ALLOWED_IDENTITIES") {
             None => AllowedIdentities::Unset,
             Some(text) => AllowedIdentities::parse(&text)
                 .map_err(|reason| invalid("DKIM_ALLOWED_IDENTITIES", reason))?,
         };
-        let flag = |name: &'static str, default: bool| -> Result<bool, AppError> {
-            Ok(
-                match choice(name, get(name), &["true", "false", "1", "0", "yes", "no"])? {
-                    None => default,
-                    Some(value) => matches!(value, "true" | "1" | "yes"),
-                },
-            )
-        };
-        let verify_dns = flag("DKIM_VERIFY_DNS", true)?;
-        let adopt_easy_dkim = flag("DKIM_ADOPT_EASY_DKIM", false)?;
-        let pending_alert_hours = number("DKIM_PENDING_ALERT_HOURS", 24, 720)?.max(1);
-        let retire_mode = match choice("DKIM_RETIRE", get("DKIM_RETIRE"), &["delete", "revoke"])? {
+        let verify_dns = self.flag("DKIM_VERIFY_DNS", true)?;
+        let adopt_easy_dkim = self.flag("DKIM_ADOPT_EASY_DKIM", false)?;
+        let pending_alert_hours = self.number("DKIM_PENDING_ALERT_HOURS", 24, 720)?.max(1);
+        let retire_mode = match choice(
+            "DKIM_RETIRE",
+            self.get("DKIM_RETIRE"),
+            &["delete", "revoke"],
+        )? {
             Some("revoke") => RetireMode::Revoke,
             _ => RetireMode::Delete,
         };
-        let grace_days = number("DKIM_OLD_KEY_GRACE_DAYS", 7, 3650)?;
-        let interval = number("DKIM_DNS_VERIFY_INTERVAL_SECONDS", 5, 300)?;
-        let ttl = number("DKIM_DNS_TTL", 300, 86_400)? as u32;
+        let grace_days = self.number("DKIM_OLD_KEY_GRACE_DAYS", 7, 3650)?;
+        let interval = self.number("DKIM_DNS_VERIFY_INTERVAL_SECONDS", 5, 300)?;
+        Ok(RotationPolicy {
+            key_bits,
+            selector_prefix,
+            allowed_identities,
+            verify_dns,
+            verify_retry_interval: Duration::from_secs(interval),
+            old_key_grace: time::Duration::days(grace_days as i64),
+            retire_mode,
+            adopt_easy_dkim,
+            pending_alert: time::Duration::hours(pending_alert_hours as i64),
+            ..RotationPolicy::default()
+        })
+    }
 
+    /// Where records are published and where they are checked.
+    fn dns(&self) -> Result<DnsSettings, AppError> {
+        let ttl = self.number("DKIM_DNS_TTL", 300, 86_400)? as u32;
         let publisher = match choice(
             "DKIM_DNS_PUBLISHER",
-            get("DKIM_DNS_PUBLISHER"),
+            self.get("DKIM_DNS_PUBLISHER"),
             &["hint", "route53", "rfc2136"],
         )? {
             None | Some("hint") => PublisherSetting::Hint,
             Some("route53") => PublisherSetting::Route53 {
-                hosted_zone_id: get("DKIM_HOSTED_ZONE_ID").map(|z| z.trim().to_owned()),
+                hosted_zone_id: self.get("DKIM_HOSTED_ZONE_ID").map(|z| z.trim().to_owned()),
             },
             _ => PublisherSetting::Rfc2136 {
                 server: socket_addr(
                     "DKIM_DNS_UPDATE_SERVER",
-                    &get("DKIM_DNS_UPDATE_SERVER").ok_or_else(|| {
+                    &self.get("DKIM_DNS_UPDATE_SERVER").ok_or_else(|| {
                         invalid(
                             "DKIM_DNS_UPDATE_SERVER",
                             "is required with DKIM_DNS_PUBLISHER=rfc2136: the primary server's ip:port",
                         )
                     })?,
                 )?,
-                zone: get("DKIM_DNS_ZONE").map(|z| z.trim().trim_end_matches('.').to_owned()),
-                tsig_secret_id: get("DKIM_DNS_TSIG_SECRET_ID").ok_or_else(|| {
+                zone: self
+                    .get("DKIM_DNS_ZONE")
+                    .map(|z| z.trim().trim_end_matches('.').to_owned()),
+                tsig_secret_id: self.get("DKIM_DNS_TSIG_SECRET_ID").ok_or_else(|| {
                     invalid(
                         "DKIM_DNS_TSIG_SECRET_ID",
                         "is required with DKIM_DNS_PUBLISHER=rfc2136: the Secrets Manager secret holding {\"name\", \"algorithm\", \"secret\"}",
@@ -216,7 +249,8 @@ impl Settings {
                 })?,
             },
         };
-        let check_servers = get("DKIM_DNS_SERVERS")
+        let check_servers = self
+            .get("DKIM_DNS_SERVERS")
             .map(|text| {
                 text.split(',')
                     .filter(|s| !s.trim().is_empty())
@@ -224,7 +258,17 @@ impl Settings {
                     .collect::<Result<Vec<_>, _>>()
             })
             .transpose()?;
-        let secret_tag = get("DKIM_SECRET_TAG")
+        Ok(DnsSettings {
+            publisher,
+            ttl,
+            check_servers,
+        })
+    }
+
+    /// Scheduled runs over a fleet, the queue, notifications and metrics.
+    fn fleet(&self) -> Result<FleetSettings, AppError> {
+        let secret_tag = self
+            .get("DKIM_SECRET_TAG")
             .map(|text| {
                 text.split_once('=')
                     .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
@@ -240,8 +284,10 @@ impl Settings {
                     })
             })
             .transpose()?;
-        let fleet = FleetSettings {
-            secret_ids: get("DKIM_SECRET_IDS")
+        let trimmed = |name: &str| self.get(name).map(|t| t.trim().to_owned());
+        Ok(FleetSettings {
+            secret_ids: self
+                .get("DKIM_SECRET_IDS")
                 .map(|t| {
                     t.split(',')
                         .map(str::trim)
@@ -252,36 +298,37 @@ impl Settings {
                 .unwrap_or_default(),
             secret_tag,
             rotation_interval: time::Duration::days(
-                number("DKIM_ROTATION_INTERVAL_DAYS", 90, 3650)?.max(1) as i64,
+                self.number("DKIM_ROTATION_INTERVAL_DAYS", 90, 3650)?.max(1) as i64,
             ),
-            health_check_days: number("DKIM_HEALTH_CHECK_DAYS", 7, 365)? as u32,
-            max_concurrency: number("DKIM_MAX_CONCURRENCY", 4, 256)?.max(1) as usize,
-            identity_budget: Duration::from_secs(number("DKIM_IDENTITY_BUDGET_SECONDS", 20, 900)?),
-            notify_topic_arn: get("DKIM_NOTIFY_TOPIC_ARN").map(|t| t.trim().to_owned()),
-            work_queue_url: get("DKIM_WORK_QUEUE_URL").map(|t| t.trim().to_owned()),
-            metrics_namespace: get("DKIM_METRICS_NAMESPACE")
-                .map(|t| t.trim().to_owned())
+            health_check_days: self.number("DKIM_HEALTH_CHECK_DAYS", 7, 365)? as u32,
+            max_concurrency: self.number("DKIM_MAX_CONCURRENCY", 4, 256)?.max(1) as usize,
+            identity_budget: Duration::from_secs(self.number(
+                "DKIM_IDENTITY_BUDGET_SECONDS",
+                20,
+                900,
+            )?),
+            notify_topic_arn: trimmed("DKIM_NOTIFY_TOPIC_ARN"),
+            work_queue_url: trimmed("DKIM_WORK_QUEUE_URL"),
+            metrics_namespace: trimmed("DKIM_METRICS_NAMESPACE")
                 .unwrap_or_else(|| "SesDkimRotator".to_owned()),
-        };
+        })
+    }
+}
+
+impl Settings {
+    /// Reads the settings from the process environment.
+    pub fn from_env() -> Result<Self, AppError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the settings through `lookup` (the environment, or a map in tests), section by
+    /// section: the engine's policy, DNS, the fleet.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, AppError> {
+        let variables = Variables { lookup };
         Ok(Self {
-            fleet,
-            policy: RotationPolicy {
-                key_bits,
-                selector_prefix,
-                allowed_identities,
-                verify_dns,
-                verify_retry_interval: Duration::from_secs(interval),
-                old_key_grace: time::Duration::days(grace_days as i64),
-                retire_mode,
-                adopt_easy_dkim,
-                pending_alert: time::Duration::hours(pending_alert_hours as i64),
-                ..RotationPolicy::default()
-            },
-            dns: DnsSettings {
-                publisher,
-                ttl,
-                check_servers,
-            },
+            policy: variables.policy()?,
+            dns: variables.dns()?,
+            fleet: variables.fleet()?,
         })
     }
 }

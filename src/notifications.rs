@@ -12,9 +12,9 @@ use serde::Serialize;
 use crate::engine::error::EngineError;
 use crate::engine::ports::PortError;
 use crate::engine::retirement::RetireOutcome;
+use crate::engine::rotation::{Outcome, StepReport};
 use crate::engine::schedule::{Action, Alert, IdentityReport};
 use crate::engine::secret_doc::DnsRecord;
-use crate::engine::steps::{Outcome, StepReport};
 
 /// What a notification is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -49,21 +49,107 @@ pub struct Notification {
     pub fields: Vec<(&'static str, String)>,
 }
 
-fn record_fields(fields: &mut Vec<(&'static str, String)>, record: &Option<DnsRecord>) {
-    if let Some(record) = record {
-        fields.push(("dns_name", record.name.clone()));
-        fields.push(("dns_value", record.value.clone()));
+/// What happened, as the two report vocabularies ([`StepReport`] of a Secrets Manager step,
+/// [`IdentityReport`] of a scheduled run) both map into it: each text is written once, in
+/// [`compose`].
+enum Happened<'a> {
+    /// A person must add `record`; `then` says what happens once DNS serves it.
+    RecordToAdd {
+        record: &'a DnsRecord,
+        then: &'a str,
+    },
+    /// SES signs with the new selector.
+    Switched,
+    /// A failure (`rolled_back`: SES was put back on the previous key).
+    Failed {
+        error_type: &'a str,
+        message: String,
+        rolled_back: bool,
+    },
+    /// The watcher rolled back after SES said `FAILED`; `detail` says how.
+    RolledBack { detail: String },
+    /// SES has said `PENDING` for `hours`.
+    Overdue { hours: f64 },
+    /// A verified record stopped resolving.
+    TemporaryFailure,
+    /// Hint mode: the previous record may now be removed; `detail` names it.
+    RecordRemovable { detail: String },
+}
+
+/// Who and what a notification is about.
+struct About<'a> {
+    identity: &'a str,
+    secret_id: &'a str,
+    selector: Option<&'a str>,
+    record: Option<&'a DnsRecord>,
+}
+
+/// The one place each notification's kind, subject and text are written.
+fn compose(about: &About<'_>, happened: Happened<'_>) -> Notification {
+    let identity = about.identity;
+    let selector = about.selector.unwrap_or("?");
+    let mut extra = Vec::new();
+    if let Some(record) = about.record {
+        extra.push(("dns_name", record.name.clone()));
+        extra.push(("dns_value", record.value.clone()));
     }
+    let (kind, text) = match happened {
+        Happened::RecordToAdd { record, then } => (
+            NotificationKind::RecordToAdd,
+            format!(
+                "Add this DNS record for {identity}, as ONE TXT record:\n\n  {} TXT {}\n\n{then}",
+                record.name, record.presentation
+            ),
+        ),
+        Happened::Switched => (
+            NotificationKind::RotationCompleted,
+            format!(
+                "SES now signs mail for {identity} with selector {selector}. The previous selector's record stays published through the grace period."
+            ),
+        ),
+        Happened::Failed {
+            error_type,
+            message,
+            rolled_back,
+        } => {
+            extra.push(("error_type", error_type.to_owned()));
+            let kind = if rolled_back {
+                NotificationKind::RolledBack
+            } else {
+                NotificationKind::Failure
+            };
+            (kind, message)
+        }
+        Happened::RolledBack { detail } => (NotificationKind::RolledBack, detail),
+        Happened::Overdue { hours } => (
+            NotificationKind::VerificationOverdue,
+            format!(
+                "SES has said PENDING for selector {selector} of {identity} for {hours:.0} hours (it gives up after 72 and then says FAILED, and this function rolls back). Check that DNS serves its TXT record to the world, not only to the servers this function asks."
+            ),
+        ),
+        Happened::TemporaryFailure => (
+            NotificationKind::TemporaryFailure,
+            format!(
+                "SES verified selector {selector} of {identity} before, but its TXT record no longer resolves (TEMPORARY_FAILURE). Nothing was rolled back: make the record resolve again."
+            ),
+        ),
+        Happened::RecordRemovable { detail } => (
+            NotificationKind::RecordRemovable,
+            format!(
+                "The grace period of {identity}'s previous DKIM selector is over: {detail}. You may now remove its TXT record."
+            ),
+        ),
+    };
+    build(kind, about, text, extra)
 }
 
 fn build(
     kind: NotificationKind,
-    identity: &str,
-    secret_id: &str,
-    selector: Option<&str>,
+    about: &About<'_>,
     text: String,
     mut extra: Vec<(&'static str, String)>,
 ) -> Notification {
+    let identity = about.identity;
     let subject = match kind {
         NotificationKind::RecordToAdd => format!("DKIM: add a TXT record for {identity}"),
         NotificationKind::RotationCompleted => format!("DKIM: key rotated for {identity}"),
@@ -88,9 +174,9 @@ fn build(
                 .unwrap_or_default(),
         ),
         ("identity", identity.to_owned()),
-        ("secret_id", secret_id.to_owned()),
+        ("secret_id", about.secret_id.to_owned()),
     ];
-    if let Some(selector) = selector {
+    if let Some(selector) = about.selector {
         fields.push(("selector", selector.to_owned()));
     }
     fields.append(&mut extra);
@@ -104,54 +190,38 @@ fn build(
 
 /// The notification a Secrets Manager step's success calls for, if any.
 pub fn for_step(report: &StepReport) -> Option<Notification> {
-    let identity = report.identity.as_deref().unwrap_or("?");
-    let selector = report.selector.as_deref();
-    let mut extra = Vec::new();
-    record_fields(&mut extra, &report.dns_record);
-    match report.outcome {
-        Outcome::RecordHintPublished => {
-            let record = report.dns_record.as_ref()?;
-            Some(build(
-                NotificationKind::RecordToAdd,
-                identity,
-                &report.secret_id,
-                selector,
-                format!(
-                    "Add this DNS record for {identity}, as ONE TXT record:\n\n  {} TXT {}\n\nThe rotation switches SES to the new key once DNS serves it.",
-                    record.name, record.presentation
-                ),
-                extra,
-            ))
-        }
-        Outcome::SesSwitched => Some(build(
-            NotificationKind::RotationCompleted,
-            identity,
-            &report.secret_id,
-            selector,
-            format!(
-                "SES now signs mail for {identity} with selector {}. The previous selector's record stays published through the grace period.",
-                selector.unwrap_or("?")
-            ),
-            extra,
-        )),
-        _ => None,
-    }
+    let about = About {
+        identity: report.identity.as_deref().unwrap_or("?"),
+        secret_id: &report.secret_id,
+        selector: report.selector.as_deref(),
+        record: report.dns_record.as_ref(),
+    };
+    let happened = match report.outcome {
+        Outcome::RecordHintPublished => Happened::RecordToAdd {
+            record: report.dns_record.as_ref()?,
+            then: "The rotation switches SES to the new key once DNS serves it.",
+        },
+        Outcome::SesSwitched => Happened::Switched,
+        _ => return None,
+    };
+    Some(compose(&about, happened))
 }
 
 /// The notification a failed step or run calls for.
 pub fn for_error(secret_id: &str, identity: Option<&str>, error: &EngineError) -> Notification {
-    let kind = if error.rolled_back() {
-        NotificationKind::RolledBack
-    } else {
-        NotificationKind::Failure
-    };
-    build(
-        kind,
-        identity.unwrap_or("?"),
+    let about = About {
+        identity: identity.unwrap_or("?"),
         secret_id,
-        None,
-        error.to_string(),
-        vec![("error_type", error.error_type().to_owned())],
+        selector: None,
+        record: None,
+    };
+    compose(
+        &about,
+        Happened::Failed {
+            error_type: error.error_type(),
+            message: error.to_string(),
+            rolled_back: error.rolled_back(),
+        },
     )
 }
 
@@ -160,78 +230,36 @@ pub fn for_identity(report: &IdentityReport) -> Option<Notification> {
     if report.planned {
         return None;
     }
-    let identity = report.identity.as_deref().unwrap_or("?");
-    let selector = report.selector.as_deref();
-    let mut extra = Vec::new();
-    record_fields(&mut extra, &report.dns_record);
-    let (kind, text) = match report.action {
-        Action::Rotated | Action::Resumed => (
-            NotificationKind::RotationCompleted,
-            format!(
-                "SES now signs mail for {identity} with selector {}.",
-                selector.unwrap_or("?")
-            ),
-        ),
-        Action::WaitingForDns => {
-            let record = report.dns_record.as_ref()?;
-            (
-                NotificationKind::RecordToAdd,
-                format!(
-                    "Add this DNS record for {identity}, as ONE TXT record:\n\n  {} TXT {}\n\nThe next run switches SES once DNS serves it.",
-                    record.name, record.presentation
-                ),
-            )
-        }
-        Action::Failed => {
-            extra.push((
-                "error_type",
-                report.error_type.unwrap_or_default().to_owned(),
-            ));
-            let kind = if report.rolled_back {
-                NotificationKind::RolledBack
-            } else {
-                NotificationKind::Failure
-            };
-            (kind, report.error.clone().unwrap_or_default())
-        }
-        Action::RolledBack => (
-            NotificationKind::RolledBack,
-            report.detail.clone().unwrap_or_default(),
-        ),
+    let about = About {
+        identity: report.identity.as_deref().unwrap_or("?"),
+        secret_id: &report.secret_id,
+        selector: report.selector.as_deref(),
+        record: report.dns_record.as_ref(),
+    };
+    let detail = || report.detail.clone().unwrap_or_default();
+    let happened = match report.action {
+        Action::Rotated | Action::Resumed => Happened::Switched,
+        Action::WaitingForDns => Happened::RecordToAdd {
+            record: report.dns_record.as_ref()?,
+            then: "The next run switches SES once DNS serves it.",
+        },
+        Action::Failed => Happened::Failed {
+            error_type: report.error_type.unwrap_or_default(),
+            message: report.error.clone().unwrap_or_default(),
+            rolled_back: report.rolled_back,
+        },
+        Action::RolledBack => Happened::RolledBack { detail: detail() },
         Action::Pending => match &report.alert {
-            Some(Alert::VerificationOverdue { hours }) => (
-                NotificationKind::VerificationOverdue,
-                format!(
-                    "SES has said PENDING for selector {} of {identity} for {hours:.0} hours (it gives up after 72 and then says FAILED, and this function rolls back). Check that DNS serves its TXT record to the world, not only to the servers this function asks.",
-                    selector.unwrap_or("?")
-                ),
-            ),
+            Some(Alert::VerificationOverdue { hours }) => Happened::Overdue { hours: *hours },
             None => return None,
         },
-        Action::TemporaryFailure => (
-            NotificationKind::TemporaryFailure,
-            format!(
-                "SES verified selector {} of {identity} before, but its TXT record no longer resolves (TEMPORARY_FAILURE). Nothing was rolled back: make the record resolve again.",
-                selector.unwrap_or("?")
-            ),
-        ),
-        Action::Retired if report.retired == Some(RetireOutcome::RemovalHinted) => (
-            NotificationKind::RecordRemovable,
-            format!(
-                "The grace period of {identity}'s previous DKIM selector is over: {}. You may now remove its TXT record.",
-                report.detail.clone().unwrap_or_default()
-            ),
-        ),
+        Action::TemporaryFailure => Happened::TemporaryFailure,
+        Action::Retired if report.retired == Some(RetireOutcome::RemovalHinted) => {
+            Happened::RecordRemovable { detail: detail() }
+        }
         _ => return None,
     };
-    Some(build(
-        kind,
-        identity,
-        &report.secret_id,
-        selector,
-        text,
-        extra,
-    ))
+    Some(compose(&about, happened))
 }
 
 /// Sends notifications.

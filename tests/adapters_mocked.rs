@@ -20,17 +20,18 @@ use aws_sdk_sesv2::types::error::{
 use aws_sdk_sesv2::types::{DkimAttributes, DkimSigningAttributesOrigin, DkimStatus};
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use ses_dkim_rotator::adapters::clock::SystemClock;
-use ses_dkim_rotator::adapters::dns_lookup::{HickoryTxtLookup, LookupServers};
-use ses_dkim_rotator::adapters::dns_publisher::ConfiguredPublisher;
+use ses_dkim_rotator::adapters::dns::ConfiguredPublisher;
+use ses_dkim_rotator::adapters::dns::hint::HintPublisher;
+use ses_dkim_rotator::adapters::dns::lookup::{HickoryTxtLookup, LookupServers};
 use ses_dkim_rotator::adapters::secrets_manager::SecretsManagerStore;
 use ses_dkim_rotator::adapters::sesv2::SesV2Signing;
 use ses_dkim_rotator::engine::identity::AllowedIdentities;
 use ses_dkim_rotator::engine::key::{DkimKeyPair, KeyBits};
 use ses_dkim_rotator::engine::ports::PortSet;
 use ses_dkim_rotator::engine::ports::{DkimSigningService, FailureKind, SecretStore, VersionRef};
+use ses_dkim_rotator::engine::rotation::{Outcome, RotationRequest, Step};
 use ses_dkim_rotator::engine::secret_doc::{DkimSecret, PublishedKey};
 use ses_dkim_rotator::engine::selector::Selector;
-use ses_dkim_rotator::engine::steps::{Outcome, RotationRequest, Step};
 use ses_dkim_rotator::engine::{Engine, RotationPolicy};
 use ses_dkim_rotator::secret_text::SecretText;
 use std::time::Duration;
@@ -302,7 +303,7 @@ fn finish_fixture(ses_put_fails: bool) -> FinishFixture {
         PortSet {
             secrets: SecretsManagerStore::new(secrets),
             ses: SesV2Signing::new(ses),
-            dns: ConfiguredPublisher::Hint,
+            dns: ConfiguredPublisher::Hint(HintPublisher),
             // Never asked: DNS checks are off for these call-order tests.
             lookup: HickoryTxtLookup::new(LookupServers::Fixed(vec![]), Duration::from_secs(1)),
             clock: SystemClock,

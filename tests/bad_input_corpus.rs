@@ -17,12 +17,12 @@ use serde_json::json;
 use ses_dkim_rotator::config::Settings;
 use ses_dkim_rotator::engine::dns_check::{TxtAnswer, check_dkim_record};
 use ses_dkim_rotator::engine::identity::AllowedIdentities;
-use ses_dkim_rotator::engine::ports::PublishMode;
+use ses_dkim_rotator::engine::rotation::RotationRequest;
+use ses_dkim_rotator::engine::rotation::{Outcome, Step};
 use ses_dkim_rotator::engine::secret_doc::DkimSecret;
-use ses_dkim_rotator::engine::steps::RotationRequest;
-use ses_dkim_rotator::engine::steps::{Outcome, Step};
 use ses_dkim_rotator::engine::{Engine, RotationPolicy};
 use ses_dkim_rotator::handler::parse_invocation;
+use ses_dkim_rotator::testing::PublishMode;
 use ses_dkim_rotator::testing::memory_ports;
 
 fn cases(kind: &str) -> Vec<(PathBuf, Value)> {

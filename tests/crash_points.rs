@@ -15,9 +15,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use common::*;
 use serde_json::json;
 use ses_dkim_rotator::adapters::clock::SystemClock;
-use ses_dkim_rotator::adapters::dns_lookup::{HickoryTxtLookup, LookupServers};
-use ses_dkim_rotator::adapters::dns_publisher::ConfiguredPublisher;
-use ses_dkim_rotator::adapters::rfc2136::Rfc2136Publisher;
+use ses_dkim_rotator::adapters::dns::ConfiguredPublisher;
+use ses_dkim_rotator::adapters::dns::lookup::{HickoryTxtLookup, LookupServers};
+use ses_dkim_rotator::adapters::dns::rfc2136::Rfc2136Publisher;
 use ses_dkim_rotator::adapters::secrets_manager::SecretsManagerStore;
 use ses_dkim_rotator::adapters::sesv2::SesV2Signing;
 use ses_dkim_rotator::engine::dns_check::TxtAnswer;
@@ -26,11 +26,11 @@ use ses_dkim_rotator::engine::ports::Deadline;
 use ses_dkim_rotator::engine::ports::PortSet;
 use ses_dkim_rotator::engine::ports::{
     DkimSigningService, DkimStatus, DnsPublisher, DnsTxtLookup, FailureKind, LookupFailure,
-    PortError, PublishMode, ServerAnswer, SesDkimState, TxtRecord,
+    PortError, Publication, ServerAnswer, SesDkimState, TxtRecord,
 };
-use ses_dkim_rotator::engine::retirement::TAG_RETIRED;
-use ses_dkim_rotator::engine::schedule::{Action, MaintainOptions, TAG_CONFIRMED};
-use ses_dkim_rotator::engine::steps::Step;
+use ses_dkim_rotator::engine::rotation::Step;
+use ses_dkim_rotator::engine::schedule::{Action, MaintainOptions};
+use ses_dkim_rotator::engine::tags::{TAG_CONFIRMED, TAG_RETIRED};
 use ses_dkim_rotator::engine::{Engine, RotationPolicy};
 use ses_dkim_rotator::secret_text::SecretText;
 
@@ -165,14 +165,15 @@ impl<E: DkimSigningService> DkimSigningService for Crashing<'_, E> {
 }
 
 impl<D: DnsPublisher> DnsPublisher for Crashing<'_, D> {
-    fn mode(&self) -> PublishMode {
-        self.inner.mode()
-    }
-    async fn upsert_txt(&self, record: TxtRecord<'_>, deadline: Deadline) -> Result<(), PortError> {
+    async fn upsert_txt(
+        &self,
+        record: TxtRecord<'_>,
+        deadline: Deadline,
+    ) -> Result<Publication, PortError> {
         self.rec
             .port("DnsUpdate", self.inner.upsert_txt(record, deadline).await)
     }
-    async fn delete_txt(&self, record: TxtRecord<'_>) -> Result<(), PortError> {
+    async fn delete_txt(&self, record: TxtRecord<'_>) -> Result<Publication, PortError> {
         self.rec
             .port("DnsUpdate", self.inner.delete_txt(record).await)
     }

@@ -12,7 +12,7 @@ use aws_sdk_sesv2::types::{DkimAttributes, DkimSigningAttributesOrigin, DkimStat
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use common::*;
 use serde_json::json;
-use ses_dkim_rotator::adapters::dns_lookup::{HickoryTxtLookup, LookupServers};
+use ses_dkim_rotator::adapters::dns::lookup::{HickoryTxtLookup, LookupServers};
 use ses_dkim_rotator::adapters::secrets_manager::SecretsManagerStore;
 use ses_dkim_rotator::adapters::sesv2::SesV2Signing;
 use ses_dkim_rotator::engine::RotationPolicy;
@@ -22,8 +22,8 @@ use ses_dkim_rotator::engine::key::{DkimKeyPair, KeyBits, split_txt_strings};
 use ses_dkim_rotator::engine::ports::{Deadline, DkimStatus as SesStatus, DnsTxtLookup};
 use ses_dkim_rotator::engine::retirement::RetireMode;
 use ses_dkim_rotator::engine::retirement::RetireOutcome;
+use ses_dkim_rotator::engine::rotation::{Outcome, Step};
 use ses_dkim_rotator::engine::schedule::{Action, MaintainOptions};
-use ses_dkim_rotator::engine::steps::{Outcome, Step};
 
 fn dns_outcome(err: &EngineError) -> &'static str {
     match err {

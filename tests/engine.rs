@@ -5,30 +5,28 @@
 
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
+use ses_dkim_rotator::app::{Rotator, ScheduledRun};
 use ses_dkim_rotator::config::Settings;
 use ses_dkim_rotator::engine::error::{EngineError, Rollback};
 use ses_dkim_rotator::engine::identity::AllowedIdentities;
 use ses_dkim_rotator::engine::key::{DkimKeyPair, KeyBits};
 use ses_dkim_rotator::engine::ports::{
-    Deadline, DkimStatus, FailureKind, PublishMode, STAGE_CURRENT, STAGE_PENDING, STAGE_PREVIOUS,
-    SigningOrigin,
+    Deadline, DkimStatus, FailureKind, STAGE_CURRENT, STAGE_PENDING, STAGE_PREVIOUS, SigningOrigin,
 };
-use ses_dkim_rotator::engine::retirement::{
-    REVOKED_VALUE, RetireMode, RetireOutcome, TAG_CONFIRMED, TAG_CONFIRMED_AT, TAG_RETIRED,
-    TAG_SWITCHED_AT, TAG_SWITCHED_TO,
+use ses_dkim_rotator::engine::retirement::{REVOKED_VALUE, RetireMode, RetireOutcome};
+use ses_dkim_rotator::engine::rotation::{Outcome, RotationRequest, Step};
+use ses_dkim_rotator::engine::schedule::{Action, Alert, MaintainOptions};
+use ses_dkim_rotator::engine::tags::{
+    TAG_ADOPTED_FROM, TAG_CONFIRMED, TAG_CONFIRMED_AT, TAG_REJECTED, TAG_RETIRED, TAG_SWITCHED_AT,
+    TAG_SWITCHED_TO,
 };
-use ses_dkim_rotator::engine::schedule::{
-    Action, Alert, MaintainOptions, TAG_ADOPTED_FROM, TAG_REJECTED,
-};
-use ses_dkim_rotator::engine::steps::{Outcome, RotationRequest, Step};
 use ses_dkim_rotator::engine::{Engine, RotationPolicy};
-use ses_dkim_rotator::handler::{Rotator, ScheduledRun};
 use ses_dkim_rotator::metrics;
 use ses_dkim_rotator::notifications::{self, NotificationKind};
 use ses_dkim_rotator::secret_text::SecretText;
 use ses_dkim_rotator::testing::{
-    FakeSes, ManualClock, MemoryPorts, MemoryQueue, MemorySecrets, MemoryZone, RecordingNotifier,
-    memory_ports,
+    FakeSes, ManualClock, MemoryPorts, MemoryQueue, MemorySecrets, MemoryZone, PublishMode,
+    RecordingNotifier, memory_ports,
 };
 use time::OffsetDateTime;
 use time::macros::datetime;

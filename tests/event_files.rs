@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::Path;
 
-use ses_dkim_rotator::engine::steps::Step;
+use ses_dkim_rotator::engine::rotation::Step;
 use ses_dkim_rotator::handler::{Invocation, parse_invocation, parse_rotation_event};
 
 fn read(path: &Path) -> serde_json::Value {

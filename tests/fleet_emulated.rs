@@ -9,12 +9,12 @@ use std::process::Command;
 
 use common::*;
 use serde_json::{Value, json};
+use ses_dkim_rotator::app::ScheduledRun;
 use ses_dkim_rotator::assembly::{AwsRotator, build_rotator};
 use ses_dkim_rotator::config::Settings;
 use ses_dkim_rotator::engine::key::{DkimKeyPair, split_txt_strings};
 use ses_dkim_rotator::engine::ports::Deadline;
 use ses_dkim_rotator::engine::schedule::Action;
-use ses_dkim_rotator::handler::ScheduledRun;
 use ses_dkim_rotator::secret_text::SecretText;
 
 async fn rotator(bed: &TestBed, publisher: &str, tune: impl FnOnce(&mut Settings)) -> AwsRotator {

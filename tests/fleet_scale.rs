@@ -10,11 +10,11 @@ use common::*;
 use serde_json::{Value, json};
 use ses_dkim_rotator::adapters::secrets_manager::SecretsManagerStore;
 use ses_dkim_rotator::adapters::sesv2::SesV2Signing;
+use ses_dkim_rotator::app::ScheduledRun;
 use ses_dkim_rotator::assembly::build_rotator;
 use ses_dkim_rotator::engine::ports::Deadline;
 use ses_dkim_rotator::engine::ports::PortError;
 use ses_dkim_rotator::engine::schedule::{Action, MaintainOptions};
-use ses_dkim_rotator::handler::ScheduledRun;
 use ses_dkim_rotator::metrics;
 
 fn run_for(ids: &[String]) -> ScheduledRun {
@@ -334,8 +334,9 @@ async fn planner_benchmark() {
     let (queue_url, _) = bed.queue("planner-bench", None).await;
     let fleet_tag = uuid::Uuid::new_v4().simple().to_string();
     let now = time::OffsetDateTime::now_utc();
-    let at =
-        |days: i64| ses_dkim_rotator::engine::retirement::rfc3339(now - time::Duration::days(days));
+    let at = |days: i64| {
+        ses_dkim_rotator::engine::time_format::rfc3339(now - time::Duration::days(days))
+    };
     let created = Instant::now();
     let due_every = 100;
     futures_util::stream::iter(0..n)
@@ -405,7 +406,7 @@ async fn planner_benchmark() {
             settings.policy.clone(),
         )
         .await;
-    let rotator = ses_dkim_rotator::handler::Rotator {
+    let rotator = ses_dkim_rotator::app::Rotator {
         engine,
         fleet: settings.fleet.clone(),
         notifier: ses_dkim_rotator::adapters::sns::ConfiguredNotifier::Off,
@@ -476,7 +477,7 @@ async fn queue_fanout_benchmark() {
     let _latency = Chaos::set(json!([{ "latency_ms": 50 }])).await;
     let settings = bed.settings("rfc2136").await;
     let engine = delayed_engine(&bed, settings.policy.clone()).await;
-    let mut rotator = ses_dkim_rotator::handler::Rotator {
+    let mut rotator = ses_dkim_rotator::app::Rotator {
         engine,
         fleet: settings.fleet.clone(),
         notifier: ses_dkim_rotator::adapters::sns::ConfiguredNotifier::Off,

@@ -7,13 +7,13 @@ use serde_json::json;
 use ses_dkim_rotator::engine::error::EngineError;
 use ses_dkim_rotator::engine::identity::AllowedIdentities;
 use ses_dkim_rotator::engine::ports::{
-    Deadline, DkimStatus, FailureKind, PublishMode, STAGE_CURRENT, STAGE_PENDING, SigningOrigin,
+    Deadline, DkimStatus, FailureKind, STAGE_CURRENT, STAGE_PENDING, SigningOrigin,
 };
+use ses_dkim_rotator::engine::rotation::{Outcome, RotationRequest, Step};
 use ses_dkim_rotator::engine::schedule::{Action, MaintainOptions};
-use ses_dkim_rotator::engine::steps::{Outcome, RotationRequest, Step};
 use ses_dkim_rotator::engine::{Engine, RotationPolicy};
 use ses_dkim_rotator::testing::{
-    FakeSes, ManualClock, MemoryPorts, MemorySecrets, MemoryZone, memory_ports,
+    FakeSes, ManualClock, MemoryPorts, MemorySecrets, MemoryZone, PublishMode, memory_ports,
 };
 use time::macros::datetime;
 

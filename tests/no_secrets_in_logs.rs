@@ -13,9 +13,9 @@ use std::sync::{Arc, Mutex};
 use common::*;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::json;
+use ses_dkim_rotator::app::ScheduledRun;
 use ses_dkim_rotator::assembly::build_rotator;
 use ses_dkim_rotator::engine::ports::Deadline;
-use ses_dkim_rotator::handler::ScheduledRun;
 
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Vec<u8>>>);

@@ -15,7 +15,7 @@ use ses_dkim_rotator::engine::identity::AllowedIdentities;
 use ses_dkim_rotator::engine::key::KeyBits;
 use ses_dkim_rotator::engine::ports::SigningOrigin;
 use ses_dkim_rotator::engine::ports::{FailureKind, PortError};
-use ses_dkim_rotator::engine::steps::{Outcome, Step};
+use ses_dkim_rotator::engine::rotation::{Outcome, Step};
 use ses_dkim_rotator::secret_text::SecretText;
 
 /// SES must not have been touched: no external key configured.

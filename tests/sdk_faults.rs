@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use aws_smithy_types::DateTime;
-use ses_dkim_rotator::adapters::route53::Route53Publisher;
+use ses_dkim_rotator::adapters::dns::route53::Route53Publisher;
 use ses_dkim_rotator::adapters::secrets_manager::SecretsManagerStore;
 use ses_dkim_rotator::adapters::sesv2::SesV2Signing;
 use ses_dkim_rotator::adapters::sns::SnsNotifier;
@@ -47,13 +47,26 @@ fn xml_error(code: &str, message: &str) -> String {
     )
 }
 
-/// The record the Route 53 cases publish or delete.
-fn record(zone_hint: Option<&'static str>) -> TxtRecord<'static> {
+/// The record the Route 53 cases publish or delete; `zone` is the secret's `hosted_zone_id`.
+fn record(zone: Option<&'static str>) -> TxtRecord<'static> {
+    static NO_ZONE: std::sync::LazyLock<serde_json::Map<String, serde_json::Value>> =
+        std::sync::LazyLock::new(serde_json::Map::new);
+    static ZONE_Z1: std::sync::LazyLock<serde_json::Map<String, serde_json::Value>> =
+        std::sync::LazyLock::new(|| {
+            let mut fields = serde_json::Map::new();
+            fields.insert("hosted_zone_id".into(), "Z1".into());
+            fields
+        });
     TxtRecord {
+        secret_id: "arn:secret",
         identity: DOMAIN,
         name: RECORD,
         value: VALUE,
-        zone_hint,
+        secret_fields: match zone {
+            Some("Z1") => &ZONE_Z1,
+            Some(other) => panic!("no fixture for zone {other}"),
+            None => &NO_ZONE,
+        },
     }
 }
 

@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 
 use libfuzzer_sys::fuzz_target;
-use ses_dkim_rotator::adapters::dns_wire::decode_txt_response;
+use ses_dkim_rotator::adapters::dns::wire::decode_txt_response;
 use ses_dkim_rotator::engine::dns_check::{DnsCheck, TxtAnswer, check_dkim_record};
 
 const KEY: &str = "MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQC1";

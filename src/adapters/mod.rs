@@ -2,12 +2,8 @@
 //! and the system clock.
 
 pub mod clock;
-pub mod dns_lookup;
-pub mod dns_publisher;
-pub mod dns_wire;
+pub mod dns;
 pub mod http_client;
-pub mod rfc2136;
-pub mod route53;
 pub mod secrets_manager;
 pub mod sesv2;
 pub mod sns;

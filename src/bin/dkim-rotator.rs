@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use serde_json::json;
+use ses_dkim_rotator::app::ScheduledRun;
 use ses_dkim_rotator::assembly::{AwsRotator, build_rotator, load_aws_config};
 use ses_dkim_rotator::config::Settings;
 use ses_dkim_rotator::engine::error::EngineError;
@@ -17,7 +18,6 @@ use ses_dkim_rotator::engine::ports::Deadline;
 use ses_dkim_rotator::engine::schedule::{Action, FleetSummary, IdentityReport};
 use ses_dkim_rotator::engine::selector::{Selector, SelectorPrefix};
 use ses_dkim_rotator::error::AppError;
-use ses_dkim_rotator::handler::ScheduledRun;
 
 /// Rotate and inspect SES BYODKIM keys kept in Secrets Manager.
 #[derive(Debug, Parser)]

@@ -7,22 +7,26 @@
 //! - [`secret_doc`]: the JSON document kept in each Secrets Manager version, and its DNS record.
 //! - [`dns_check`]: judging a DKIM TXT record as DNS serves it.
 //! - [`quoting`]: how error messages quote a refused value (briefly).
+//! - [`time_format`]: the one way times are written and read (RFC 3339).
+//! - [`tags`]: the tags kept on each secret (the rotator's memory between runs), typed.
 //! - [`regions`]: SES across the regions of one identity, and the rules of a switch there.
 //!
 //! The engine, over the ports (arrows point down this list only):
 //! - [`ports`]: the traits through which the engine reaches Secrets Manager, SES, DNS and the
 //!   clock, bundled as [`Ports`]; SES's status and origin as enums; [`Deadline`].
+//! - [`read_cache`]: a decorator over the ports that answers a scheduled run's repeated reads.
 //! - [`error`]: [`EngineError`], which knows nothing of Lambda.
-//! - [`tags`]: the tags kept on each secret (the rotator's memory between runs).
-//! - [`retirement`]: the previous selector's grace period and its removal (owns its mode,
-//!   its tags and the guard).
+//! - [`retirement`]: the previous selector's grace period and its removal (owns its mode
+//!   and the guard).
 //! - this module: [`Engine`], its [`RotationPolicy`] and the one way to read a version.
 //! - [`rollback`]: putting a previous key back (after a DNS check), for every kind of rollback.
-//! - [`steps`]: the four Secrets Manager rotation steps.
+//! - [`rotation`]: the four Secrets Manager rotation steps, one file each.
 //! - [`plan`]: the scheduled run's rules as a pure function of facts and time.
 //! - [`triage`]: the queue planner's rules, from a `ListSecrets` entry alone.
 //! - [`schedule`]: carries a plan out, for one secret and for a fleet.
 //! - [`operations`]: inspecting a secret and rolling back, for the CLI.
+//!
+//! The whole module map, with the layers, is in `docs/ARCHITECTURE.md`.
 
 pub mod dns_check;
 pub mod error;
@@ -32,16 +36,19 @@ pub mod operations;
 pub mod plan;
 pub mod ports;
 pub mod quoting;
+pub mod read_cache;
 pub mod regions;
 pub mod retirement;
 pub mod rollback;
+pub mod rotation;
 pub mod schedule;
 pub mod secret_doc;
 pub mod selector;
-pub mod steps;
 pub mod tags;
+pub mod time_format;
 pub mod triage;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use self::error::EngineError;
@@ -113,7 +120,7 @@ impl RotationPolicy {
 #[derive(Debug, Clone)]
 pub struct Engine<P> {
     ports: P,
-    policy: RotationPolicy,
+    policy: Arc<RotationPolicy>,
 }
 
 /// Which version [`Engine::read_doc`] reads, and how errors name it.
@@ -155,7 +162,18 @@ impl<'a> VersionLabel<'a> {
 impl<P: Ports> Engine<P> {
     /// An engine over the given ports and policy.
     pub fn new(ports: P, policy: RotationPolicy) -> Self {
-        Self { ports, policy }
+        Self {
+            ports,
+            policy: Arc::new(policy),
+        }
+    }
+
+    /// The same policy over other ports (e.g. [`read_cache::CachedPorts`] around these).
+    pub fn over<Q: Ports>(&self, ports: Q) -> Engine<Q> {
+        Engine {
+            ports,
+            policy: Arc::clone(&self.policy),
+        }
     }
 
     /// The policy in force.

@@ -337,21 +337,22 @@ pub trait DkimSigningService: Send + Sync {
     ) -> impl Future<Output = Result<(), PortError>> + Send;
 }
 
-/// How DNS records get published.
+/// What a publisher did with a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PublishMode {
-    /// Nothing is written: the record is logged and returned for a person to add.
-    Hint,
-    /// Amazon Route 53.
-    Route53,
-    /// RFC 2136 dynamic update signed with TSIG.
-    Rfc2136,
+#[serde(rename_all = "snake_case")]
+pub enum Publication {
+    /// The record was written (or removed) at the DNS provider, and the provider says it is
+    /// live.
+    Written,
+    /// Nothing was written: the publisher told a person what to do (hint mode).
+    LeftToOperator,
 }
 
 /// One DKIM TXT record to write or remove.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 pub struct TxtRecord<'a> {
+    /// The secret the record belongs to (for the publisher's log lines).
+    pub secret_id: &'a str,
     /// The identity (domain) the record belongs to; used to find the zone.
     pub identity: &'a str,
     /// `<selector>._domainkey.<identity>`.
@@ -359,28 +360,41 @@ pub struct TxtRecord<'a> {
     /// The unsplit value (`v=DKIM1; k=rsa; p=…`, or [`super::retirement::REVOKED_VALUE`] to
     /// revoke).
     pub value: &'a str,
-    /// A zone chosen in the secret (Route 53 `hosted_zone_id`), if any.
-    pub zone_hint: Option<&'a str>,
+    /// The secret's own fields beyond the rotator's (e.g. Route 53's `hosted_zone_id`): a
+    /// publisher reads the ones it knows. May hold an operator's secrets: never logged.
+    pub secret_fields: &'a serde_json::Map<String, serde_json::Value>,
 }
 
-/// Writes DKIM TXT records.
-pub trait DnsPublisher: Send + Sync {
-    /// Which kind of publisher this is.
-    fn mode(&self) -> PublishMode;
+impl fmt::Debug for TxtRecord<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TxtRecord")
+            .field("secret_id", &self.secret_id)
+            .field("identity", &self.identity)
+            .field("name", &self.name)
+            .field("value", &self.value)
+            .field(
+                "secret_fields",
+                &self.secret_fields.keys().collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
 
+/// Writes DKIM TXT records (Route 53, RFC 2136), or tells a person to (hint).
+pub trait DnsPublisher: Send + Sync {
     /// Creates or replaces the TXT record (one record, value split into ≤255-char strings) and
     /// waits, up to `deadline`, until the DNS provider reports it live.
     fn upsert_txt(
         &self,
         record: TxtRecord<'_>,
         deadline: Deadline,
-    ) -> impl Future<Output = Result<(), PortError>> + Send;
+    ) -> impl Future<Output = Result<Publication, PortError>> + Send;
 
     /// Deletes the TXT record `record.name`.
     fn delete_txt(
         &self,
         record: TxtRecord<'_>,
-    ) -> impl Future<Output = Result<(), PortError>> + Send;
+    ) -> impl Future<Output = Result<Publication, PortError>> + Send;
 }
 
 /// Reads TXT records from DNS (the servers the world will ask).

@@ -18,17 +18,14 @@
 
 use serde::Serialize;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use super::error::EngineError;
 use super::ports::{
-    DkimStatus, DnsPublisher, Ports, PublishMode, SecretStore, SesDkimState, TxtRecord,
+    Deadline, DkimStatus, DnsPublisher, Ports, Publication, SecretStore, SesDkimState, TxtRecord,
 };
 use super::secret_doc::{DkimSecret, dkim_record_name};
-
-pub use super::tags::{
-    TAG_CONFIRMED, TAG_CONFIRMED_AT, TAG_PREVIOUS, TAG_RETIRED, TAG_SWITCHED_AT, TAG_SWITCHED_TO,
-};
+use super::tags::{RotatorTags, TAG_PREVIOUS, TAG_SWITCHED_AT, TAG_SWITCHED_TO, TagUpdate};
+use super::time_format::{parse_rfc3339, rfc3339};
 
 /// The value a revoked DKIM record carries: `p=` empty (RFC 6376 §3.6.1).
 pub const REVOKED_VALUE: &str = "v=DKIM1; k=rsa; p=";
@@ -92,10 +89,10 @@ pub enum RetireDecision {
 
 /// Decides, from the current document, the secret's tags and the time, what retirement
 /// would do. Pure: no call is made. The grace period counts from SES's confirmation of the
-/// current selector (tags [`TAG_CONFIRMED`], [`TAG_CONFIRMED_AT`]), never from the switch.
+/// current selector (tags `confirmed`, `confirmed-at`), never from the switch.
 pub fn assess(
     current: &DkimSecret,
-    tag: impl Fn(&str) -> Option<String>,
+    tags: &RotatorTags,
     rules: RetirementRules,
     now: OffsetDateTime,
 ) -> RetireDecision {
@@ -103,15 +100,13 @@ pub fn assess(
         return RetireDecision::NothingToRetire;
     };
     let selector = previous.to_string();
-    if tag(TAG_RETIRED).as_deref() == Some(previous.as_str()) {
+    if tags.retired.as_deref() == Some(previous.as_str()) {
         return RetireDecision::AlreadyRetired { selector };
     }
-    if tag(TAG_CONFIRMED).as_deref() != Some(current_key.selector.as_str()) {
+    if tags.confirmed.as_deref() != Some(current_key.selector.as_str()) {
         return RetireDecision::AwaitingConfirmation { selector };
     }
-    let Some(confirmed_at) =
-        tag(TAG_CONFIRMED_AT).and_then(|at| OffsetDateTime::parse(&at, &Rfc3339).ok())
-    else {
+    let Some(confirmed_at) = tags.confirmed_at else {
         return RetireDecision::StartGrace {
             selector,
             current: current_key.selector.to_string(),
@@ -163,107 +158,35 @@ pub struct RetireReport {
     pub grace_until: Option<String>,
 }
 
-/// RFC 3339 text of `at` (as tags and reports carry it).
-pub fn rfc3339(at: OffsetDateTime) -> String {
-    at.format(&Rfc3339).unwrap_or_else(|_| at.to_string())
-}
-
-/// Tags the secret with SES's confirmation of `selector` at `at` (the grace clock starts),
-/// and with `previous`, the selector before it (so a planner reading tags alone sees it).
-pub(crate) async fn record_confirmation<P: Ports>(
-    ports: &P,
-    secret_id: &str,
-    selector: &str,
-    previous: Option<&str>,
-    at: OffsetDateTime,
-) -> Result<(), EngineError> {
-    let at = rfc3339(at);
-    let tags = [
-        (TAG_CONFIRMED, selector),
-        (TAG_CONFIRMED_AT, at.as_str()),
-        (TAG_PREVIOUS, previous.unwrap_or_default()),
-    ];
-    ports.secrets().set_tags(secret_id, &tags).await?;
-    Ok(())
-}
-
-/// The tags of a switch to `selector` at `at` (RFC 3339), `previous` being the selector before.
-fn switch_tags<'a>(
-    selector: &'a str,
-    previous: Option<&'a str>,
-    at: &'a str,
-) -> [(&'static str, &'a str); 3] {
-    [
-        (TAG_SWITCHED_TO, selector),
-        (TAG_SWITCHED_AT, at),
-        (TAG_PREVIOUS, previous.unwrap_or_default()),
-    ]
-}
-
-/// Tags the secret with the switch to `selector` at `at`, and `previous`, in one
-/// `TagResource`.
-pub(crate) async fn record_switch<P: Ports>(
-    ports: &P,
-    secret_id: &str,
-    selector: &str,
-    previous: Option<&str>,
-    at: OffsetDateTime,
-) -> Result<(), EngineError> {
-    let at = rfc3339(at);
-    let tags = switch_tags(selector, previous, &at);
-    ports.secrets().set_tags(secret_id, &tags).await?;
-    Ok(())
-}
-
-/// Tags a rollback to `selector`: a switch like any other, and SES's earlier confirmation of
-/// it no longer counts (SES verifies it again), so watchers and planners watch it again.
-pub(crate) async fn record_rollback<P: Ports>(
-    ports: &P,
-    secret_id: &str,
-    selector: &str,
-    previous: Option<&str>,
-    at: OffsetDateTime,
-) -> Result<(), EngineError> {
-    let at = rfc3339(at);
-    let mut tags = switch_tags(selector, previous, &at).to_vec();
-    tags.extend([(TAG_CONFIRMED, ""), (TAG_CONFIRMED_AT, "")]);
-    ports.secrets().set_tags(secret_id, &tags).await?;
-    Ok(())
-}
-
 /// The tags a planner needs that a secret lacks, when SES signs with `current`'s key: written
 /// by a worker for secrets rotated before these tags existed (or whose tagging failed), so the
 /// planner stops sending them as untracked. `None` when nothing is missing.
 pub fn missing_planner_tags(
     current: &DkimSecret,
-    tag: impl Fn(&str) -> Option<String>,
+    tags: &RotatorTags,
     ses_signs_with_current: bool,
     now: OffsetDateTime,
-) -> Option<Vec<(&'static str, String)>> {
+) -> Option<TagUpdate> {
     let key = current.key.as_ref()?;
     let previous = current
         .previous_selector
         .as_ref()
         .map(|s| s.to_string())
         .unwrap_or_default();
-    let switched_to = tag(TAG_SWITCHED_TO);
-    let switched_known = switched_to
-        .as_deref()
-        .is_some_and(|s| s.eq_ignore_ascii_case(key.selector.as_str()))
-        && tag(TAG_SWITCHED_AT).is_some_and(|at| OffsetDateTime::parse(&at, &Rfc3339).is_ok());
-    let mut missing = Vec::new();
+    let switched_known = tags.switch_to_is_known(key.selector.as_str());
+    let mut missing = TagUpdate::default();
     if !switched_known && ses_signs_with_current {
         // The key's own creation time when recorded, else now: a later rotation, never earlier.
         let at = key
             .created_at
             .as_deref()
-            .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
+            .and_then(parse_rfc3339)
             .unwrap_or(now);
-        missing.push((TAG_SWITCHED_TO, key.selector.to_string()));
-        missing.push((TAG_SWITCHED_AT, rfc3339(at)));
-        missing.push((TAG_PREVIOUS, previous));
-    } else if switched_known && tag(TAG_PREVIOUS).is_none() {
-        missing.push((TAG_PREVIOUS, previous));
+        missing.push(TAG_SWITCHED_TO, key.selector.to_string());
+        missing.push(TAG_SWITCHED_AT, rfc3339(at));
+        missing.push(TAG_PREVIOUS, previous);
+    } else if switched_known && tags.previous.is_none() {
+        missing.push(TAG_PREVIOUS, previous);
     }
     (!missing.is_empty()).then_some(missing)
 }
@@ -295,7 +218,11 @@ pub(crate) async fn carry_out<P: Ports>(
             (selector, Some((RetireOutcome::AwaitingConfirmation, None)))
         }
         RetireDecision::StartGrace { selector, current } => {
-            record_confirmation(ports, secret_id, &current, Some(selector.as_str()), now).await?;
+            let confirmed = TagUpdate::confirmation(&current, Some(selector.as_str()), now);
+            ports
+                .secrets()
+                .set_tags(secret_id, &confirmed.pairs())
+                .await?;
             let until = rfc3339(now + rules.grace);
             (selector, Some((RetireOutcome::GracePeriod, Some(until))))
         }
@@ -348,10 +275,11 @@ pub(crate) async fn carry_out<P: Ports>(
     }
 
     let record = TxtRecord {
+        secret_id,
         identity: current.identity.as_str(),
         name: &name,
         value: REVOKED_VALUE,
-        zone_hint: current.hosted_zone_id(),
+        secret_fields: &current.extra,
     };
     let publish_failed = |source| EngineError::DnsPublishFailed {
         secret_id: secret_id.to_owned(),
@@ -359,31 +287,20 @@ pub(crate) async fn carry_out<P: Ports>(
         source,
     };
     let dns = ports.dns();
-    report.outcome = match (dns.mode(), rules.mode) {
-        (PublishMode::Hint, mode) => {
-            tracing::info!(
-                secret_id,
-                dns_name = %name,
-                selector = %previous,
-                action = if mode == RetireMode::Revoke { "replace its value with `v=DKIM1; k=rsa; p=`" } else { "remove it" },
-                "the previous DKIM selector's grace period is over: you may now retire its TXT record"
-            );
-            RetireOutcome::RemovalHinted
-        }
-        (_, RetireMode::Delete) => {
-            dns.delete_txt(record).await.map_err(publish_failed)?;
-            RetireOutcome::Deleted
-        }
-        (_, RetireMode::Revoke) => {
-            dns.upsert_txt(record, super::ports::Deadline::NONE)
-                .await
-                .map_err(publish_failed)?;
-            RetireOutcome::Revoked
-        }
+    let (published, done) = match rules.mode {
+        RetireMode::Delete => (dns.delete_txt(record).await, RetireOutcome::Deleted),
+        RetireMode::Revoke => (
+            dns.upsert_txt(record, Deadline::NONE).await,
+            RetireOutcome::Revoked,
+        ),
+    };
+    report.outcome = match published.map_err(publish_failed)? {
+        Publication::Written => done,
+        Publication::LeftToOperator => RetireOutcome::RemovalHinted,
     };
     ports
         .secrets()
-        .set_tags(secret_id, &[(TAG_RETIRED, previous.as_str())])
+        .set_tags(secret_id, &TagUpdate::retired(previous.as_str()).pairs())
         .await?;
     tracing::info!(secret_id, dns_name = %name, outcome = ?report.outcome, "previous DKIM selector retired");
     Ok(report)
@@ -414,16 +331,19 @@ mod tests {
         })
     }
 
-    fn missing(tags: &[(&str, &str)], ses_on_current: bool) -> Option<Vec<(&'static str, String)>> {
+    fn missing(tags: &[(&str, &str)], ses_on_current: bool) -> Option<Vec<(String, String)>> {
         let tags: HashMap<String, String> = tags
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        missing_planner_tags(
-            &rotated_doc(),
-            |k| tags.get(k).cloned(),
-            ses_on_current,
-            NOW,
+        missing_planner_tags(&rotated_doc(), &RotatorTags::of(&tags), ses_on_current, NOW).map(
+            |update| {
+                update
+                    .pairs()
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect()
+            },
         )
     }
 
@@ -438,15 +358,15 @@ mod tests {
         assert_eq!(missing(&complete, true), None);
         assert_eq!(
             missing(&complete[..2], true),
-            Some(vec![(TAG_PREVIOUS, "old".to_owned())]),
+            Some(vec![(TAG_PREVIOUS.to_owned(), "old".to_owned())]),
             "switched by an older version: only `previous` is added"
         );
         assert_eq!(
             missing(&[], true),
             Some(vec![
-                (TAG_SWITCHED_TO, "new".to_owned()),
-                (TAG_SWITCHED_AT, at.to_owned()),
-                (TAG_PREVIOUS, "old".to_owned()),
+                (TAG_SWITCHED_TO.to_owned(), "new".to_owned()),
+                (TAG_SWITCHED_AT.to_owned(), at.to_owned()),
+                (TAG_PREVIOUS.to_owned(), "old".to_owned()),
             ]),
             "a key switched by hand: its creation time stands for the switch"
         );

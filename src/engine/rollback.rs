@@ -4,6 +4,11 @@
 //! A key goes back only after DNS is checked, at that moment, to serve its record: SES is
 //! never pointed at a selector whose record is gone. A selector SES rejected is tagged
 //! ([`super::tags::TAG_REJECTED`]) and never put again.
+//!
+//! The names: [`Engine::put_back`] points SES at an earlier key (the one primitive);
+//! [`Engine::restore_previous`] is a rollback (put back `AWSPREVIOUS` and move `AWSCURRENT`
+//! to it), used by the watcher and the operator; `finishSecret`'s rollback after a switch SES
+//! failed at once leaves `AWSCURRENT` where it was (it never moved).
 
 use super::dns_check::check_all_servers;
 use super::error::EngineError;
@@ -12,9 +17,8 @@ use super::ports::{
     SigningOrigin,
 };
 use super::regions::SesView;
-use super::retirement;
 use super::secret_doc::{DkimSecret, DnsRecord};
-use super::tags::{self, TAG_ADOPTED_FROM, TAG_REJECTED};
+use super::tags::{RotatorTags, TagUpdate};
 use super::{Engine, VersionLabel};
 
 impl<P: Ports> Engine<P> {
@@ -66,15 +70,14 @@ impl<P: Ports> Engine<P> {
         current: &DkimSecret,
         ses: &SesView,
     ) -> Result<String, EngineError> {
+        let tags = RotatorTags::of(&description.tags);
         let refuse = |reason: String| EngineError::RollbackRefused {
             secret_id: secret_id.to_owned(),
             reason,
         };
         let no_previous_key = |what: &str| {
             let mut reason = format!("{what}: there is no earlier BYODKIM key to go back to");
-            if description.tags.get(TAG_ADOPTED_FROM).map(String::as_str)
-                == Some(SigningOrigin::AwsSes.as_str())
-            {
+            if tags.adopted_from.as_deref() == Some(SigningOrigin::AwsSes.as_str()) {
                 reason.push_str(&format!(
                     ". This identity signed with Easy DKIM before: to go back to it, check that its three CNAME records still resolve, then run aws sesv2 put-email-identity-dkim-signing-attributes --email-identity {} --signing-attributes-origin AWS_SES",
                     current.identity
@@ -102,8 +105,7 @@ impl<P: Ports> Engine<P> {
                 current.identity, previous.identity
             )));
         }
-        let rejected = description.tags.get(TAG_REJECTED).map(String::as_str);
-        if tags::is_rejected(rejected, key.selector.as_str()) {
+        if tags.is_rejected(key.selector.as_str()) {
             return Err(refuse(format!(
                 "SES rejected the AWSPREVIOUS selector {} before; rotate again for a fresh key",
                 key.selector
@@ -112,14 +114,14 @@ impl<P: Ports> Engine<P> {
         let selector = self.put_back(secret_id, &previous, ses).await?;
         // Tagged before AWSCURRENT moves (as a switch is): a crash in between leaves tags a
         // retry writes again.
-        retirement::record_rollback(
-            self.ports(),
-            secret_id,
+        let rolled_back = TagUpdate::rollback(
             &selector,
             previous.previous_selector.as_ref().map(|s| s.as_str()),
             self.now(),
-        )
-        .await?;
+        );
+        self.store()
+            .set_tags(secret_id, &rolled_back.pairs())
+            .await?;
         self.store()
             .promote(
                 secret_id,
@@ -134,16 +136,11 @@ impl<P: Ports> Engine<P> {
     pub(crate) async fn mark_rejected(
         &self,
         secret_id: &str,
-        description: &SecretDescription,
+        tags: &RotatorTags,
         selector: &str,
     ) -> Result<(), EngineError> {
-        let value = tags::with_rejected(
-            description.tags.get(TAG_REJECTED).map(String::as_str),
-            selector,
-        );
-        self.store()
-            .set_tags(secret_id, &[(TAG_REJECTED, value.as_str())])
-            .await?;
+        let rejected = TagUpdate::rejected(tags, selector);
+        self.store().set_tags(secret_id, &rejected.pairs()).await?;
         Ok(())
     }
 }

@@ -12,19 +12,18 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde::Serialize;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use super::error::EngineError;
 use super::plan::{Facts, Plan, PlanOptions, SkipReason, plan};
 use super::ports::{Deadline, DkimStatus, Ports, SecretDescription, SecretStore, SesDkimState};
+use super::read_cache::CachedPorts;
 use super::regions::SesView;
 use super::retirement::{self, RetireOutcome, RetireReport};
+use super::rotation::{RotationRequest, Step, StepReport, Trigger};
 use super::secret_doc::{DkimSecret, DnsRecord};
-use super::steps::{KnownState, RotationRequest, Step, StepReport, Trigger};
-use super::tags::{TAG_SWITCHED_AT, TAG_SWITCHED_TO};
+use super::tags::{RotatorTags, TagUpdate};
+use super::time_format::{days_between, parse_rfc3339};
 use super::{Engine, VersionLabel};
-
-pub use super::tags::{TAG_ADOPTED_FROM, TAG_CONFIRMED, TAG_REJECTED};
 
 /// Options of one scheduled run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -204,17 +203,10 @@ impl FleetSummary {
     }
 }
 
-fn parse_time(text: Option<&str>) -> Option<OffsetDateTime> {
-    OffsetDateTime::parse(text?, &Rfc3339).ok()
-}
-
-fn days_between(from: OffsetDateTime, to: OffsetDateTime) -> f64 {
-    (to - from).as_seconds_f64() / 86_400.0
-}
-
 /// What a run has read about one secret (see [`Engine::look_at`]).
 struct Seen {
     description: SecretDescription,
+    tags: RotatorTags,
     current: DkimSecret,
     ses: SesView,
     retirement: retirement::RetireDecision,
@@ -224,11 +216,11 @@ struct Seen {
 /// The facts [`plan`] decides on, from what the run has read.
 fn facts_of(
     description: &SecretDescription,
+    tags: &RotatorTags,
     current: &DkimSecret,
     ses_state: &SesDkimState,
     retirement: retirement::RetireDecision,
 ) -> Facts {
-    let tag = |key: &str| description.tags.get(key).cloned();
     Facts {
         secrets_manager_rotates: description.rotation_enabled,
         unfinished_rotation: description.unfinished_rotation().map(str::to_owned),
@@ -236,20 +228,18 @@ fn facts_of(
         key_created: current
             .key
             .as_ref()
-            .and_then(|k| parse_time(k.created_at.as_deref())),
+            .and_then(|k| k.created_at.as_deref().and_then(parse_rfc3339)),
         current_selector: current.key.as_ref().map(|k| k.selector.to_string()),
         ses_status: ses_state.status.clone(),
         ses_on_current: current
             .key
             .as_ref()
             .is_some_and(|k| ses_state.uses_external_selector(k.selector.as_str())),
-        switched_at: match (tag(TAG_SWITCHED_TO), current.key.as_ref()) {
-            (Some(to), Some(key)) if to == key.selector.as_str() => {
-                parse_time(tag(TAG_SWITCHED_AT).as_deref())
-            }
+        switched_at: match (&tags.switched_to, current.key.as_ref()) {
+            (Some(to), Some(key)) if to == key.selector.as_str() => tags.switched_at,
             _ => None,
         },
-        confirmed_selector: tag(TAG_CONFIRMED),
+        confirmed_selector: tags.confirmed.clone(),
         retirement,
     }
 }
@@ -287,14 +277,11 @@ impl<P: Ports> Engine<P> {
         let description = self.store().describe(secret_id).await?;
         let (current, ses) = self.read_current_checked(secret_id).await?;
         let now = self.now();
-        let retirement = retirement::assess(
-            &current,
-            |key| description.tags.get(key).cloned(),
-            self.policy().retirement(),
-            now,
-        );
+        let tags = RotatorTags::of(&description.tags);
+        let retirement = retirement::assess(&current, &tags, self.policy().retirement(), now);
         Ok(Seen {
             description,
+            tags,
             current,
             ses,
             retirement,
@@ -302,14 +289,13 @@ impl<P: Ports> Engine<P> {
         })
     }
 
-    /// Runs the four steps with `token`, each reading only what the run and the steps before
-    /// it have not read already (`known`).
+    /// Runs the four steps with `token` (each reads what it needs: [`Self::maintain`]'s read
+    /// cache answers what the run already read).
     async fn run_all_steps(
         &self,
         secret_id: &str,
         token: &str,
         deadline: Deadline,
-        known: &mut KnownState,
     ) -> Result<StepReport, EngineError> {
         let mut last = None;
         for step in [
@@ -323,15 +309,19 @@ impl<P: Ports> Engine<P> {
                 trigger: Trigger::Schedule,
                 ..RotationRequest::new(step, secret_id, token)
             };
-            last = Some(self.run_step_knowing(&request, known).await?);
+            last = Some(self.run_step(&request).await?);
         }
         Ok(last.expect("four steps ran"))
     }
 
     /// One scheduled run for one secret. Never fails: a failure is the report's `action`.
+    ///
+    /// The run reads through a [`CachedPorts`] of its own: what it read before deciding, and
+    /// what the rotation's steps wrote, answer the steps' repeated reads.
     pub async fn maintain(&self, secret_id: &str, options: &MaintainOptions) -> IdentityReport {
+        let cached = self.over(CachedPorts::new(self.ports()));
         let mut report = IdentityReport::new(secret_id, Action::Skipped);
-        if let Err(error) = self.maintain_into(&mut report, options).await {
+        if let Err(error) = cached.maintain_into(&mut report, options).await {
             report.fail(&error);
         }
         report
@@ -346,14 +336,15 @@ impl<P: Ports> Engine<P> {
     ) -> Result<(), EngineError> {
         let secret_id = report.secret_id.clone();
         let Seen {
-            mut description,
+            description,
+            tags,
             current,
             ses,
             retirement: decision,
             now,
         } = self.look_at(&secret_id).await?;
         let rules = self.policy().retirement();
-        let facts = facts_of(&description, &current, &ses.combined, decision);
+        let facts = facts_of(&description, &tags, &current, &ses.combined, decision);
         report.identity = Some(current.identity.to_string());
         report.selector = facts.current_selector.clone();
         report.ses_status = ses.combined.status.clone();
@@ -366,9 +357,9 @@ impl<P: Ports> Engine<P> {
         }
 
         if !options.dry_run {
-            self.repair_planner_tags(&secret_id, &mut description, &current, facts.ses_on_current)
+            self.repair_planner_tags(&secret_id, &tags, &current, facts.ses_on_current)
                 .await;
-            self.clear_pending_left_on_current(&secret_id, &mut description)
+            self.clear_pending_left_on_current(&secret_id, &description)
                 .await?;
         }
         let planned = plan(&facts, options.plan_options(), now);
@@ -389,17 +380,11 @@ impl<P: Ports> Engine<P> {
             }
             return Ok(());
         }
-        // What this run read (and wrote) serves the rotation's steps.
-        let known = || KnownState::read_by_run(description.clone(), (current.clone(), ses.clone()));
         match planned {
-            Plan::Resume { token } => {
-                self.rotate_into(report, &token, options, now, known())
-                    .await
-            }
+            Plan::Resume { token } => self.rotate_into(report, &token, options, now).await,
             Plan::Rotate => {
                 let token = uuid::Uuid::new_v4().to_string();
-                self.rotate_into(report, &token, options, now, known())
-                    .await
+                self.rotate_into(report, &token, options, now).await
             }
             Plan::Pending { since } => {
                 report.detail = Some("SES is still checking DNS for the current selector".into());
@@ -419,6 +404,8 @@ impl<P: Ports> Engine<P> {
                 Ok(())
             }
             Plan::RollBack { rejected } => {
+                // Read again: the writes above are in it.
+                let description = self.store().describe(&secret_id).await?;
                 let selector = self
                     .roll_back_rejected(&secret_id, &description, &current, &ses, &rejected)
                     .await?;
@@ -431,8 +418,11 @@ impl<P: Ports> Engine<P> {
             }
             Plan::Confirm { selector } => {
                 let previous = current.previous_selector.as_ref().map(|s| s.as_str());
-                retirement::record_confirmation(self.ports(), &secret_id, &selector, previous, now)
-                    .await
+                let confirmed = TagUpdate::confirmation(&selector, previous, now);
+                self.store()
+                    .set_tags(&secret_id, &confirmed.pairs())
+                    .await?;
+                Ok(())
             }
             Plan::StartGraceClock(decision) | Plan::Retire(decision) => {
                 let retired = retirement::carry_out(
@@ -448,7 +438,11 @@ impl<P: Ports> Engine<P> {
                 if retired.outcome == RetireOutcome::GracePeriod {
                     report.skipped = Some(SkipReason::GracePeriod {
                         selector: retired.selector.clone().unwrap_or_default(),
-                        until: parse_time(retired.grace_until.as_deref()).unwrap_or(now),
+                        until: retired
+                            .grace_until
+                            .as_deref()
+                            .and_then(parse_rfc3339)
+                            .unwrap_or(now),
                     });
                 } else {
                     report.retired = Some(retired.outcome);
@@ -479,25 +473,19 @@ impl<P: Ports> Engine<P> {
     async fn repair_planner_tags(
         &self,
         secret_id: &str,
-        description: &mut SecretDescription,
+        tags: &RotatorTags,
         current: &DkimSecret,
         ses_on_current: bool,
     ) {
-        let Some(missing) = retirement::missing_planner_tags(
-            current,
-            |key| description.tags.get(key).cloned(),
-            ses_on_current,
-            self.now(),
-        ) else {
+        let Some(missing) =
+            retirement::missing_planner_tags(current, tags, ses_on_current, self.now())
+        else {
             return;
         };
-        let tags: Vec<(&str, &str)> = missing.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        match self.store().set_tags(secret_id, &tags).await {
+        let pairs = missing.pairs();
+        match self.store().set_tags(secret_id, &pairs).await {
             Ok(()) => {
-                tracing::info!(secret_id, tags = ?tags, "recorded the tags the planner reads");
-                for (key, value) in missing {
-                    description.tags.insert(key.to_owned(), value);
-                }
+                tracing::info!(secret_id, tags = ?pairs, "recorded the tags the planner reads");
             }
             Err(error) => {
                 tracing::warn!(secret_id, %error, "could not record the tags the planner reads")
@@ -519,7 +507,8 @@ impl<P: Ports> Engine<P> {
         let selector = self
             .restore_previous(secret_id, description, current, ses)
             .await?;
-        self.mark_rejected(secret_id, description, rejected).await?;
+        self.mark_rejected(secret_id, &RotatorTags::of(&description.tags), rejected)
+            .await?;
         Ok(selector)
     }
 
@@ -531,10 +520,9 @@ impl<P: Ports> Engine<P> {
         token: &str,
         options: &MaintainOptions,
         now: OffsetDateTime,
-        mut known: KnownState,
     ) -> Result<(), EngineError> {
         match self
-            .run_all_steps(&report.secret_id, token, options.deadline, &mut known)
+            .run_all_steps(&report.secret_id, token, options.deadline)
             .await
         {
             Ok(step) => {
@@ -545,19 +533,18 @@ impl<P: Ports> Engine<P> {
                 Ok(())
             }
             Err(error) => {
-                let pending = match known.pending_doc() {
-                    Some(doc) => Ok(Some(doc.clone())),
-                    None => {
-                        self.read_doc(&report.secret_id, VersionLabel::pending(token))
-                            .await
-                    }
-                };
+                let pending = self
+                    .read_doc(&report.secret_id, VersionLabel::pending(token))
+                    .await;
                 if let Ok(Some(doc)) = pending
                     && let Some(key) = &doc.key
                 {
                     report.selector = Some(key.selector.to_string());
                     report.dns_record = Some(DnsRecord::for_key(&doc.identity, key));
-                    report.pending_hours = parse_time(key.created_at.as_deref())
+                    report.pending_hours = key
+                        .created_at
+                        .as_deref()
+                        .and_then(parse_rfc3339)
                         .map(|created| days_between(created, now) * 24.0);
                 }
                 Err(error)

@@ -33,13 +33,10 @@
 
 use serde::Serialize;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use super::plan::PlanOptions;
 use super::ports::SecretDescription;
-use super::tags::{
-    TAG_CONFIRMED, TAG_CONFIRMED_AT, TAG_PREVIOUS, TAG_RETIRED, TAG_SWITCHED_AT, TAG_SWITCHED_TO,
-};
+use super::tags::RotatorTags;
 
 /// Why a secret goes to a worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -100,8 +97,7 @@ pub fn triage(
     health_check_days: u32,
     now: OffsetDateTime,
 ) -> Triage {
-    let tag = |key: &str| listing.tags.get(key).map(String::as_str);
-    let time_of = |key: &str| tag(key).and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok());
+    let tags = RotatorTags::of(&listing.tags);
     let ours_to_rotate = !listing.rotation_enabled;
     if options.force {
         return Triage::Send(WorkReason::Forced);
@@ -109,19 +105,25 @@ pub fn triage(
     if ours_to_rotate && listing.unfinished_rotation().is_some() {
         return Triage::Send(WorkReason::Resume);
     }
-    let (Some(switched_to), Some(switched_at)) = (tag(TAG_SWITCHED_TO), time_of(TAG_SWITCHED_AT))
+    let (Some(switched_to), Some(switched_at)) = (tags.switched_to.as_deref(), tags.switched_at)
     else {
         return Triage::Send(WorkReason::Untracked);
     };
-    if !tag(TAG_CONFIRMED).is_some_and(|c| c.eq_ignore_ascii_case(switched_to)) {
+    if !tags
+        .confirmed
+        .as_deref()
+        .is_some_and(|c| c.eq_ignore_ascii_case(switched_to))
+    {
         return Triage::Send(WorkReason::Watch);
     }
-    let (Some(confirmed_at), Some(previous)) = (time_of(TAG_CONFIRMED_AT), tag(TAG_PREVIOUS))
-    else {
+    let (Some(confirmed_at), Some(previous)) = (tags.confirmed_at, tags.previous.as_deref()) else {
         return Triage::Send(WorkReason::Untracked);
     };
     let mut next: Option<OffsetDateTime> = None;
-    let retired = tag(TAG_RETIRED).is_some_and(|r| r.eq_ignore_ascii_case(previous));
+    let retired = tags
+        .retired
+        .as_deref()
+        .is_some_and(|r| r.eq_ignore_ascii_case(previous));
     if !previous.is_empty() && !retired {
         let grace_over = confirmed_at + grace;
         if now >= grace_over {
@@ -146,6 +148,10 @@ pub fn triage(
 mod tests {
     use super::*;
     use crate::engine::ports::{STAGE_CURRENT, STAGE_PENDING};
+    use crate::engine::tags::{
+        TAG_CONFIRMED, TAG_CONFIRMED_AT, TAG_PREVIOUS, TAG_RETIRED, TAG_SWITCHED_AT,
+        TAG_SWITCHED_TO,
+    };
     use time::Duration;
     use time::macros::datetime;
 
@@ -171,7 +177,7 @@ mod tests {
     }
 
     fn at(days_ago: i64) -> String {
-        super::super::retirement::rfc3339(NOW - Duration::days(days_ago))
+        crate::engine::time_format::rfc3339(NOW - Duration::days(days_ago))
     }
 
     /// A secret switched `switched` days ago, confirmed `confirmed` days ago, with `previous`

@@ -14,10 +14,11 @@ use std::time::Duration;
 use aws_sdk_secretsmanager::types::RotationRulesType;
 use serde_json::Value;
 use ses_dkim_rotator::adapters::clock::SystemClock;
-use ses_dkim_rotator::adapters::dns_lookup::{HickoryTxtLookup, LookupServers};
-use ses_dkim_rotator::adapters::dns_publisher::ConfiguredPublisher;
-use ses_dkim_rotator::adapters::rfc2136::Rfc2136Publisher;
+use ses_dkim_rotator::adapters::dns::ConfiguredPublisher;
+use ses_dkim_rotator::adapters::dns::lookup::{HickoryTxtLookup, LookupServers};
+use ses_dkim_rotator::adapters::dns::rfc2136::Rfc2136Publisher;
 use ses_dkim_rotator::adapters::secrets_manager::SecretsManagerStore;
+use ses_dkim_rotator::app::Rotator;
 use ses_dkim_rotator::assembly::{AwsEngine, build_engine};
 use ses_dkim_rotator::config::Settings;
 use ses_dkim_rotator::engine::dns_check::{TxtAnswer, check_dkim_record};
@@ -28,10 +29,9 @@ use ses_dkim_rotator::engine::ports::{
     Deadline, DkimSigningService, DkimStatus, PortError, Ports, SecretDescription, SecretStore,
     SesDkimState, SigningOrigin, StoredVersion, VersionInfo, VersionRef,
 };
+use ses_dkim_rotator::engine::rotation::{RotationRequest, Step, StepReport};
 use ses_dkim_rotator::engine::schedule::{Action, MaintainOptions};
-use ses_dkim_rotator::engine::steps::{RotationRequest, Step, StepReport};
 use ses_dkim_rotator::engine::{Engine, RotationPolicy};
-use ses_dkim_rotator::handler::Rotator;
 use ses_dkim_rotator::notifications::Notifier;
 use ses_dkim_rotator::secret_text::SecretText;
 use ses_dkim_rotator::work_queue::WorkQueue;

@@ -16,10 +16,10 @@ use hickory_proto::rr::{Name, RData, Record, RecordType, TSigner};
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
-use super::dns_wire::{Signer, send_update};
+use super::wire::{Signer, send_update};
 use crate::engine::key::split_txt_strings;
 use crate::engine::ports::{
-    Deadline, DnsPublisher, FailureKind, PortError, PublishMode, SecretStore, TxtRecord, VersionRef,
+    Deadline, DnsPublisher, FailureKind, PortError, Publication, SecretStore, TxtRecord, VersionRef,
 };
 use crate::engine::quoting::quote_prefix;
 
@@ -182,15 +182,11 @@ impl<S: SecretStore> Rfc2136Publisher<S> {
 }
 
 impl<S: SecretStore> DnsPublisher for Rfc2136Publisher<S> {
-    fn mode(&self) -> PublishMode {
-        PublishMode::Rfc2136
-    }
-
     async fn upsert_txt(
         &self,
         record: TxtRecord<'_>,
         _deadline: Deadline,
-    ) -> Result<(), PortError> {
+    ) -> Result<Publication, PortError> {
         let (zone, name) = self.names(&record)?;
         // One update message: delete the TXT RRset, add the one record. Atomic on the server.
         let mut update = update_message::delete_rrset(
@@ -207,13 +203,15 @@ impl<S: SecretStore> DnsPublisher for Rfc2136Publisher<S> {
             self.ttl,
             RData::TXT(TXT::new(strings)),
         ));
-        self.send("Update", update).await
+        self.send("Update", update).await?;
+        Ok(Publication::Written)
     }
 
-    async fn delete_txt(&self, record: TxtRecord<'_>) -> Result<(), PortError> {
+    async fn delete_txt(&self, record: TxtRecord<'_>) -> Result<Publication, PortError> {
         let (zone, name) = self.names(&record)?;
         let update =
             update_message::delete_rrset(Record::update0(name, 0, RecordType::TXT), zone, true);
-        self.send("Update", update).await
+        self.send("Update", update).await?;
+        Ok(Publication::Written)
     }
 }

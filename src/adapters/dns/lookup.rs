@@ -7,7 +7,7 @@ use std::time::Duration;
 use hickory_resolver::TokioResolver;
 use hickory_resolver::proto::rr::RData;
 
-use super::dns_wire::query_txt;
+use super::wire::query_txt;
 use crate::engine::ports::{DnsTxtLookup, LookupFailure, ServerAnswer};
 
 /// Where TXT records are read from.

@@ -13,10 +13,10 @@ use aws_sdk_route53::types::{
 };
 use time::OffsetDateTime;
 
-use super::port_error;
+use crate::adapters::port_error;
 use crate::engine::key::txt_presentation;
 use crate::engine::ports::{
-    Deadline, DnsPublisher, FailureKind, PortError, PublishMode, TxtRecord,
+    Deadline, DnsPublisher, FailureKind, PortError, Publication, TxtRecord,
 };
 
 const SERVICE: &str = "Route53";
@@ -39,6 +39,14 @@ fn invalid(operation: &'static str, message: String) -> PortError {
     }
 }
 
+/// The zone an operator pinned in the secret (its `hosted_zone_id` field), if any.
+fn pinned_zone<'a>(record: &TxtRecord<'a>) -> Option<&'a str> {
+    record
+        .secret_fields
+        .get("hosted_zone_id")
+        .and_then(|v| v.as_str())
+}
+
 impl Route53Publisher {
     /// A publisher; `default_zone_id` is `DKIM_HOSTED_ZONE_ID`.
     pub fn new(client: Client, default_zone_id: Option<String>, ttl: u32) -> Self {
@@ -52,7 +60,7 @@ impl Route53Publisher {
 
     /// The hosted zone to change for `record`.
     async fn zone_for(&self, record: &TxtRecord<'_>) -> Result<String, PortError> {
-        if let Some(zone) = record.zone_hint.or(self.default_zone_id.as_deref()) {
+        if let Some(zone) = pinned_zone(record).or(self.default_zone_id.as_deref()) {
             return Ok(zone.trim_start_matches("/hostedzone/").to_owned());
         }
         let name = format!(
@@ -199,16 +207,17 @@ impl Route53Publisher {
 }
 
 impl DnsPublisher for Route53Publisher {
-    fn mode(&self) -> PublishMode {
-        PublishMode::Route53
-    }
-
-    async fn upsert_txt(&self, record: TxtRecord<'_>, deadline: Deadline) -> Result<(), PortError> {
+    async fn upsert_txt(
+        &self,
+        record: TxtRecord<'_>,
+        deadline: Deadline,
+    ) -> Result<Publication, PortError> {
         self.change(ChangeAction::Upsert, record, record.value, deadline)
-            .await
+            .await?;
+        Ok(Publication::Written)
     }
 
-    async fn delete_txt(&self, record: TxtRecord<'_>) -> Result<(), PortError> {
+    async fn delete_txt(&self, record: TxtRecord<'_>) -> Result<Publication, PortError> {
         // Route 53 deletes only an exact match: read the record's current value first.
         let zone_id = self.zone_for(&record).await?;
         let name = format!("{}.", record.name.trim_end_matches('.'));
@@ -227,7 +236,7 @@ impl DnsPublisher for Route53Publisher {
             .iter()
             .find(|set| set.name().eq_ignore_ascii_case(&name) && set.r#type() == &RrType::Txt)
         else {
-            return Ok(()); // already gone
+            return Ok(Publication::Written); // already gone
         };
         let batch = ChangeBatch::builder()
             .changes(
@@ -246,6 +255,6 @@ impl DnsPublisher for Route53Publisher {
             .send()
             .await
             .map_err(|e| port_error(SERVICE, "ChangeResourceRecordSets", e, |_| None))?;
-        Ok(())
+        Ok(Publication::Written)
     }
 }

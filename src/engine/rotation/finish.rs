@@ -1,0 +1,189 @@
+//! `finishSecret`: verifies DNS again, points SES at the new selector in every region, reads
+//! SES's answer (rolls back on `FAILED`), tags the switch, and only then moves `AWSCURRENT` and
+//! takes `AWSPENDING` off. Safe to retry: when SES already signs with the pending selector the
+//! put is skipped, and a label a concurrent invocation moved first counts as moved.
+
+use super::reads::PendingKey;
+use super::report::{Outcome, StepReport};
+use super::request::RotationRequest;
+use crate::engine::Engine;
+use crate::engine::error::{EngineError, Rollback};
+use crate::engine::ports::{
+    DkimStatus, FailureKind, PortError, Ports, STAGE_CURRENT, STAGE_PENDING, SecretDescription,
+    SecretStore, SigningOrigin,
+};
+use crate::engine::regions::SesView;
+use crate::engine::secret_doc::DkimSecret;
+use crate::engine::tags::{RotatorTags, TagUpdate};
+
+impl<P: Ports> Engine<P> {
+    /// `finishSecret` (see the module's documentation).
+    pub(crate) async fn finish_secret(
+        &self,
+        request: &RotationRequest,
+        description: &SecretDescription,
+    ) -> Result<StepReport, EngineError> {
+        let (current, ses, pending) = self.current_and_new_pending(request).await?;
+        let identity = pending.doc.identity.as_str();
+        let selector = pending.key.selector.as_str();
+        let tags = RotatorTags::of(&description.tags);
+
+        let mut dns_check = None;
+        let outcome = if ses.combined.uses_external_selector(selector) {
+            Outcome::SesAlreadySwitched
+        } else {
+            if tags.is_rejected(selector) {
+                return Err(EngineError::SelectorRejected {
+                    secret_id: request.secret_id.clone(),
+                    selector: selector.to_owned(),
+                });
+            }
+            self.check_easy_dkim_consent(&current, &ses)?;
+            // Never point SES at a selector DNS does not serve.
+            dns_check = self.verify_published(request, &pending).await?;
+            // Easy DKIM in any region shows in the combined origin.
+            if ses.combined.origin == Some(SigningOrigin::AwsSes) {
+                let adopted = TagUpdate::adopted_from(SigningOrigin::AwsSes.as_str());
+                self.store()
+                    .set_tags(&request.secret_id, &adopted.pairs())
+                    .await?;
+            }
+            self.sign_in_every_region(&pending.doc, &ses, selector, pending.key.key.private_key())
+                .await?;
+            tracing::info!(
+                secret_id = %request.secret_id,
+                identity,
+                selector,
+                regions = ses.by_region.len(),
+                "SES now signs with the new external key"
+            );
+            Outcome::SesSwitched
+        };
+        let after = self.ses_view(&pending.doc).await?;
+        if after.combined.has_status(&DkimStatus::Failed) {
+            return Err(self
+                .roll_back_failed_switch(&request.secret_id, &tags, &current, &pending, &after)
+                .await);
+        }
+        // The switch time is tagged before AWSCURRENT moves, so a retried step (which finds
+        // the token not yet current) records it again; the grace period never starts early.
+        let previous = pending.doc.previous_selector.as_ref().map(|s| s.as_str());
+        let switch = TagUpdate::switch(selector, previous, self.now());
+        self.store()
+            .set_tags(&request.secret_id, &switch.pairs())
+            .await?;
+        let promoted = self
+            .store()
+            .promote(
+                &request.secret_id,
+                &request.token,
+                description.version_with_stage(STAGE_CURRENT),
+            )
+            .await;
+        self.unless_done_by_another(request, promoted, STAGE_CURRENT, true)
+            .await?;
+        let cleared = self
+            .store()
+            .clear_pending(&request.secret_id, &request.token)
+            .await;
+        self.unless_done_by_another(request, cleared, STAGE_PENDING, false)
+            .await?;
+        tracing::info!(
+            secret_id = %request.secret_id,
+            identity,
+            selector,
+            ses = %after.combined,
+            "rotation finished: new key is AWSCURRENT"
+        );
+        let mut report = StepReport::new(request, outcome)
+            .with_pending(&pending.doc, &pending.key)
+            .with_ses(&after.combined);
+        report.dns_check = dns_check;
+        Ok(report)
+    }
+
+    /// SES said `FAILED` for the new key right after the switch: put the previous key back
+    /// (after checking DNS serves its record), tag the new selector rejected so a retried step
+    /// never puts it again, and leave `AWSCURRENT` where it was.
+    async fn roll_back_failed_switch(
+        &self,
+        secret_id: &str,
+        tags: &RotatorTags,
+        current: &DkimSecret,
+        pending: &PendingKey,
+        ses: &SesView,
+    ) -> EngineError {
+        let identity = current.identity.as_str();
+        let rejected = pending.key.selector.as_str();
+        let marked = self.mark_rejected(secret_id, tags, rejected).await;
+        let (rollback, action) = match (&current.key, marked) {
+            (_, Err(error)) => (
+                Rollback::Failed {
+                    reason: error.to_string(),
+                },
+                format!("could not tag selector {rejected} rejected ({error}); nothing was rolled back, run `dkim-rotator rollback` after checking the previous record"),
+            ),
+            (None, Ok(())) => (
+                Rollback::NoPreviousKey,
+                "there is no previous BYODKIM key to roll back to; AWSCURRENT is unchanged. Check the TXT record, then rotate again".to_owned(),
+            ),
+            (Some(_), Ok(())) => match self.put_back(secret_id, current, ses).await {
+                Ok(selector) => (
+                    Rollback::Done {
+                        selector: selector.clone(),
+                    },
+                    format!(
+                        "rolled back to selector {selector}; AWSCURRENT is unchanged. Check that {} serves the new TXT record, then rotate again",
+                        pending.key.dns_name(&pending.doc.identity)
+                    ),
+                ),
+                Err(error) => (
+                    Rollback::Failed {
+                        reason: error.to_string(),
+                    },
+                    format!("rolling back FAILED too ({error}); put the AWSCURRENT key back by hand with `dkim-rotator rollback` once its record resolves"),
+                ),
+            },
+        };
+        tracing::error!(identity, selector = rejected, %action, "SES rejected the new DKIM key");
+        EngineError::SesRejectedKey {
+            identity: identity.to_owned(),
+            selector: rejected.to_owned(),
+            rollback,
+            action,
+        }
+    }
+
+    /// A label move that Secrets Manager refused because a concurrent invocation of the same
+    /// step made it first (the label already sits where this one wanted it, `on_token`, or is
+    /// already gone from the token, `!on_token`) is a success; any other failure is not.
+    async fn unless_done_by_another(
+        &self,
+        request: &RotationRequest,
+        moved: Result<(), PortError>,
+        stage: &str,
+        on_token: bool,
+    ) -> Result<(), EngineError> {
+        let Err(error) = moved else {
+            return Ok(());
+        };
+        if error.kind != FailureKind::InvalidRequest {
+            return Err(error.into());
+        }
+        let now = self.store().describe(&request.secret_id).await?;
+        let has = now
+            .versions
+            .get(&request.token)
+            .is_some_and(|stages| stages.iter().any(|s| s == stage));
+        if has == on_token {
+            tracing::info!(
+                secret_id = %request.secret_id,
+                stage,
+                "a concurrent finishSecret moved the label first"
+            );
+            Ok(())
+        } else {
+            Err(error.into())
+        }
+    }
+}
