@@ -18,7 +18,10 @@ use ses_dkim_rotator::config::Settings;
 use ses_dkim_rotator::engine::dns_check::{TxtAnswer, check_dkim_record};
 use ses_dkim_rotator::engine::identity::AllowedIdentities;
 use ses_dkim_rotator::engine::rotation::RotationRequest;
-use ses_dkim_rotator::engine::rotation::{Outcome, Step};
+#[cfg(feature = "emulators")]
+use ses_dkim_rotator::engine::rotation::Outcome;
+use ses_dkim_rotator::engine::rotation::Step;
+#[cfg(feature = "emulators")]
 use ses_dkim_rotator::engine::secret_doc::DkimSecret;
 use ses_dkim_rotator::engine::{Engine, RotationPolicy};
 use ses_dkim_rotator::handler::parse_invocation;

@@ -24,6 +24,9 @@ pub enum Step {
 }
 
 impl Step {
+    /// The four step names, for messages that list what is accepted.
+    pub const NAMES: &'static str = "createSecret, setSecret, testSecret, finishSecret";
+
     /// The name Secrets Manager uses for the step.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -51,8 +54,9 @@ impl FromStr for Step {
             "testSecret" => Ok(Step::TestSecret),
             "finishSecret" => Ok(Step::FinishSecret),
             other => Err(format!(
-                "`Step` is `{}`; expected one of createSecret, setSecret, testSecret, finishSecret",
-                quote_prefix(other)
+                "`Step` is `{}`; expected one of {}",
+                quote_prefix(other),
+                Step::NAMES
             )),
         }
     }

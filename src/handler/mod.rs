@@ -9,10 +9,10 @@
 //! - an SQS event whose records are [`WorkItem`]s (queue mode, `DKIM_WORK_QUEUE_URL`).
 //!
 //! Anything else is refused with an `InvalidEvent` error that names the accepted shapes. The
-//! `RotationToken` is kept in a [`SecretText`] and never logged or returned.
+//! `RotationToken` is kept in a [`crate::secret_text::SecretText`] and never logged or returned.
 
 use lambda_runtime::LambdaEvent;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::app::{Rotator, ScheduledRun};
@@ -20,38 +20,19 @@ use crate::engine::ports::{Deadline, Ports};
 use crate::engine::rotation::RotationRequest;
 use crate::error::AppError;
 use crate::notifications::Notifier;
-use crate::secret_text::SecretText;
 use crate::work_queue::WorkQueue;
 use aws_lambda_events::event::sqs::SqsEvent;
+
+mod payload;
 
 /// The shapes this function accepts, for error messages.
 const ACCEPTED: &str = "a Secrets Manager rotation event {\"Step\": \"createSecret|setSecret|testSecret|finishSecret\", \"SecretId\": \"<arn>\", \"ClientRequestToken\": \"<version id>\"}, an EventBridge Scheduled Event, {\"secret_ids\": [\"<arn>\"], \"force\": false, \"dry_run\": false}, or an SQS event of work items";
 
-/// Fields of the scheduler payload.
+/// Fields of the scheduler payload: any of them makes a payload one.
 const SCHEDULE_FIELDS: [&str; 3] = ["secret_ids", "force", "dry_run"];
-/// Most secrets one scheduled payload may name.
-const MAX_SECRET_IDS: usize = 10_000;
 
-/// Largest event accepted; rotation events are a few hundred bytes.
-const MAX_FIELD_LEN: usize = 2048;
-
-fn required_str(map: &Map<String, Value>, field: &str) -> Result<String, AppError> {
-    match map.get(field) {
-        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= MAX_FIELD_LEN => Ok(s.clone()),
-        Some(Value::String(s)) if s.len() > MAX_FIELD_LEN => Err(AppError::InvalidEvent(format!(
-            "field `{field}` is longer than {MAX_FIELD_LEN} characters; expected {ACCEPTED}"
-        ))),
-        Some(Value::String(_)) => Err(AppError::InvalidEvent(format!(
-            "field `{field}` is empty; expected {ACCEPTED}"
-        ))),
-        Some(_) => Err(AppError::InvalidEvent(format!(
-            "field `{field}` must be a string; expected {ACCEPTED}"
-        ))),
-        None => Err(AppError::InvalidEvent(format!(
-            "field `{field}` is missing; expected {ACCEPTED}"
-        ))),
-    }
-}
+/// Most fields a rotation event may have (Secrets Manager sends four).
+const MAX_ROTATION_FIELDS: usize = 16;
 
 /// Parses a raw payload into a rotation request.
 pub fn parse_rotation_event(payload: &Value) -> Result<RotationRequest, AppError> {
@@ -65,30 +46,14 @@ pub fn parse_rotation_event(payload: &Value) -> Result<RotationRequest, AppError
             "the payload has no `Step`, so it is not a rotation event; expected {ACCEPTED}"
         )));
     }
-    if map.len() > 16 {
+    if map.len() > MAX_ROTATION_FIELDS {
         return Err(AppError::InvalidEvent(format!(
-            "the payload has {} fields; a rotation event has at most 4",
-            map.len()
+            "the payload has {} fields; {}",
+            map.len(),
+            payload::ROTATION_SHAPE
         )));
     }
-    let step = required_str(map, "Step")?
-        .parse()
-        .map_err(|e: String| AppError::InvalidEvent(e))?;
-    let secret_id = required_str(map, "SecretId")?;
-    let token = required_str(map, "ClientRequestToken")?;
-    let rotation_token = match map.get("RotationToken") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(SecretText::new(s.as_str())),
-        Some(_) => {
-            return Err(AppError::InvalidEvent(
-                "field `RotationToken` must be a string when present".into(),
-            ));
-        }
-    };
-    Ok(RotationRequest {
-        rotation_token,
-        ..RotationRequest::new(step, secret_id, token)
-    })
+    payload::rotation_request(payload)
 }
 
 /// The invocation's deadline. Lambda gives milliseconds since the epoch (0 when unknown); a
@@ -124,56 +89,6 @@ pub enum Invocation {
     Queue(SqsEvent),
 }
 
-fn parse_scheduled(map: &Map<String, Value>) -> Result<ScheduledRun, AppError> {
-    if let Some(unknown) = map.keys().find(|k| !SCHEDULE_FIELDS.contains(&k.as_str())) {
-        return Err(AppError::InvalidEvent(format!(
-            "unknown field `{}` in a scheduler payload; allowed: secret_ids, force, dry_run",
-            unknown.chars().take(40).collect::<String>()
-        )));
-    }
-    let flag = |name: &str| match map.get(name) {
-        None | Some(Value::Null) => Ok(false),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(_) => Err(AppError::InvalidEvent(format!(
-            "field `{name}` must be true or false"
-        ))),
-    };
-    let secret_ids = match map.get("secret_ids") {
-        None | Some(Value::Null) => None,
-        Some(Value::Array(items)) => {
-            if items.len() > MAX_SECRET_IDS {
-                return Err(AppError::InvalidEvent(format!(
-                    "`secret_ids` names {} secrets; at most {MAX_SECRET_IDS} per run",
-                    items.len()
-                )));
-            }
-            let ids = items
-                .iter()
-                .map(|item| match item {
-                    Value::String(s) if !s.trim().is_empty() && s.len() <= MAX_FIELD_LEN => {
-                        Ok(s.trim().to_owned())
-                    }
-                    _ => Err(AppError::InvalidEvent(
-                        "`secret_ids` must be a list of secret ARNs or names (non-empty strings)"
-                            .into(),
-                    )),
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            Some(ids)
-        }
-        Some(_) => {
-            return Err(AppError::InvalidEvent(
-                "`secret_ids` must be a list of secret ARNs or names".into(),
-            ));
-        }
-    };
-    Ok(ScheduledRun {
-        secret_ids,
-        force: flag("force")?,
-        dry_run: flag("dry_run")?,
-    })
-}
-
 /// Parses any accepted payload.
 pub fn parse_invocation(payload: &Value) -> Result<Invocation, AppError> {
     let Value::Object(map) = payload else {
@@ -190,7 +105,7 @@ pub fn parse_invocation(payload: &Value) -> Result<Invocation, AppError> {
         return Ok(Invocation::Scheduled(ScheduledRun::default()));
     }
     if !map.is_empty() && map.keys().any(|k| SCHEDULE_FIELDS.contains(&k.as_str())) {
-        return parse_scheduled(map).map(Invocation::Scheduled);
+        return payload::scheduled_run(payload).map(Invocation::Scheduled);
     }
     let from_sqs = map
         .get("Records")
@@ -200,9 +115,7 @@ pub fn parse_invocation(payload: &Value) -> Result<Invocation, AppError> {
         .and_then(Value::as_str)
         == Some("aws:sqs");
     if from_sqs {
-        let event = serde_json::from_value::<SqsEvent>(payload.clone()).map_err(|e| {
-            AppError::InvalidEvent(format!("an SQS event that does not parse: {e}"))
-        })?;
+        let event = payload::sqs_event(payload)?;
         // SQS always sends both; without a messageId a failure could not even be reported.
         if let Some(index) = event
             .records
@@ -321,10 +234,19 @@ mod tests {
                 json!({"Step": "setSecret", "SecretId": "a".repeat(5000), "ClientRequestToken": "t"}),
                 "longer than",
             ),
+            (
+                json!({"Records": [{"eventSource": "aws:sqs", "messageId": 7, "body": "{}"}]}),
+                "field `Records[0].messageId`",
+            ),
+            (
+                json!({"force": true, "x".repeat(5000): 1}),
+                "unknown field `xxxx",
+            ),
         ];
         for (payload, hint) in cases {
             let err = parse_invocation(&payload).unwrap_err();
             assert_eq!(err.error_type(), "InvalidEvent");
+            assert!(err.to_string().len() < 1_000, "{payload}: echoed whole");
             assert!(err.to_string().contains(hint), "{payload}: {err}");
         }
     }
