@@ -7,6 +7,8 @@
 
 use serde_json::{Value, json};
 
+use crate::engine::error::EngineError;
+use crate::engine::rotation::{Outcome, StepReport};
 use crate::engine::schedule::{Action, FleetSummary, IdentityReport};
 
 /// Counts of one run.
@@ -20,6 +22,38 @@ pub struct RunCounts {
     pub rollbacks: u64,
     /// Previous selectors retired.
     pub retirements: u64,
+}
+
+impl RunCounts {
+    /// The counts of one Secrets Manager step: a rotation when it switched SES, a failure
+    /// (and a rollback when it rolled back) when it failed, `None` when nothing counts.
+    pub fn of_step(result: &Result<StepReport, EngineError>) -> Option<Self> {
+        match result {
+            Ok(report) if report.outcome == Outcome::SesSwitched => Some(RunCounts {
+                rotations: 1,
+                ..RunCounts::default()
+            }),
+            Ok(_) => None,
+            Err(error) => Some(RunCounts {
+                failures: 1,
+                rollbacks: u64::from(error.rolled_back()),
+                ..RunCounts::default()
+            }),
+        }
+    }
+
+    /// The counts of a scheduled run (a dry run's planned actions do not count).
+    pub fn of_fleet(summary: &FleetSummary) -> Self {
+        let live: Vec<&IdentityReport> = summary.identities.iter().filter(|r| !r.planned).collect();
+        let count =
+            |pred: &dyn Fn(&IdentityReport) -> bool| live.iter().filter(|r| pred(r)).count() as u64;
+        RunCounts {
+            rotations: count(&|r| matches!(r.action, Action::Rotated | Action::Resumed)),
+            failures: count(&|r| r.action == Action::Failed),
+            rollbacks: count(&|r| r.rolled_back),
+            retirements: count(&|r| r.action == Action::Retired),
+        }
+    }
 }
 
 fn envelope(
@@ -96,16 +130,11 @@ pub fn identity_line(
 
 /// Every EMF line for a scheduled run.
 pub fn fleet_lines(namespace: &str, timestamp_ms: i64, summary: &FleetSummary) -> Vec<String> {
-    let live: Vec<&IdentityReport> = summary.identities.iter().filter(|r| !r.planned).collect();
-    let count =
-        |pred: &dyn Fn(&IdentityReport) -> bool| live.iter().filter(|r| pred(r)).count() as u64;
-    let counts = RunCounts {
-        rotations: count(&|r| matches!(r.action, Action::Rotated | Action::Resumed)),
-        failures: count(&|r| r.action == Action::Failed),
-        rollbacks: count(&|r| r.rolled_back),
-        retirements: count(&|r| r.action == Action::Retired),
-    };
-    let mut lines = vec![counts_line(namespace, timestamp_ms, counts)];
+    let mut lines = vec![counts_line(
+        namespace,
+        timestamp_ms,
+        RunCounts::of_fleet(summary),
+    )];
     lines.extend(
         summary
             .identities
@@ -118,6 +147,32 @@ pub fn fleet_lines(namespace: &str, timestamp_ms: i64, summary: &FleetSummary) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::error::Rollback;
+    use crate::engine::rotation::{RotationRequest, Step};
+
+    #[test]
+    fn a_step_counts_a_rotation_only_when_it_switched_and_a_rollback_only_when_done() {
+        let request = RotationRequest::new(Step::FinishSecret, "arn:s", "t");
+        let switched = Ok(StepReport::new(&request, Outcome::SesSwitched));
+        assert_eq!(RunCounts::of_step(&switched).unwrap().rotations, 1);
+        let stored = Ok(StepReport::new(&request, Outcome::KeyCreated));
+        assert_eq!(RunCounts::of_step(&stored), None);
+        let rejected = |rollback| {
+            RunCounts::of_step(&Err(EngineError::SesRejectedKey {
+                identity: "example.com".into(),
+                selector: "s1".into(),
+                rollback,
+                action: String::new(),
+            }))
+            .unwrap()
+        };
+        let done = rejected(Rollback::Done {
+            selector: "s0".into(),
+        });
+        assert_eq!((done.failures, done.rollbacks), (1, 1));
+        let refused = rejected(Rollback::NoPreviousKey);
+        assert_eq!((refused.failures, refused.rollbacks), (1, 0));
+    }
 
     #[test]
     fn counts_line_is_valid_emf() {

@@ -17,9 +17,9 @@ use serde_json::json;
 use ses_dkim_rotator::config::Settings;
 use ses_dkim_rotator::engine::dns_check::{TxtAnswer, check_dkim_record};
 use ses_dkim_rotator::engine::identity::AllowedIdentities;
-use ses_dkim_rotator::engine::rotation::RotationRequest;
 #[cfg(feature = "emulators")]
 use ses_dkim_rotator::engine::rotation::Outcome;
+use ses_dkim_rotator::engine::rotation::RotationRequest;
 use ses_dkim_rotator::engine::rotation::Step;
 #[cfg(feature = "emulators")]
 use ses_dkim_rotator::engine::secret_doc::DkimSecret;

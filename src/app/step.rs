@@ -1,11 +1,11 @@
 //! One Secrets Manager rotation step, as the function runs it: the engine's step, then its
-//! log line, its EMF counts and its notification.
+//! EMF counts ([`RunCounts::of_step`]), its log line and its notification.
 
 use serde_json::Value;
 
 use super::{Rotator, now_ms};
 use crate::engine::ports::{Deadline, Ports};
-use crate::engine::rotation::{Outcome, RotationRequest};
+use crate::engine::rotation::RotationRequest;
 use crate::error::AppError;
 use crate::metrics::{self, RunCounts};
 use crate::notifications::{self, Notifier};
@@ -20,7 +20,10 @@ impl<P: Ports, N: Notifier, Q: WorkQueue> Rotator<P, N, Q> {
     ) -> Result<Value, AppError> {
         request.deadline = deadline;
         let result = self.engine.run_step(&request).await;
-        let namespace = &self.fleet.metrics_namespace;
+        if let Some(counts) = RunCounts::of_step(&result) {
+            let namespace = &self.fleet.metrics_namespace;
+            println!("{}", metrics::counts_line(namespace, now_ms(), counts));
+        }
         match &result {
             Ok(report) => {
                 tracing::info!(
@@ -29,13 +32,6 @@ impl<P: Ports, N: Notifier, Q: WorkQueue> Rotator<P, N, Q> {
                     outcome = ?report.outcome,
                     "rotation step done"
                 );
-                if report.outcome == Outcome::SesSwitched {
-                    let counts = RunCounts {
-                        rotations: 1,
-                        ..RunCounts::default()
-                    };
-                    println!("{}", metrics::counts_line(namespace, now_ms(), counts));
-                }
                 self.notify(notifications::for_step(report)).await;
             }
             Err(error) => {
@@ -46,12 +42,6 @@ impl<P: Ports, N: Notifier, Q: WorkQueue> Rotator<P, N, Q> {
                     error = %error,
                     "rotation step failed"
                 );
-                let counts = RunCounts {
-                    failures: 1,
-                    rollbacks: u64::from(error.rolled_back()),
-                    ..RunCounts::default()
-                };
-                println!("{}", metrics::counts_line(namespace, now_ms(), counts));
                 self.notify(Some(notifications::for_error(
                     &request.secret_id,
                     None,

@@ -24,6 +24,7 @@ use super::ports::{
     Deadline, DkimStatus, DnsPublisher, Ports, Publication, SecretStore, SesDkimState, TxtRecord,
 };
 use super::secret_doc::{DkimSecret, dkim_record_name};
+use super::selector::Selector;
 use super::tags::{RotatorTags, TAG_PREVIOUS, TAG_SWITCHED_AT, TAG_SWITCHED_TO, TagUpdate};
 use super::time_format::{parse_rfc3339, rfc3339};
 
@@ -249,8 +250,28 @@ pub(crate) async fn carry_out<P: Ports>(
         return Ok(report);
     }
 
-    // The guard: never retire what SES signs with or the current selector, and never while
-    // SES has not verified the current selector (mail would be left with no valid key).
+    guard_retirement(&selector, previous, current, ses_state)?;
+    report.outcome = withdraw_record(ports, rules.mode, secret_id, current, &name).await?;
+    ports
+        .secrets()
+        .set_tags(secret_id, &TagUpdate::retired(previous.as_str()).pairs())
+        .await?;
+    tracing::info!(secret_id, dns_name = %name, outcome = ?report.outcome, "previous DKIM selector retired");
+    Ok(report)
+}
+
+/// The guard: never retire what SES signs with or the current selector, and never while SES
+/// has not verified the current selector (mail would be left with no valid key).
+fn guard_retirement(
+    selector: &str,
+    previous: &Selector,
+    current: &DkimSecret,
+    ses_state: &SesDkimState,
+) -> Result<(), EngineError> {
+    let refuse = |reason: String| EngineError::RetireRefused {
+        selector: selector.to_owned(),
+        reason,
+    };
     let ses_uses_it = ses_state
         .selectors
         .iter()
@@ -258,52 +279,51 @@ pub(crate) async fn carry_out<P: Ports>(
     let current_key = current.key.as_ref();
     let is_current = current_key.is_some_and(|k| &k.selector == previous);
     if is_current || ses_uses_it {
-        return Err(EngineError::RetireRefused {
-            selector,
-            reason: "SES or AWSCURRENT still uses it".into(),
-        });
+        return Err(refuse("SES or AWSCURRENT still uses it".into()));
     }
     let current_verified = ses_state.has_status(&DkimStatus::Success)
         && current_key.is_some_and(|k| ses_state.uses_external_selector(k.selector.as_str()));
     if !current_verified {
-        return Err(EngineError::RetireRefused {
-            selector,
-            reason: format!(
-                "SES has not verified the current selector ({ses_state}); the previous record stays until it has"
-            ),
-        });
+        return Err(refuse(format!(
+            "SES has not verified the current selector ({ses_state}); the previous record stays until it has"
+        )));
     }
+    Ok(())
+}
 
+/// Deletes the previous selector's record `name`, or publishes the revoked value (`p=`) in
+/// its place, as `mode` says; a publisher that leaves DNS to a person says so.
+async fn withdraw_record<P: Ports>(
+    ports: &P,
+    mode: RetireMode,
+    secret_id: &str,
+    current: &DkimSecret,
+    name: &str,
+) -> Result<RetireOutcome, EngineError> {
     let record = TxtRecord {
         secret_id,
         identity: current.identity.as_str(),
-        name: &name,
+        name,
         value: REVOKED_VALUE,
         secret_fields: &current.extra,
     };
-    let publish_failed = |source| EngineError::DnsPublishFailed {
-        secret_id: secret_id.to_owned(),
-        name: name.clone(),
-        source,
-    };
     let dns = ports.dns();
-    let (published, done) = match rules.mode {
+    let (published, done) = match mode {
         RetireMode::Delete => (dns.delete_txt(record).await, RetireOutcome::Deleted),
         RetireMode::Revoke => (
             dns.upsert_txt(record, Deadline::NONE).await,
             RetireOutcome::Revoked,
         ),
     };
-    report.outcome = match published.map_err(publish_failed)? {
-        Publication::Written => done,
-        Publication::LeftToOperator => RetireOutcome::RemovalHinted,
-    };
-    ports
-        .secrets()
-        .set_tags(secret_id, &TagUpdate::retired(previous.as_str()).pairs())
-        .await?;
-    tracing::info!(secret_id, dns_name = %name, outcome = ?report.outcome, "previous DKIM selector retired");
-    Ok(report)
+    match published {
+        Ok(Publication::Written) => Ok(done),
+        Ok(Publication::LeftToOperator) => Ok(RetireOutcome::RemovalHinted),
+        Err(source) => Err(EngineError::DnsPublishFailed {
+            secret_id: secret_id.to_owned(),
+            name: name.to_owned(),
+            source,
+        }),
+    }
 }
 
 #[cfg(test)]

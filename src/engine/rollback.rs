@@ -5,13 +5,19 @@
 //! never pointed at a selector whose record is gone. A selector SES rejected is tagged
 //! ([`super::tags::TAG_REJECTED`]) and never put again.
 //!
-//! The names: [`Engine::put_back`] points SES at an earlier key (the one primitive);
-//! [`Engine::restore_previous`] is a rollback (put back `AWSPREVIOUS` and move `AWSCURRENT`
-//! to it), used by the watcher and the operator; `finishSecret`'s rollback after a switch SES
-//! failed at once leaves `AWSCURRENT` where it was (it never moved).
+//! Every rollback lives here, and every one is called "roll back":
+//! - `roll_back_ses`: the one primitive, SES back to an earlier key after DNS is
+//!   checked to serve its record; nothing else moves;
+//! - `roll_back_to_previous`: `AWSPREVIOUS` back into SES and into `AWSCURRENT`
+//!   (the operator's `dkim-rotator rollback`, through [`Engine::rollback`]);
+//! - `roll_back_rejected`: the watcher's, after SES said `FAILED` for a selector it
+//!   had been verifying: `roll_back_to_previous`, then the selector tagged rejected;
+//! - `roll_back_failed_switch`: `finishSecret`'s, when SES said `FAILED` at once:
+//!   the selector tagged rejected first, then `roll_back_ses` to `AWSCURRENT`'s key
+//!   (`AWSCURRENT` never moved).
 
 use super::dns_check::check_all_servers;
-use super::error::EngineError;
+use super::error::{EngineError, Rollback};
 use super::ports::{
     DnsTxtLookup, Ports, STAGE_CURRENT, STAGE_PREVIOUS, SecretDescription, SecretStore,
     SigningOrigin,
@@ -24,7 +30,7 @@ use super::{Engine, VersionLabel};
 impl<P: Ports> Engine<P> {
     /// Checks in DNS that `doc`'s record is served, then points SES at its key in every region
     /// of `ses` that does not sign with it. Returns the selector SES signs with now.
-    pub(crate) async fn put_back(
+    pub(crate) async fn roll_back_ses(
         &self,
         secret_id: &str,
         doc: &DkimSecret,
@@ -61,9 +67,9 @@ impl<P: Ports> Engine<P> {
         Ok(key.selector.to_string())
     }
 
-    /// `AWSPREVIOUS` back into SES and into `AWSCURRENT` (after [`Self::put_back`]'s DNS
+    /// `AWSPREVIOUS` back into SES and into `AWSCURRENT` (after [`Self::roll_back_ses`]'s DNS
     /// check). Returns the selector SES signs with now.
-    pub(crate) async fn restore_previous(
+    pub(crate) async fn roll_back_to_previous(
         &self,
         secret_id: &str,
         description: &SecretDescription,
@@ -111,7 +117,7 @@ impl<P: Ports> Engine<P> {
                 key.selector
             )));
         }
-        let selector = self.put_back(secret_id, &previous, ses).await?;
+        let selector = self.roll_back_ses(secret_id, &previous, ses).await?;
         // Tagged before AWSCURRENT moves (as a switch is): a crash in between leaves tags a
         // retry writes again.
         let rolled_back = TagUpdate::rollback(
@@ -130,6 +136,76 @@ impl<P: Ports> Engine<P> {
             )
             .await?;
         Ok(selector)
+    }
+
+    /// The watcher's rollback after SES said `FAILED` for `rejected`: the previous key back
+    /// in SES and `AWSCURRENT` (its record checked in DNS first), then `rejected` tagged so it
+    /// is never put again. When the previous record is gone it refuses, changing nothing.
+    pub(crate) async fn roll_back_rejected(
+        &self,
+        secret_id: &str,
+        description: &SecretDescription,
+        current: &DkimSecret,
+        ses: &SesView,
+        rejected: &str,
+    ) -> Result<String, EngineError> {
+        let selector = self
+            .roll_back_to_previous(secret_id, description, current, ses)
+            .await?;
+        self.mark_rejected(secret_id, &RotatorTags::of(&description.tags), rejected)
+            .await?;
+        Ok(selector)
+    }
+
+    /// SES said `FAILED` for the new key right after the switch: put the previous key back
+    /// (after checking DNS serves its record), tag the new selector rejected so a retried step
+    /// never puts it again, and leave `AWSCURRENT` where it was.
+    pub(crate) async fn roll_back_failed_switch(
+        &self,
+        secret_id: &str,
+        tags: &RotatorTags,
+        current: &DkimSecret,
+        rejected: &str,
+        rejected_record: &str,
+        ses: &SesView,
+    ) -> EngineError {
+        let identity = current.identity.as_str();
+        let marked = self.mark_rejected(secret_id, tags, rejected).await;
+        let (rollback, action) = match (&current.key, marked) {
+            (_, Err(error)) => (
+                Rollback::Failed {
+                    reason: error.to_string(),
+                },
+                format!("could not tag selector {rejected} rejected ({error}); nothing was rolled back, run `dkim-rotator rollback` after checking the previous record"),
+            ),
+            (None, Ok(())) => (
+                Rollback::NoPreviousKey,
+                "there is no previous BYODKIM key to roll back to; AWSCURRENT is unchanged. Check the TXT record, then rotate again".to_owned(),
+            ),
+            (Some(_), Ok(())) => match self.roll_back_ses(secret_id, current, ses).await {
+                Ok(selector) => (
+                    Rollback::Done {
+                        selector: selector.clone(),
+                    },
+                    format!(
+                        "rolled back to selector {selector}; AWSCURRENT is unchanged. Check that {rejected_record} serves the new TXT record, then rotate again"
+                    ),
+                ),
+                Err(error) => (
+                    Rollback::Failed {
+                        reason: error.to_string(),
+                    },
+                    format!("rolling back FAILED too ({error}); put the AWSCURRENT key back by hand with `dkim-rotator rollback` once its record resolves"),
+                ),
+            },
+        };
+        tracing::error!(identity, selector = rejected, %action, "SES rejected the new DKIM key");
+        EngineError::SesRejectedKey {
+            identity: identity.to_owned(),
+            selector: rejected.to_owned(),
+            rollback,
+            action,
+        }
     }
 
     /// Tags `selector` as rejected by SES: no retry or later run ever puts it again.

@@ -213,6 +213,43 @@ struct Seen {
     now: OffsetDateTime,
 }
 
+/// What the run has seen of one secret, into its report.
+fn describe_into(
+    report: &mut IdentityReport,
+    current: &DkimSecret,
+    facts: &Facts,
+    ses_state: &SesDkimState,
+    now: OffsetDateTime,
+    dry_run: bool,
+) {
+    report.identity = Some(current.identity.to_string());
+    report.selector = facts.current_selector.clone();
+    report.ses_status = ses_state.status.clone();
+    report.key_age_days = facts.key_created.map(|created| days_between(created, now));
+    report.planned = dry_run;
+    if facts.secrets_manager_rotates {
+        report.detail = Some(
+            "Secrets Manager rotation is enabled for this secret: it rotates, this run only confirms and retires".into(),
+        );
+    }
+}
+
+impl Action {
+    /// What carrying out `plan` is reported as.
+    fn for_plan(plan: &Plan) -> Self {
+        match plan {
+            Plan::Resume { .. } => Action::Resumed,
+            Plan::Rotate => Action::Rotated,
+            Plan::Pending { .. } => Action::Pending,
+            Plan::TemporaryFailure => Action::TemporaryFailure,
+            Plan::RollBack { .. } => Action::RolledBack,
+            Plan::Confirm { .. } => Action::Confirmed,
+            Plan::Retire(_) => Action::Retired,
+            Plan::StartGraceClock(_) | Plan::Skip(_) => Action::Skipped,
+        }
+    }
+}
+
 /// The facts [`plan`] decides on, from what the run has read.
 fn facts_of(
     description: &SecretDescription,
@@ -343,18 +380,15 @@ impl<P: Ports> Engine<P> {
             retirement: decision,
             now,
         } = self.look_at(&secret_id).await?;
-        let rules = self.policy().retirement();
         let facts = facts_of(&description, &tags, &current, &ses.combined, decision);
-        report.identity = Some(current.identity.to_string());
-        report.selector = facts.current_selector.clone();
-        report.ses_status = ses.combined.status.clone();
-        report.key_age_days = facts.key_created.map(|created| days_between(created, now));
-        report.planned = options.dry_run;
-        if facts.secrets_manager_rotates {
-            report.detail = Some(
-                "Secrets Manager rotation is enabled for this secret: it rotates, this run only confirms and retires".into(),
-            );
-        }
+        describe_into(
+            report,
+            &current,
+            &facts,
+            &ses.combined,
+            now,
+            options.dry_run,
+        );
 
         if !options.dry_run {
             self.repair_planner_tags(&secret_id, &tags, &current, facts.ses_on_current)
@@ -363,16 +397,7 @@ impl<P: Ports> Engine<P> {
                 .await?;
         }
         let planned = plan(&facts, options.plan_options(), now);
-        report.action = match &planned {
-            Plan::Resume { .. } => Action::Resumed,
-            Plan::Rotate => Action::Rotated,
-            Plan::Pending { .. } => Action::Pending,
-            Plan::TemporaryFailure => Action::TemporaryFailure,
-            Plan::RollBack { .. } => Action::RolledBack,
-            Plan::Confirm { .. } => Action::Confirmed,
-            Plan::Retire(_) => Action::Retired,
-            Plan::StartGraceClock(_) | Plan::Skip(_) => Action::Skipped,
-        };
+        report.action = Action::for_plan(&planned);
         if options.dry_run {
             report.detail = Some(format!("would do: {planned:?}"));
             if let Plan::Skip(reason) = planned {
@@ -387,14 +412,7 @@ impl<P: Ports> Engine<P> {
                 self.rotate_into(report, &token, options, now).await
             }
             Plan::Pending { since } => {
-                report.detail = Some("SES is still checking DNS for the current selector".into());
-                if let Some(since) = since {
-                    let hours = days_between(since, now) * 24.0;
-                    report.ses_pending_hours = Some(hours);
-                    if now - since >= self.policy().pending_alert {
-                        report.alert = Some(Alert::VerificationOverdue { hours });
-                    }
-                }
+                self.note_pending(report, since, now);
                 Ok(())
             }
             Plan::TemporaryFailure => {
@@ -404,17 +422,7 @@ impl<P: Ports> Engine<P> {
                 Ok(())
             }
             Plan::RollBack { rejected } => {
-                // Read again: the writes above are in it.
-                let description = self.store().describe(&secret_id).await?;
-                let selector = self
-                    .roll_back_rejected(&secret_id, &description, &current, &ses, &rejected)
-                    .await?;
-                report.selector = Some(selector.clone());
-                report.rolled_back = true;
-                report.detail = Some(format!(
-                    "SES rejected selector {rejected} (FAILED); SES signs with {selector} again and it is AWSCURRENT again; {rejected} is never put again, the next rotation makes a fresh key"
-                ));
-                Ok(())
+                self.roll_back_into(report, &current, &ses, &rejected).await
             }
             Plan::Confirm { selector } => {
                 let previous = current.previous_selector.as_ref().map(|s| s.as_str());
@@ -425,46 +433,100 @@ impl<P: Ports> Engine<P> {
                 Ok(())
             }
             Plan::StartGraceClock(decision) | Plan::Retire(decision) => {
-                let retired = retirement::carry_out(
-                    self.ports(),
-                    rules,
-                    &secret_id,
-                    decision,
-                    &current,
-                    &ses.combined,
-                    now,
-                )
-                .await?;
-                if retired.outcome == RetireOutcome::GracePeriod {
-                    report.skipped = Some(SkipReason::GracePeriod {
-                        selector: retired.selector.clone().unwrap_or_default(),
-                        until: retired
-                            .grace_until
-                            .as_deref()
-                            .and_then(parse_rfc3339)
-                            .unwrap_or(now),
-                    });
-                } else {
-                    report.retired = Some(retired.outcome);
-                }
-                report.detail = Some(match &retired.grace_until {
-                    Some(until) => format!(
-                        "previous selector {} kept until {until}",
-                        retired.selector.unwrap_or_default()
-                    ),
-                    None => format!(
-                        "previous selector {} retired ({:?})",
-                        retired.selector.unwrap_or_default(),
-                        retired.outcome
-                    ),
-                });
-                Ok(())
+                self.retire_into(report, decision, &current, &ses.combined, now)
+                    .await
             }
             Plan::Skip(reason) => {
                 report.skipped = Some(reason);
                 Ok(())
             }
         }
+    }
+
+    /// SES still checks the current selector: how long, and an alert past
+    /// `DKIM_PENDING_ALERT_HOURS`.
+    fn note_pending(
+        &self,
+        report: &mut IdentityReport,
+        since: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+    ) {
+        report.detail = Some("SES is still checking DNS for the current selector".into());
+        if let Some(since) = since {
+            let hours = days_between(since, now) * 24.0;
+            report.ses_pending_hours = Some(hours);
+            if now - since >= self.policy().pending_alert {
+                report.alert = Some(Alert::VerificationOverdue { hours });
+            }
+        }
+    }
+
+    /// [`Plan::RollBack`]: the watcher's rollback, reported.
+    async fn roll_back_into(
+        &self,
+        report: &mut IdentityReport,
+        current: &DkimSecret,
+        ses: &SesView,
+        rejected: &str,
+    ) -> Result<(), EngineError> {
+        let secret_id = report.secret_id.clone();
+        // Read again: the run's writes so far are in it.
+        let description = self.store().describe(&secret_id).await?;
+        let selector = self
+            .roll_back_rejected(&secret_id, &description, current, ses, rejected)
+            .await?;
+        report.selector = Some(selector.clone());
+        report.rolled_back = true;
+        report.detail = Some(format!(
+            "SES rejected selector {rejected} (FAILED); SES signs with {selector} again and it is AWSCURRENT again; {rejected} is never put again, the next rotation makes a fresh key"
+        ));
+        Ok(())
+    }
+
+    /// [`Plan::StartGraceClock`] and [`Plan::Retire`]: the previous selector's retirement,
+    /// carried out and reported.
+    async fn retire_into(
+        &self,
+        report: &mut IdentityReport,
+        decision: retirement::RetireDecision,
+        current: &DkimSecret,
+        ses_state: &SesDkimState,
+        now: OffsetDateTime,
+    ) -> Result<(), EngineError> {
+        let retired = retirement::carry_out(
+            self.ports(),
+            self.policy().retirement(),
+            &report.secret_id,
+            decision,
+            current,
+            ses_state,
+            now,
+        )
+        .await?;
+        if retired.outcome == RetireOutcome::GracePeriod {
+            report.skipped = Some(SkipReason::GracePeriod {
+                selector: retired.selector.clone().unwrap_or_default(),
+                until: retired
+                    .grace_until
+                    .as_deref()
+                    .and_then(parse_rfc3339)
+                    .unwrap_or(now),
+            });
+        } else {
+            report.retired = Some(retired.outcome);
+        }
+        report.detail = Some(match &retired.grace_until {
+            Some(until) => format!(
+                "previous selector {} kept until {until}",
+                retired.selector.unwrap_or_default()
+            ),
+            None => format!(
+                "previous selector {} retired ({:?})",
+                retired.selector.unwrap_or_default(),
+                retired.outcome
+            ),
+        });
+        Ok(())
     }
 
     /// Writes the tags a planner needs when the secret lacks them (see
@@ -491,25 +553,6 @@ impl<P: Ports> Engine<P> {
                 tracing::warn!(secret_id, %error, "could not record the tags the planner reads")
             }
         }
-    }
-
-    /// The watcher's rollback after SES said `FAILED` for `rejected`: the previous key back
-    /// in SES and `AWSCURRENT` (its record checked in DNS first), then `rejected` tagged so it
-    /// is never put again. When the previous record is gone it refuses, changing nothing.
-    async fn roll_back_rejected(
-        &self,
-        secret_id: &str,
-        description: &SecretDescription,
-        current: &DkimSecret,
-        ses: &SesView,
-        rejected: &str,
-    ) -> Result<String, EngineError> {
-        let selector = self
-            .restore_previous(secret_id, description, current, ses)
-            .await?;
-        self.mark_rejected(secret_id, &RotatorTags::of(&description.tags), rejected)
-            .await?;
-        Ok(selector)
     }
 
     /// Runs (or resumes) a rotation with `token`; on failure, describes what is pending so

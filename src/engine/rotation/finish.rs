@@ -3,17 +3,14 @@
 //! takes `AWSPENDING` off. Safe to retry: when SES already signs with the pending selector the
 //! put is skipped, and a label a concurrent invocation moved first counts as moved.
 
-use super::reads::PendingKey;
 use super::report::{Outcome, StepReport};
 use super::request::RotationRequest;
 use crate::engine::Engine;
-use crate::engine::error::{EngineError, Rollback};
+use crate::engine::error::EngineError;
 use crate::engine::ports::{
     DkimStatus, FailureKind, PortError, Ports, STAGE_CURRENT, STAGE_PENDING, SecretDescription,
     SecretStore, SigningOrigin,
 };
-use crate::engine::regions::SesView;
-use crate::engine::secret_doc::DkimSecret;
 use crate::engine::tags::{RotatorTags, TagUpdate};
 
 impl<P: Ports> Engine<P> {
@@ -62,7 +59,14 @@ impl<P: Ports> Engine<P> {
         let after = self.ses_view(&pending.doc).await?;
         if after.combined.has_status(&DkimStatus::Failed) {
             return Err(self
-                .roll_back_failed_switch(&request.secret_id, &tags, &current, &pending, &after)
+                .roll_back_failed_switch(
+                    &request.secret_id,
+                    &tags,
+                    &current,
+                    selector,
+                    &pending.key.dns_name(&pending.doc.identity),
+                    &after,
+                )
                 .await);
         }
         // The switch time is tagged before AWSCURRENT moves, so a retried step (which finds
@@ -100,58 +104,6 @@ impl<P: Ports> Engine<P> {
             .with_ses(&after.combined);
         report.dns_check = dns_check;
         Ok(report)
-    }
-
-    /// SES said `FAILED` for the new key right after the switch: put the previous key back
-    /// (after checking DNS serves its record), tag the new selector rejected so a retried step
-    /// never puts it again, and leave `AWSCURRENT` where it was.
-    async fn roll_back_failed_switch(
-        &self,
-        secret_id: &str,
-        tags: &RotatorTags,
-        current: &DkimSecret,
-        pending: &PendingKey,
-        ses: &SesView,
-    ) -> EngineError {
-        let identity = current.identity.as_str();
-        let rejected = pending.key.selector.as_str();
-        let marked = self.mark_rejected(secret_id, tags, rejected).await;
-        let (rollback, action) = match (&current.key, marked) {
-            (_, Err(error)) => (
-                Rollback::Failed {
-                    reason: error.to_string(),
-                },
-                format!("could not tag selector {rejected} rejected ({error}); nothing was rolled back, run `dkim-rotator rollback` after checking the previous record"),
-            ),
-            (None, Ok(())) => (
-                Rollback::NoPreviousKey,
-                "there is no previous BYODKIM key to roll back to; AWSCURRENT is unchanged. Check the TXT record, then rotate again".to_owned(),
-            ),
-            (Some(_), Ok(())) => match self.put_back(secret_id, current, ses).await {
-                Ok(selector) => (
-                    Rollback::Done {
-                        selector: selector.clone(),
-                    },
-                    format!(
-                        "rolled back to selector {selector}; AWSCURRENT is unchanged. Check that {} serves the new TXT record, then rotate again",
-                        pending.key.dns_name(&pending.doc.identity)
-                    ),
-                ),
-                Err(error) => (
-                    Rollback::Failed {
-                        reason: error.to_string(),
-                    },
-                    format!("rolling back FAILED too ({error}); put the AWSCURRENT key back by hand with `dkim-rotator rollback` once its record resolves"),
-                ),
-            },
-        };
-        tracing::error!(identity, selector = rejected, %action, "SES rejected the new DKIM key");
-        EngineError::SesRejectedKey {
-            identity: identity.to_owned(),
-            selector: rejected.to_owned(),
-            rollback,
-            action,
-        }
     }
 
     /// A label move that Secrets Manager refused because a concurrent invocation of the same
