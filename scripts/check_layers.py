@@ -19,7 +19,7 @@ LAYERS = [
     ["engine::quoting", "engine::time_format", "engine::key", "engine::selector",
      "engine::identity", "engine::dns_check", "engine::secret_doc", "engine::tags"],
     ["engine::ports", "engine::error"],
-    ["engine::read_cache"],
+    ["engine::read_cache", "engine::pacing"],
     ["engine::regions"],
     ["engine::retirement", "engine::plan", "engine::triage"],
     ["engine"],

@@ -127,6 +127,9 @@ export AWS_ENDPOINT_URL_SESV2="http://127.0.0.1:${SES_PORT}"
 export AWS_ENDPOINT_URL_SNS="http://127.0.0.1:${MOTO_PORT}"
 export AWS_ENDPOINT_URL_SQS="http://127.0.0.1:${MOTO_PORT}"
 export SES_DKIM_TESTBED_VENV="${VENV}"
+# AWS's rate quotas times this factor, for the bed and for the function's pacing (the in-memory
+# quota tests run at AWS's own figures in virtual time).
+export DKIM_TEST_QUOTA_SCALE="${DKIM_TEST_QUOTA_SCALE:-50}"
 export PATH="${VENV}/bin:${PATH}"
 [ -n "${TESTBED_QUIET:-}" ] || echo "==> stand-ins up: moto (Secrets Manager, Route 53, SNS, SQS) on :${MOTO_PORT}, knot (DNS, zone ${DNS_ZONE}) on :${DNS_PORT}, SES model (SESv2 DKIM) on :${SES_PORT}" >&2
 

@@ -26,11 +26,17 @@ use crate::adapters::sqs::{ConfiguredWorkQueue, SqsWorkQueue};
 use crate::app::Rotator;
 use crate::config::{PublisherSetting, Settings};
 use crate::engine::Engine;
+use crate::engine::pacing::{PacedSes, Pacer, Rate};
 use crate::engine::ports::PortSet;
 
 /// The real AWS and DNS adapters, as one [`crate::engine::ports::Ports`] bundle.
-pub type AwsPorts =
-    PortSet<SecretsManagerStore, SesV2Signing, ConfiguredPublisher, HickoryTxtLookup, SystemClock>;
+pub type AwsPorts = PortSet<
+    SecretsManagerStore,
+    PacedSes<SesV2Signing, SystemClock>,
+    ConfiguredPublisher,
+    HickoryTxtLookup,
+    SystemClock,
+>;
 
 /// The engine over the real AWS and DNS adapters.
 pub type AwsEngine = Engine<AwsPorts>;
@@ -140,6 +146,26 @@ fn with_retries(aws: &SdkConfig) -> SdkConfig {
     aws.to_builder().retry_config(sdk_retry_config()).build()
 }
 
+/// SESv2 behind this process's share of the SES quota (see [`crate::engine::pacing`]): no
+/// burst, so concurrent invocations together stay within the budget; a call whose turn is
+/// further than the identity budget away is not sent (the work comes back later).
+fn paced_ses(settings: &Settings, aws: &SdkConfig) -> PacedSes<SesV2Signing, SystemClock> {
+    let pacer = Pacer::new(
+        Rate {
+            per_second: settings.fleet.ses_share_per_second(),
+            burst: 1,
+        },
+        settings.fleet.identity_budget,
+    );
+    let home_region = aws.region().map(|r| r.to_string()).unwrap_or_default();
+    PacedSes::new(
+        SesV2Signing::new(aws_sdk_sesv2::Client::new(aws)),
+        std::sync::Arc::new(pacer),
+        SystemClock,
+        home_region,
+    )
+}
+
 /// Wires the adapters `settings` asks for. Makes no network call.
 pub fn build_engine(settings: &Settings, aws: &SdkConfig) -> AwsEngine {
     let aws = &with_retries(aws);
@@ -172,7 +198,7 @@ pub fn build_engine(settings: &Settings, aws: &SdkConfig) -> AwsEngine {
     Engine::new(
         PortSet {
             secrets,
-            ses: SesV2Signing::new(aws_sdk_sesv2::Client::new(aws)),
+            ses: paced_ses(settings, aws),
             dns,
             lookup: HickoryTxtLookup::new(servers, DNS_QUERY_TIMEOUT),
             clock: SystemClock,

@@ -46,7 +46,7 @@ pub struct DnsSettings {
 }
 
 /// Scheduled runs over a fleet of secrets, notifications and metrics.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FleetSettings {
     /// `DKIM_SECRET_IDS`.
     pub secret_ids: Vec<String>,
@@ -67,10 +67,49 @@ pub struct FleetSettings {
     pub work_queue_url: Option<String>,
     /// `DKIM_METRICS_NAMESPACE`.
     pub metrics_namespace: String,
+    /// `DKIM_SES_REQUESTS_PER_SECOND`: the SES requests per second per region this stack may
+    /// make (SES's quota is 1 for the whole account and region).
+    pub ses_requests_per_second: f64,
+    /// `DKIM_QUEUE_MAX_CONCURRENCY`: the queue's `MaximumConcurrency` (the template passes
+    /// it), so each worker takes its share of the SES budget.
+    pub queue_max_concurrency: u32,
+}
+
+impl FleetSettings {
+    /// This process's share of the SES budget per region: all of it when one invocation runs
+    /// (a scheduled run, a Secrets Manager step), a `1 / MaximumConcurrency` part for a queue
+    /// worker.
+    pub fn ses_share_per_second(&self) -> f64 {
+        let invocations = if self.work_queue_url.is_some() {
+            self.queue_max_concurrency.max(1)
+        } else {
+            1
+        };
+        self.ses_requests_per_second / f64::from(invocations)
+    }
+
+    /// A share so small that one SES call waits longer than an identity's budget would stop
+    /// every rotation half-way, visit after visit (a rotation needs several SES calls in a
+    /// row): refused at start-up, saying what to change.
+    fn check_ses_share(&self) -> Result<(), AppError> {
+        let interval = 1.0 / self.ses_share_per_second();
+        let budget = self.identity_budget.as_secs_f64();
+        if interval <= budget {
+            return Ok(());
+        }
+        let most = (self.ses_requests_per_second * budget).floor().max(1.0);
+        Err(invalid(
+            "DKIM_QUEUE_MAX_CONCURRENCY",
+            format!(
+                "{} workers sharing {} SES requests/s leaves each one request every {interval:.0} s, longer than DKIM_IDENTITY_BUDGET_SECONDS ({budget:.0} s), so no rotation could finish; set the queue's MaximumConcurrency (and this) to at most {most}, or raise DKIM_IDENTITY_BUDGET_SECONDS",
+                self.queue_max_concurrency, self.ses_requests_per_second
+            ),
+        ))
+    }
 }
 
 /// All settings of the function.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     /// What the rotation engine needs.
     pub policy: RotationPolicy,
@@ -150,6 +189,33 @@ impl<F: Fn(&str) -> Option<String>> Variables<F> {
                         name,
                         format!(
                             "`{}` is not a whole number from 0 to {max}",
+                            quote_prefix(&text)
+                        ),
+                    )
+                }),
+        }
+    }
+
+    /// A decimal number from `min` to `max`, or `default` when unset.
+    fn decimal(
+        &self,
+        name: &'static str,
+        default: f64,
+        min: f64,
+        max: f64,
+    ) -> Result<f64, AppError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(text) => text
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|n| (min..=max).contains(n))
+                .ok_or_else(|| {
+                    invalid(
+                        name,
+                        format!(
+                            "`{}` is not a number from {min} to {max}",
                             quote_prefix(&text)
                         ),
                     )
@@ -285,7 +351,7 @@ impl<F: Fn(&str) -> Option<String>> Variables<F> {
             })
             .transpose()?;
         let trimmed = |name: &str| self.get(name).map(|t| t.trim().to_owned());
-        Ok(FleetSettings {
+        let fleet = FleetSettings {
             secret_ids: self
                 .get("DKIM_SECRET_IDS")
                 .map(|t| {
@@ -311,7 +377,17 @@ impl<F: Fn(&str) -> Option<String>> Variables<F> {
             work_queue_url: trimmed("DKIM_WORK_QUEUE_URL"),
             metrics_namespace: trimmed("DKIM_METRICS_NAMESPACE")
                 .unwrap_or_else(|| "SesDkimRotator".to_owned()),
-        })
+            ses_requests_per_second: self.decimal(
+                "DKIM_SES_REQUESTS_PER_SECOND",
+                1.0,
+                0.01,
+                100.0,
+            )?,
+            queue_max_concurrency: self.number("DKIM_QUEUE_MAX_CONCURRENCY", 2, 1000)?.max(1)
+                as u32,
+        };
+        fleet.check_ses_share()?;
+        Ok(fleet)
     }
 }
 

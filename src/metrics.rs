@@ -1,7 +1,7 @@
 //! CloudWatch Embedded Metric Format (EMF) lines: JSON on stdout that CloudWatch Logs turns
 //! into metrics, with no API call.
 //!
-//! Metrics: `Rotations`, `Failures`, `Rollbacks`, `Retirements` (counts, no dimension), and per
+//! Metrics: `Rotations`, `Failures`, `Rollbacks`, `Retirements`, `Throttles` (counts, no dimension), and per
 //! identity (dimension `Identity`) `KeyAgeDays`, `PendingRecordHours` (a rotation waiting for
 //! its TXT record) and `SesPendingHours` (SES verifying the current selector since the switch).
 
@@ -22,6 +22,8 @@ pub struct RunCounts {
     pub rollbacks: u64,
     /// Previous selectors retired.
     pub retirements: u64,
+    /// Identities (or steps) a service's quota stopped; they come back later.
+    pub throttles: u64,
 }
 
 impl RunCounts {
@@ -34,6 +36,10 @@ impl RunCounts {
                 ..RunCounts::default()
             }),
             Ok(_) => None,
+            Err(error) if error.throttled() => Some(RunCounts {
+                throttles: 1,
+                ..RunCounts::default()
+            }),
             Err(error) => Some(RunCounts {
                 failures: 1,
                 rollbacks: u64::from(error.rolled_back()),
@@ -52,6 +58,7 @@ impl RunCounts {
             failures: count(&|r| r.action == Action::Failed),
             rollbacks: count(&|r| r.rolled_back),
             retirements: count(&|r| r.action == Action::Retired),
+            throttles: count(&|r| r.action == Action::Throttled),
         }
     }
 }
@@ -85,12 +92,14 @@ pub fn counts_line(namespace: &str, timestamp_ms: i64, counts: RunCounts) -> Str
             ("Failures", "Count"),
             ("Rollbacks", "Count"),
             ("Retirements", "Count"),
+            ("Throttles", "Count"),
         ],
     );
     line["Rotations"] = counts.rotations.into();
     line["Failures"] = counts.failures.into();
     line["Rollbacks"] = counts.rollbacks.into();
     line["Retirements"] = counts.retirements.into();
+    line["Throttles"] = counts.throttles.into();
     line.to_string()
 }
 

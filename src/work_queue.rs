@@ -9,6 +9,7 @@
 //! naming the messages that failed.
 
 use std::future::Future;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -47,10 +48,18 @@ impl WorkItem {
     }
 }
 
+/// Longest delay SQS gives a message (`DelaySeconds`, 15 minutes).
+pub const MAX_DELAY: Duration = Duration::from_secs(900);
+
 /// Where planned work goes.
 pub trait WorkQueue: Send + Sync {
-    /// Sends one message per item (in batches the queue allows); returns how many were sent.
-    fn send(&self, items: &[WorkItem]) -> impl Future<Output = Result<usize, PortError>> + Send;
+    /// Sends one message per item (in batches the queue allows), each delivered no sooner
+    /// than `delay` from now (at most [`MAX_DELAY`]); returns how many were sent.
+    fn send(
+        &self,
+        items: &[WorkItem],
+        delay: Duration,
+    ) -> impl Future<Output = Result<usize, PortError>> + Send;
 }
 
 #[cfg(test)]

@@ -1,11 +1,13 @@
 //! [`WorkQueue`] over Amazon SQS: `SendMessageBatch`, ten messages a call (SQS's limit).
 
+use std::time::Duration;
+
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 
 use super::port_error;
 use crate::engine::ports::{FailureKind, PortError};
-use crate::work_queue::{WorkItem, WorkQueue};
+use crate::work_queue::{MAX_DELAY, WorkItem, WorkQueue};
 
 const SERVICE: &str = "SQS";
 /// SQS takes at most ten entries per `SendMessageBatch`.
@@ -26,7 +28,8 @@ impl SqsWorkQueue {
 }
 
 impl WorkQueue for SqsWorkQueue {
-    async fn send(&self, items: &[WorkItem]) -> Result<usize, PortError> {
+    async fn send(&self, items: &[WorkItem], delay: Duration) -> Result<usize, PortError> {
+        let delay_seconds = delay.min(MAX_DELAY).as_secs() as i32;
         for chunk in items.chunks(BATCH) {
             let entries = chunk
                 .iter()
@@ -35,6 +38,7 @@ impl WorkQueue for SqsWorkQueue {
                     SendMessageBatchRequestEntry::builder()
                         .id(index.to_string())
                         .message_body(item.to_body())
+                        .delay_seconds(delay_seconds)
                         .build()
                         .map_err(|e| PortError {
                             service: SERVICE,
@@ -85,7 +89,7 @@ pub enum ConfiguredWorkQueue {
 }
 
 impl WorkQueue for ConfiguredWorkQueue {
-    async fn send(&self, items: &[WorkItem]) -> Result<usize, PortError> {
+    async fn send(&self, items: &[WorkItem], delay: Duration) -> Result<usize, PortError> {
         match self {
             Self::Off => Err(PortError {
                 service: SERVICE,
@@ -93,7 +97,7 @@ impl WorkQueue for ConfiguredWorkQueue {
                 kind: FailureKind::InvalidRequest,
                 message: "no work queue is configured (DKIM_WORK_QUEUE_URL)".into(),
             }),
-            Self::Sqs(queue) => queue.send(items).await,
+            Self::Sqs(queue) => queue.send(items, delay).await,
         }
     }
 }

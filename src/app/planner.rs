@@ -2,6 +2,7 @@
 //! which secrets need a worker, and sends one queue message for each.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use time::OffsetDateTime;
 
@@ -100,7 +101,7 @@ impl<P: Ports, N: Notifier, Q: WorkQueue> Rotator<P, N, Q> {
             })
             .collect();
         if !run.dry_run && !items.is_empty() {
-            plan.queued = self.queue.send(&items).await?;
+            plan.queued = self.queue.send(&items, Duration::ZERO).await?;
         }
         tracing::info!(
             to_work = items.len(),

@@ -9,7 +9,7 @@
 use serde::Serialize;
 
 use super::key::KeyError;
-use super::ports::PortError;
+use super::ports::{FailureKind, PortError};
 
 /// What to do with a rotation that cannot go on. `CancelRotateSecret` alone does not do it on
 /// AWS: it leaves `AWSPENDING` where it is, and `RotateSecret` keeps refusing.
@@ -278,6 +278,17 @@ impl EngineError {
             Self::Key(_) => "KeyGenerationFailed",
             Self::Aws(_) => "AwsCallFailed",
         }
+    }
+
+    /// Whether a service's quota refused the call (SES's `TooManyRequestsException`, or this
+    /// function's own pacing): the work is not wrong, it comes back later.
+    pub fn throttled(&self) -> bool {
+        let port = match self {
+            Self::Aws(source) | Self::DnsPublishFailed { source, .. } => source,
+            Self::SesRegionRefused { source, .. } => source.as_ref(),
+            _ => return false,
+        };
+        port.kind == FailureKind::Throttled
     }
 
     /// Whether this error reports a rollback that really happened.

@@ -33,6 +33,7 @@ pub mod error;
 pub mod identity;
 pub mod key;
 pub mod operations;
+pub mod pacing;
 pub mod plan;
 pub mod ports;
 pub mod quoting;

@@ -71,6 +71,9 @@ pub enum Action {
     Skipped,
     /// Not started: the invocation had no time left; the next run does it.
     Deferred,
+    /// Stopped by a service's quota (SES throttled it, or the function's own pacing had no
+    /// slot soon enough): not a failure; the work comes back later and resumes where it was.
+    Throttled,
     /// Something failed; see `error`.
     Failed,
 }
@@ -168,6 +171,8 @@ impl IdentityReport {
     fn fail(&mut self, error: &EngineError) {
         self.action = if matches!(error, EngineError::DnsNotVerified { .. }) {
             Action::WaitingForDns
+        } else if error.throttled() {
+            Action::Throttled
         } else {
             Action::Failed
         };

@@ -72,6 +72,14 @@ pub enum Triage {
     },
 }
 
+/// FNV-1a of `text`: the same number for the same text on every machine and run, to spread
+/// a fleet's work evenly (health-check days, re-send delays) with no state kept.
+pub fn stable_hash(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 /// Whether `now` falls on `arn`'s health-check day: one day in every `every_days` (0: never),
 /// the same day of the period for the same ARN (FNV-1a of the ARN; days counted in UTC).
 pub fn health_check_due(arn: &str, every_days: u32, now: OffsetDateTime) -> bool {
@@ -79,9 +87,7 @@ pub fn health_check_due(arn: &str, every_days: u32, now: OffsetDateTime) -> bool
         return false;
     }
     let period = u64::from(every_days);
-    let slot = arn.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
-    }) % period;
+    let slot = stable_hash(arn) % period;
     let day = now
         .unix_timestamp()
         .div_euclid(86_400)

@@ -33,7 +33,7 @@ pub use self::clock::ManualClock;
 pub use self::notifier::RecordingNotifier;
 pub use self::queue::MemoryQueue;
 pub use self::secrets::MemorySecrets;
-pub use self::ses::{FakeSes, HOME_REGION};
+pub use self::ses::{FakeSes, HOME_REGION, SesQuota};
 pub use self::zone::{MemoryZone, PublishMode};
 
 /// The in-memory ports bundle.

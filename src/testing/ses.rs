@@ -36,6 +36,77 @@ struct SesState {
     puts: Vec<(String, String, String)>,
     status_after_put: Option<DkimStatus>,
     refusing_regions: BTreeMap<String, FailureKind>,
+    quota: Option<SesQuota>,
+    /// Per region: tokens left and when they were counted.
+    buckets: BTreeMap<String, (f64, OffsetDateTime)>,
+    throttled: u64,
+    /// When each call SES accepted was made, per region (to measure the rate sent).
+    admitted: BTreeMap<String, Vec<OffsetDateTime>>,
+}
+
+/// SES's request quota for the DKIM-side actions: per account and region, every SESv2 action
+/// except sending. AWS's figure is 1 request per second ("Service quotas in Amazon SES", not
+/// adjustable); AWS does not publish the bucket's depth, so the burst is a parameter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SesQuota {
+    /// Requests per second per region.
+    pub per_second: f64,
+    /// Requests a quiet region may take back to back.
+    pub burst: f64,
+}
+
+impl SesQuota {
+    /// AWS's figure (1/s), with a burst of 1.
+    pub const AWS: Self = Self {
+        per_second: 1.0,
+        burst: 1.0,
+    };
+
+    /// Every rate multiplied by `factor` (a test that scales time to run fast).
+    pub fn scaled(self, factor: f64) -> Self {
+        Self {
+            per_second: self.per_second * factor,
+            ..self
+        }
+    }
+}
+
+impl SesState {
+    /// A call to `region` at `now` under the quota: admitted, or `TooManyRequestsException`
+    /// as SES answers it (HTTP 429). A token bucket refilled continuously.
+    fn admit(
+        &mut self,
+        region: &str,
+        operation: &'static str,
+        now: OffsetDateTime,
+    ) -> Result<(), PortError> {
+        let Some(quota) = self.quota else {
+            return Ok(());
+        };
+        let (tokens, counted) = self
+            .buckets
+            .entry(region.to_owned())
+            .or_insert((quota.burst, now));
+        let elapsed = (now - *counted).as_seconds_f64().max(0.0);
+        *tokens = (*tokens + elapsed * quota.per_second).min(quota.burst);
+        *counted = now.max(*counted);
+        // A hair of slack for float rounding at exactly one interval.
+        if *tokens < 1.0 - 1e-9 {
+            self.throttled += 1;
+            return Err(PortError {
+                service: SES,
+                operation,
+                kind: FailureKind::Throttled,
+                message: "TooManyRequestsException: Too Many Requests".into(),
+            });
+        }
+        *tokens -= 1.0;
+        self.admitted
+            .entry(region.to_owned())
+            .or_default()
+            .push(now);
+        Ok(())
+    }
 }
 
 /// SESv2's DKIM side, as AWS documents it. Clones share one state.
@@ -57,6 +128,21 @@ impl FakeSes {
             clock,
             window: time::Duration::hours(72),
         }
+    }
+
+    /// From now on every call is held to `quota` (per region, on this fake's clock).
+    pub fn enforce_quota(&self, quota: SesQuota) {
+        lock(&self.state).quota = Some(quota);
+    }
+
+    /// How many calls the quota refused so far.
+    pub fn throttled(&self) -> u64 {
+        lock(&self.state).throttled
+    }
+
+    /// When each call SES accepted under the quota was made, per region.
+    pub fn admitted(&self) -> BTreeMap<String, Vec<OffsetDateTime>> {
+        lock(&self.state).admitted.clone()
     }
 
     /// `CreateEmailIdentity` for a domain: Easy DKIM, `PENDING` until its CNAMEs resolve.
@@ -216,12 +302,14 @@ impl DkimSigningService for FakeSes {
         identity: &str,
         region: Option<&str>,
     ) -> Result<Option<SesDkimState>, PortError> {
+        let now = self.clock.now();
         let mut state = lock(&self.state);
         state.log.enter(SES, "GetEmailIdentity")?;
         let key = (
             identity.to_owned(),
             region.unwrap_or(HOME_REGION).to_owned(),
         );
+        state.admit(&key.1, "GetEmailIdentity", now)?;
         Ok(state.identities.get(&key).map(state_of))
     }
 
@@ -241,6 +329,7 @@ impl DkimSigningService for FakeSes {
             identity.to_owned(),
             region.unwrap_or(HOME_REGION).to_owned(),
         );
+        state.admit(&key.1, "PutEmailIdentityDkimSigningAttributes", now)?;
         if let Some(kind) = state.refusing_regions.get(&key.1) {
             return Err(refused(
                 SES,

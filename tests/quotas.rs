@@ -1,0 +1,314 @@
+//! Fleets under AWS's quotas, on the in-memory ports held to them.
+//!
+//! The fake SES answers `TooManyRequestsException` past 1 request per second per region
+//! ([`SesQuota::AWS`], "Service quotas in Amazon SES"), and the clock follows tokio's paused
+//! time, so a whole wave runs in virtual time with every task at once and no real wait. The
+//! product's side is [`PacedSes`]: each call takes a slot of this process's share first.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use serde_json::json;
+use ses_dkim_rotator::app::Rotator;
+use ses_dkim_rotator::app::worker::THROTTLED_DELAY;
+use ses_dkim_rotator::config::Settings;
+use ses_dkim_rotator::engine::identity::AllowedIdentities;
+use ses_dkim_rotator::engine::pacing::{PacedSes, Pacer, Rate};
+use ses_dkim_rotator::engine::ports::{
+    Clock, Deadline, DkimSigningService, FailureKind, PortSet, STAGE_CURRENT, STAGE_PENDING,
+};
+use ses_dkim_rotator::engine::schedule::{Action, MaintainOptions};
+use ses_dkim_rotator::engine::tags::TAG_SWITCHED_TO;
+use ses_dkim_rotator::engine::{Engine, RotationPolicy};
+use ses_dkim_rotator::notifications::NotificationKind;
+use ses_dkim_rotator::testing::{
+    FakeSes, HOME_REGION, ManualClock, MemoryQueue, MemorySecrets, MemoryZone, PublishMode,
+    RecordingNotifier, SesQuota,
+};
+use ses_dkim_rotator::work_queue::WorkItem;
+use time::OffsetDateTime;
+use time::macros::datetime;
+
+const START: OffsetDateTime = datetime!(2030-01-10 08:00 UTC);
+
+/// A fleet of `n` never-rotated identities, SES held to AWS's quota.
+struct Fleet {
+    secrets: MemorySecrets,
+    ses: FakeSes,
+    zone: MemoryZone,
+    clock: ManualClock,
+    arns: Vec<String>,
+}
+
+impl Fleet {
+    fn new(n: usize) -> Self {
+        let clock = ManualClock::on_tokio_time(START);
+        let ses = FakeSes::new(clock.clone());
+        ses.enforce_quota(SesQuota::AWS);
+        let secrets = MemorySecrets::new();
+        let arns = (0..n)
+            .map(|i| {
+                let domain = format!("d{i}.example.com");
+                ses.create_identity(&domain);
+                secrets.create_secret(
+                    &format!("dkim/{domain}"),
+                    &json!({ "identity": domain }).to_string(),
+                )
+            })
+            .collect();
+        Self {
+            secrets,
+            ses,
+            zone: MemoryZone::new(PublishMode::Route53),
+            clock,
+            arns,
+        }
+    }
+
+    fn engine<S: DkimSigningService>(
+        &self,
+        ses: S,
+    ) -> Engine<PortSet<MemorySecrets, S, MemoryZone, MemoryZone, ManualClock>> {
+        Engine::new(
+            PortSet {
+                secrets: self.secrets.clone(),
+                ses,
+                dns: self.zone.clone(),
+                lookup: self.zone.clone(),
+                clock: self.clock.clone(),
+            },
+            RotationPolicy {
+                allowed_identities: AllowedIdentities::parse("*").unwrap(),
+                ..RotationPolicy::default()
+            },
+        )
+    }
+
+    /// SES behind a pacer at `per_second` (no burst), refusing slots further than `max_wait`.
+    fn paced(&self, per_second: f64, max_wait: Duration) -> PacedSes<FakeSes, ManualClock> {
+        PacedSes::new(
+            self.ses.clone(),
+            Arc::new(Pacer::new(
+                Rate {
+                    per_second,
+                    burst: 1,
+                },
+                max_wait,
+            )),
+            self.clock.clone(),
+            HOME_REGION,
+        )
+    }
+
+    /// The most SES calls admitted in any `window` (the rate SES saw).
+    fn busiest(&self, window: time::Duration) -> usize {
+        let admitted = self.ses.admitted();
+        let times = admitted.get(HOME_REGION).cloned().unwrap_or_default();
+        (0..times.len())
+            .map(|i| {
+                times[i..]
+                    .iter()
+                    .filter(|t| **t < times[i] + window)
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+fn options() -> MaintainOptions {
+    MaintainOptions {
+        force: false,
+        dry_run: false,
+        rotation_interval: time::Duration::days(90),
+        deadline: Deadline::NONE,
+    }
+}
+
+const WAVE: usize = 40;
+const CONCURRENCY: usize = 8;
+
+#[tokio::test(start_paused = true)]
+async fn the_bed_throttles_an_unpaced_wave_as_ses_would() {
+    let fleet = Fleet::new(WAVE);
+    let engine = fleet.engine(fleet.ses.clone());
+    let summary = engine
+        .maintain_fleet(
+            &fleet.arns,
+            &options(),
+            CONCURRENCY,
+            Duration::from_secs(20),
+        )
+        .await;
+    assert!(fleet.ses.throttled() > 0, "the quota never bit");
+    let throttled = summary.counts.get(&Action::Throttled).copied().unwrap_or(0);
+    assert!(throttled > 0, "{:?}", summary.counts);
+    assert_eq!(
+        summary.counts.get(&Action::Failed),
+        None,
+        "throttles are not failures"
+    );
+    assert!(fleet.busiest(time::Duration::seconds(1)) <= 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_paced_wave_is_never_throttled_and_runs_near_the_quota_bound() {
+    let fleet = Fleet::new(WAVE);
+    let engine = fleet.engine(fleet.paced(1.0, Duration::from_secs(20)));
+    let started = fleet.clock.now();
+    let summary = engine
+        .maintain_fleet(
+            &fleet.arns,
+            &options(),
+            CONCURRENCY,
+            Duration::from_secs(20),
+        )
+        .await;
+    assert_eq!(fleet.ses.throttled(), 0, "{:?}", summary.counts);
+    assert_eq!(
+        summary.counts.get(&Action::Rotated),
+        Some(&WAVE),
+        "{:?}",
+        summary.counts
+    );
+    // The quota bound: the wave's SES calls at 1 per second. Pacing must reach 0.8 of it.
+    let calls = fleet.ses.calls().len() as f64;
+    let took = (fleet.clock.now() - started).as_seconds_f64();
+    let bound = calls / SesQuota::AWS.per_second;
+    eprintln!(
+        "wave of {WAVE}: {calls} SES calls ({:.1} per identity) in {took:.1} s virtual; quota bound {bound:.1} s ({:.2} of it)",
+        calls / WAVE as f64,
+        bound / took
+    );
+    assert!(
+        took <= bound / 0.8,
+        "{calls} SES calls took {took:.1} s; the quota allows {bound:.1} s"
+    );
+    assert!(fleet.busiest(time::Duration::seconds(10)) <= 10);
+}
+
+/// The in-memory ports with SES paced.
+type PacedPorts =
+    PortSet<MemorySecrets, PacedSes<FakeSes, ManualClock>, MemoryZone, MemoryZone, ManualClock>;
+
+/// A queue worker, its engine over SES paced at `per_second` with at most `max_wait`.
+fn worker(
+    fleet: &Fleet,
+    per_second: f64,
+    max_wait: Duration,
+) -> Rotator<PacedPorts, RecordingNotifier, MemoryQueue> {
+    let mut settings = Settings::from_lookup(|_| None).unwrap().fleet;
+    settings.work_queue_url = Some("https://sqs.example/dkim-work".into());
+    Rotator {
+        engine: fleet.engine(fleet.paced(per_second, max_wait)),
+        fleet: settings,
+        notifier: RecordingNotifier::default(),
+        queue: MemoryQueue::default(),
+    }
+}
+
+fn batch(items: &[(String, WorkItem)]) -> SqsEvent {
+    serde_json::from_value(json!({
+        "Records": items.iter().map(|(id, item)| json!({
+            "messageId": id, "receiptHandle": "r", "body": item.to_body(), "attributes": {},
+            "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+            "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:dkim-work", "awsRegion": "us-east-1"
+        })).collect::<Vec<_>>()
+    }))
+    .unwrap()
+}
+
+fn item(arn: &str) -> WorkItem {
+    WorkItem {
+        secret_id: arn.to_owned(),
+        force: false,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn throttled_work_comes_back_later_without_failing_or_notifying() {
+    let fleet = Fleet::new(3);
+    let rotator = worker(&fleet, 1.0, Duration::from_secs(20));
+    // SES answers 429 once more than the SDK retries (another tool in the account took the
+    // quota): the first identity's switch is refused mid-rotation.
+    fleet.ses.fail_next(
+        "PutEmailIdentityDkimSigningAttributes",
+        FailureKind::Throttled,
+    );
+    let records: Vec<(String, WorkItem)> = fleet
+        .arns
+        .iter()
+        .enumerate()
+        .map(|(i, arn)| (format!("m{i}"), item(arn)))
+        .collect();
+    let response = rotator.work(batch(&records), Deadline::NONE).await;
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "a throttle counted toward the dead-letter queue: {:?}",
+        response.batch_item_failures
+    );
+    let kinds: Vec<_> = rotator.notifier.sent().iter().map(|n| n.kind).collect();
+    assert!(
+        !kinds.contains(&NotificationKind::Failure),
+        "a throttle notified a failure: {kinds:?}"
+    );
+    let back = rotator.queue.drain();
+    assert_eq!(back.len(), 1, "{back:?}");
+    let (again, delay) = &back[0];
+    assert_eq!(again.secret_id, fleet.arns[0]);
+    assert!(
+        *delay >= THROTTLED_DELAY && *delay < THROTTLED_DELAY * 2,
+        "{delay:?}"
+    );
+    assert!(!switched(&fleet, &fleet.arns[0]));
+
+    // Delivered again after its delay, it resumes where it stopped (the same key) and ends
+    // switched; nothing ever failed.
+    let pending_key = fleet.secrets.json(&fleet.arns[0], STAGE_PENDING).unwrap();
+    tokio::time::sleep(*delay).await;
+    let response = rotator
+        .work(batch(&[("m0-again".into(), again.clone())]), Deadline::NONE)
+        .await;
+    assert!(response.batch_item_failures.is_empty());
+    assert!(rotator.queue.drain().is_empty());
+    assert!(fleet.arns.iter().all(|arn| switched(&fleet, arn)));
+    assert_eq!(
+        fleet.secrets.json(&fleet.arns[0], STAGE_CURRENT).unwrap()["selector"],
+        pending_key["selector"],
+        "the retry made a new key instead of resuming"
+    );
+    assert_eq!(
+        fleet.ses.throttled(),
+        0,
+        "the quota itself never refused a paced call"
+    );
+}
+
+fn switched(fleet: &Fleet, arn: &str) -> bool {
+    fleet.secrets.tags(arn).contains_key(TAG_SWITCHED_TO)
+}
+
+#[tokio::test(start_paused = true)]
+async fn records_without_time_to_start_go_back_to_the_queue_unfailed() {
+    let fleet = Fleet::new(2);
+    let rotator = worker(&fleet, 1.0, Duration::from_secs(20));
+    let records: Vec<(String, WorkItem)> = fleet
+        .arns
+        .iter()
+        .enumerate()
+        .map(|(i, arn)| (format!("m{i}"), item(arn)))
+        .collect();
+    // Less than DKIM_IDENTITY_BUDGET_SECONDS (20 s) left: nothing starts.
+    let deadline = Deadline::at(fleet.clock.now() + time::Duration::seconds(10));
+    let response = rotator.work(batch(&records), deadline).await;
+    assert!(response.batch_item_failures.is_empty());
+    let back: Vec<String> = rotator
+        .queue
+        .drain()
+        .into_iter()
+        .map(|(item, _)| item.secret_id)
+        .collect();
+    assert_eq!(back, fleet.arns);
+    assert!(fleet.ses.calls().is_empty(), "a record started anyway");
+}
