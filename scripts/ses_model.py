@@ -30,9 +30,16 @@ Control API for tests (no auth, JSON), under /_model/:
     POST   /_model/expire  {"identity", "region"?}    move the put time back by the window
     GET    /_model/state                               everything except private keys (never kept)
     POST   /_model/reset                               forget every identity
+    GET    /_model/quota                               what the quota refused and admitted, per region
     POST   /_model/chaos   {"rules": [...]}            replace fault rules for SES API calls
     GET    /_model/chaos                               the rules, each with "fired"
     DELETE /_model/chaos                               clear the rules
+
+Quotas, as AWS documents them ("Service quotas in Amazon SES"): every SESv2 action except
+sending is throttled at --rate requests per second per region (default 1, AWS's figure; 0 turns
+it off), answered `TooManyRequestsException` (HTTP 429) as SES does; a token bucket of --burst
+requests (AWS does not publish its depth; default 1). CreateEmailIdentity refuses a region's
+identity number --max-identities + 1 (default 10,000) with `LimitExceededException`.
 
 Standard library + dnspython + dkimpy only. Private keys are never logged, returned or stored:
 only the public modulus and exponent are kept.
@@ -84,7 +91,7 @@ SUPPORTED = (
     "PUT /v2/email/identities/{id}/dkim/signing (PutEmailIdentityDkimSigningAttributes), "
     "DELETE /v2/email/identities/{id} (DeleteEmailIdentity); control API: "
     "POST /_model/check, POST /_model/status, POST /_model/expire, POST /_model/reset, "
-    "GET /_model/state, GET|POST|DELETE /_model/chaos"
+    "GET /_model/state, GET /_model/quota, GET|POST|DELETE /_model/chaos"
 )
 
 
@@ -447,6 +454,8 @@ class Identity:
 
 
 class Model:
+    max_identities = 10_000
+
     def __init__(self, dns_server: tuple[str, int], window: float):
         self.dns_server = dns_server
         self.window = window
@@ -497,6 +506,13 @@ class Model:
             if (region, name) in self.identities:
                 raise ApiError(
                     400, "AlreadyExistsException", f"Email identity {name} already exists."
+                )
+            in_region = sum(1 for r, _ in self.identities if r == region)
+            if in_region >= self.max_identities:
+                raise ApiError(
+                    400, "LimitExceededException",
+                    f"There are too many instances of the specified resource type "
+                    f"({self.max_identities} identities in {region}).",
                 )
             identity = Identity(region, name, tags)
             identity.key_length = key_length
@@ -745,6 +761,38 @@ class Chaos:
         return error
 
 
+class Quota:
+    """SES's request quota per region: a token bucket refilled continuously at `rate`."""
+
+    def __init__(self, rate: float, burst: float):
+        self.rate = rate
+        self.burst = max(burst, 1.0)
+        self.lock = threading.Lock()
+        self.buckets: dict[str, tuple[float, float]] = {}
+        self.throttled: dict[str, int] = {}
+        self.admitted: dict[str, int] = {}
+
+    def admit(self, region: str) -> ApiError | None:
+        if self.rate <= 0:
+            return None
+        now = time.monotonic()
+        with self.lock:
+            tokens, counted = self.buckets.get(region, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - counted) * self.rate)
+            if tokens < 1.0:
+                self.buckets[region] = (tokens, now)
+                self.throttled[region] = self.throttled.get(region, 0) + 1
+                return ApiError(429, "TooManyRequestsException", "Too Many Requests")
+            self.buckets[region] = (tokens - 1.0, now)
+            self.admitted[region] = self.admitted.get(region, 0) + 1
+            return None
+
+    def listing(self) -> dict:
+        with self.lock:
+            return {"rate": self.rate, "burst": self.burst,
+                    "throttled": dict(self.throttled), "admitted": dict(self.admitted)}
+
+
 # --------------------------------------------------------------------------------------------
 # HTTP.
 # --------------------------------------------------------------------------------------------
@@ -758,6 +806,7 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "ses_model"
     sys_version = ""
     model: Model = None  # set in main
+    quota: Quota = None  # set in main
     chaos: Chaos = None
 
     def log_message(self, format, *args):  # noqa: A002 - silence the default access log
@@ -827,6 +876,10 @@ class Handler(BaseHTTPRequestHandler):
                     elif selector is not None:
                         # Not a valid selector: could be anything, even a misplaced key.
                         note += " selector=<invalid, not logged>"
+                throttled = self.quota.admit(region)
+                if throttled is not None:
+                    note += " (quota)"
+                    raise throttled
                 fault = self.chaos.apply(operation)
                 if fault is not None:
                     note += " (chaos)"
@@ -914,6 +967,8 @@ class Handler(BaseHTTPRequestHandler):
             return m.state()
         if path == "/_model/reset" and method == "POST":
             return m.reset()
+        if path == "/_model/quota" and method == "GET":
+            return self.quota.listing()
         if path == "/_model/chaos":
             if method == "GET":
                 return self.chaos.listing()
@@ -947,12 +1002,21 @@ def main(argv=None) -> int:
                              "its put (SES takes its time; the demo shows PENDING first)")
     parser.add_argument("--window", type=float, default=DEFAULT_WINDOW,
                         help="seconds after a put before a PENDING key FAILs (default 259200)")
+    parser.add_argument("--rate", type=float, default=1.0,
+                        help="SESv2 requests per second per region (AWS: 1; 0: no quota)")
+    parser.add_argument("--burst", type=float, default=1.0,
+                        help="requests a quiet region may make back to back (default 1)")
+    parser.add_argument("--max-identities", type=int, default=10_000,
+                        help="identities per region (AWS: 10,000)")
     args = parser.parse_args(argv)
-    if args.check_interval < 0 or args.window < 0:
-        parser.error("--check-interval and --window must not be negative")
+    if args.check_interval < 0 or args.window < 0 or args.rate < 0 or args.max_identities < 0:
+        parser.error("--check-interval, --window, --rate and --max-identities must not be "
+                     "negative")
 
     model = Model(args.dns_server, args.window)
+    model.max_identities = args.max_identities
     Handler.model = model
+    Handler.quota = Quota(args.rate, args.burst)
     Handler.chaos = Chaos()
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True

@@ -313,7 +313,7 @@ def is_error(resp, status: int, code: str) -> bool:
 
 
 def run(knot: Knot, keys: dict) -> None:
-    model = ModelProc(knot.port)
+    model = ModelProc(knot.port, "--rate", "0")
     try:
         main_checks(model, knot, keys)
     finally:
@@ -329,6 +329,7 @@ def run(knot: Knot, keys: dict) -> None:
           "one log line per request")
 
     background_checks(knot, keys)
+    quotas(knot)
 
 
 def bad_length(b64: str) -> str:
@@ -609,9 +610,48 @@ def main_checks(m: ModelProc, knot: Knot, keys: dict) -> None:
           "re-create after delete starts on Easy DKIM")
 
 
+def quotas(knot: Knot) -> None:
+    section("quotas (AWS's defaults; then --rate 2 --max-identities 2)")
+    m = ModelProc(knot.port)
+    try:
+        answers = [m.get("nobody.dkim.test") for _ in range(4)]
+        throttled = [a for a in answers if is_error(a, 429, "TooManyRequestsException")]
+        check(len(throttled) >= 2,
+              "default quota 1 request/s: back-to-back calls answer 429 TooManyRequestsException",
+              [a[0] for a in answers])
+    finally:
+        m.stop()
+    m = ModelProc(knot.port, "--rate", "2", "--max-identities", "2")
+    try:
+        first = m.create("q1.dkim.test")
+        burst = [m.get("q1.dkim.test") for _ in range(3)]
+        check(first[0] == 200 and any(is_error(a, 429, "TooManyRequestsException")
+                                      for a in burst),
+              "a call inside the interval is throttled", [a[0] for a in burst])
+        other = m.get("q1.dkim.test", region="eu-west-1")
+        check(is_error(other, 404, "NotFoundException"),
+              "the quota is per region: eu-west-1 still answers", other[0])
+        time.sleep(0.6)
+        check(m.get("q1.dkim.test")[0] == 200, "after the interval a call is admitted again")
+        time.sleep(0.6)
+        check(m.create("q2.dkim.test")[0] == 200, "identity 2 of 2 is created")
+        time.sleep(0.6)
+        check(is_error(m.create("q3.dkim.test"), 400, "LimitExceededException"),
+              "identity 3 of 2 -> LimitExceededException")
+        time.sleep(0.6)
+        check(m.create("q3.dkim.test", region="eu-west-1")[0] == 200,
+              "the identity limit is per region")
+        st, _, listing = m.ctl("GET", "quota")
+        check(st == 200 and listing["throttled"].get("us-east-1", 0) >= 1
+              and listing["admitted"].get("us-east-1", 0) >= 4,
+              "GET /_model/quota counts what was throttled and admitted", listing)
+    finally:
+        m.stop()
+
+
 def background_checks(knot: Knot, keys: dict) -> None:
     section("background checker (--check-interval 0.2 --window 1.5)")
-    m = ModelProc(knot.port, "--check-interval", "0.2", "--window", "1.5")
+    m = ModelProc(knot.port, "--check-interval", "0.2", "--window", "1.5", "--rate", "0")
     try:
         k = keys["k1024"]
         m.create("bg1.dkim.test")
@@ -639,7 +679,8 @@ def background_checks(knot: Knot, keys: dict) -> None:
               "record removed -> TEMPORARY_FAILURE on its own")
     finally:
         m.stop()
-    m = ModelProc(knot.port, "--dns-server", "127.0.0.1:9")  # last flag wins: nothing listens
+    m = ModelProc(knot.port, "--dns-server", "127.0.0.1:9",  # last flag wins: nothing listens
+                  "--rate", "0")
     try:
         m.create("to.dkim.test")
         m.put_external("to.dkim.test", "s", keys["k1024"].pkcs1)

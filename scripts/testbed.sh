@@ -110,10 +110,13 @@ PIDS+=($!)
 wait_for_port knot "${DNS_PORT}" "${PIDS[-1]}"
 export DKIM_TEST_DNS_SERVER="127.0.0.1:${DNS_PORT}" DKIM_TEST_DNS_ZONE="${DNS_ZONE}"
 
+# AWS's rate quotas times this factor, for the SES model and for the function's pacing (the
+# in-memory quota tests run at AWS's own figures in virtual time).
+export DKIM_TEST_QUOTA_SCALE="${DKIM_TEST_QUOTA_SCALE:-50}"
 SES_PORT=$(free_port)
 "${VENV}/bin/python" scripts/ses_model.py --port "${SES_PORT}" --dns-server "127.0.0.1:${DNS_PORT}" \
   --check-interval "${SES_MODEL_CHECK_INTERVAL:-0}" --first-look-after "${SES_MODEL_FIRST_LOOK_AFTER:-0}" \
-  --window "${SES_MODEL_WINDOW:-259200}" \
+  --window "${SES_MODEL_WINDOW:-259200}" --rate "${DKIM_TEST_QUOTA_SCALE}" \
   >"${STATE}/ses_model.log" 2>&1 &
 PIDS+=($!)
 wait_for_port ses_model "${SES_PORT}" "${PIDS[-1]}"
@@ -127,9 +130,6 @@ export AWS_ENDPOINT_URL_SESV2="http://127.0.0.1:${SES_PORT}"
 export AWS_ENDPOINT_URL_SNS="http://127.0.0.1:${MOTO_PORT}"
 export AWS_ENDPOINT_URL_SQS="http://127.0.0.1:${MOTO_PORT}"
 export SES_DKIM_TESTBED_VENV="${VENV}"
-# AWS's rate quotas times this factor, for the bed and for the function's pacing (the in-memory
-# quota tests run at AWS's own figures in virtual time).
-export DKIM_TEST_QUOTA_SCALE="${DKIM_TEST_QUOTA_SCALE:-50}"
 export PATH="${VENV}/bin:${PATH}"
 [ -n "${TESTBED_QUIET:-}" ] || echo "==> stand-ins up: moto (Secrets Manager, Route 53, SNS, SQS) on :${MOTO_PORT}, knot (DNS, zone ${DNS_ZONE}) on :${DNS_PORT}, SES model (SESv2 DKIM) on :${SES_PORT}" >&2
 
