@@ -466,7 +466,7 @@ def function_env(mode, proxies):
         "DKIM_OLD_KEY_GRACE_DAYS": "0",
         "DKIM_ADOPT_EASY_DKIM": "true",
         # The bed's quota scale (scripts/testbed.sh): SES's 1 request/s times the factor.
-        "DKIM_SES_REQUESTS_PER_SECOND": ENV.get("DKIM_TEST_QUOTA_SCALE", "50"),
+        "DKIM_SES_REQUESTS_PER_SECOND": ENV.get("DKIM_TEST_QUOTA_SCALE", "10"),
     })
     if mode == "rfc2136":
         env.update({"DKIM_DNS_UPDATE_SERVER": dns_proxy_address, "DKIM_DNS_ZONE": ZONE,

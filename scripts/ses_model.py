@@ -36,10 +36,11 @@ Control API for tests (no auth, JSON), under /_model/:
     DELETE /_model/chaos                               clear the rules
 
 Quotas, as AWS documents them ("Service quotas in Amazon SES"): every SESv2 action except
-sending is throttled at --rate requests per second per region (default 1, AWS's figure; 0 turns
+sending is throttled at --rate requests per second per account (access key id) and region (default 1, AWS's figure; 0 turns
 it off), answered `TooManyRequestsException` (HTTP 429) as SES does; a token bucket of --burst
 requests (AWS does not publish its depth; default 1). CreateEmailIdentity refuses a region's
-identity number --max-identities + 1 (default 10,000) with `LimitExceededException`.
+identity number --max-identities + 1 (default 10,000) with `LimitExceededException`. A key
+named by --unmetered-key (a test bed's own set-up and checks) is not held to the quota.
 
 Standard library + dnspython + dkimpy only. Private keys are never logged, returned or stored:
 only the public modulus and exponent are kept.
@@ -80,7 +81,7 @@ KEY_LENGTHS = ("RSA_1024_BIT", "RSA_2048_BIT")
 
 SELECTOR_RE = re.compile(r"(([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9\-]*[a-zA-Z0-9]))")
 PRIVATE_KEY_RE = re.compile(r"[a-zA-Z0-9+/]+={0,2}")
-CREDENTIAL_RE = re.compile(r"Credential=[^/,\s]+/\d{8}/([^/,\s]+)/[^/,\s]+/aws4_request")
+CREDENTIAL_RE = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/,\s]+)/[^/,\s]+/aws4_request")
 # 1.2.840.113549.1.1.1 (rsaEncryption), DER contents of the OBJECT IDENTIFIER.
 RSA_ENCRYPTION_OID = bytes.fromhex("2a864886f70d010101")
 TOKEN_ALPHABET = string.ascii_lowercase + string.digits
@@ -764,7 +765,8 @@ class Chaos:
 class Quota:
     """SES's request quota per region: a token bucket refilled continuously at `rate`."""
 
-    def __init__(self, rate: float, burst: float):
+    def __init__(self, rate: float, burst: float, unmetered: tuple[str, ...] = ()):
+        self.unmetered = set(unmetered)
         self.rate = rate
         self.burst = max(burst, 1.0)
         self.lock = threading.Lock()
@@ -772,9 +774,10 @@ class Quota:
         self.throttled: dict[str, int] = {}
         self.admitted: dict[str, int] = {}
 
-    def admit(self, region: str) -> ApiError | None:
-        if self.rate <= 0:
+    def admit(self, account: str, region: str) -> ApiError | None:
+        if self.rate <= 0 or account in self.unmetered:
             return None
+        region = f"{account}/{region}"
         now = time.monotonic()
         with self.lock:
             tokens, counted = self.buckets.get(region, (self.burst, now))
@@ -844,7 +847,13 @@ class Handler(BaseHTTPRequestHandler):
 
     def region(self) -> str:
         m = CREDENTIAL_RE.search(self.headers.get("Authorization", ""))
-        return m.group(1) if m else DEFAULT_REGION
+        return m.group(2) if m else DEFAULT_REGION
+
+    def account(self) -> str:
+        """The caller, as the quota sees it: the access key id (the model has one account per
+        key, so a test bed's own set-up and checks can use a key of their own)."""
+        m = CREDENTIAL_RE.search(self.headers.get("Authorization", ""))
+        return m.group(1) if m else "anonymous"
 
     def handle_request(self, method: str):
         started = time.monotonic()
@@ -876,7 +885,7 @@ class Handler(BaseHTTPRequestHandler):
                     elif selector is not None:
                         # Not a valid selector: could be anything, even a misplaced key.
                         note += " selector=<invalid, not logged>"
-                throttled = self.quota.admit(region)
+                throttled = self.quota.admit(self.account(), region)
                 if throttled is not None:
                     note += " (quota)"
                     raise throttled
@@ -1006,6 +1015,9 @@ def main(argv=None) -> int:
                         help="SESv2 requests per second per region (AWS: 1; 0: no quota)")
     parser.add_argument("--burst", type=float, default=1.0,
                         help="requests a quiet region may make back to back (default 1)")
+    parser.add_argument("--unmetered-key", action="append", default=[],
+                        help="an access key id the quota leaves alone (a test bed's own "
+                             "set-up and checks); may repeat")
     parser.add_argument("--max-identities", type=int, default=10_000,
                         help="identities per region (AWS: 10,000)")
     args = parser.parse_args(argv)
@@ -1016,7 +1028,7 @@ def main(argv=None) -> int:
     model = Model(args.dns_server, args.window)
     model.max_identities = args.max_identities
     Handler.model = model
-    Handler.quota = Quota(args.rate, args.burst)
+    Handler.quota = Quota(args.rate, args.burst, tuple(args.unmetered_key))
     Handler.chaos = Chaos()
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True

@@ -239,7 +239,7 @@ class ModelProc:
             self.lines.append(line)
 
     def call(self, method: str, path: str, body=None, region: str | None = None,
-             raw: bytes | None = None):
+             raw: bytes | None = None, akid: str = "AKIDTESTING"):
         """(status, headers, JSON body) of one request."""
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
         req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data,
@@ -248,7 +248,7 @@ class ModelProc:
         if region is not None:
             req.add_header(
                 "Authorization",
-                f"AWS4-HMAC-SHA256 Credential=AKIDTESTING/20261129/{region}/ses/aws4_request, "
+                f"AWS4-HMAC-SHA256 Credential={akid}/20261129/{region}/ses/aws4_request, "
                 "SignedHeaders=host;x-amz-date, Signature=" + "0" * 64,
             )
         try:
@@ -621,13 +621,19 @@ def quotas(knot: Knot) -> None:
               [a[0] for a in answers])
     finally:
         m.stop()
-    m = ModelProc(knot.port, "--rate", "2", "--max-identities", "2")
+    m = ModelProc(knot.port, "--rate", "2", "--max-identities", "2", "--unmetered-key", "BEDTOOLS")
     try:
         first = m.create("q1.dkim.test")
         burst = [m.get("q1.dkim.test") for _ in range(3)]
         check(first[0] == 200 and any(is_error(a, 429, "TooManyRequestsException")
                                       for a in burst),
               "a call inside the interval is throttled", [a[0] for a in burst])
+        path = "/v2/email/identities/q1.dkim.test"
+        check(m.call("GET", path, region="us-east-1", akid="AKIDOTHER")[0] == 200,
+              "the quota is per account: another access key still answers")
+        unmetered = [m.call("GET", path, region="us-east-1", akid="BEDTOOLS")[0]
+                     for _ in range(5)]
+        check(unmetered == [200] * 5, "an --unmetered-key is never throttled", unmetered)
         other = m.get("q1.dkim.test", region="eu-west-1")
         check(is_error(other, 404, "NotFoundException"),
               "the quota is per region: eu-west-1 still answers", other[0])
@@ -642,8 +648,8 @@ def quotas(knot: Knot) -> None:
         check(m.create("q3.dkim.test", region="eu-west-1")[0] == 200,
               "the identity limit is per region")
         st, _, listing = m.ctl("GET", "quota")
-        check(st == 200 and listing["throttled"].get("us-east-1", 0) >= 1
-              and listing["admitted"].get("us-east-1", 0) >= 4,
+        check(st == 200 and listing["throttled"].get("AKIDTESTING/us-east-1", 0) >= 1
+              and listing["admitted"].get("AKIDTESTING/us-east-1", 0) >= 4,
               "GET /_model/quota counts what was throttled and admitted", listing)
     finally:
         m.stop()

@@ -112,11 +112,11 @@ export DKIM_TEST_DNS_SERVER="127.0.0.1:${DNS_PORT}" DKIM_TEST_DNS_ZONE="${DNS_ZO
 
 # AWS's rate quotas times this factor, for the SES model and for the function's pacing (the
 # in-memory quota tests run at AWS's own figures in virtual time).
-export DKIM_TEST_QUOTA_SCALE="${DKIM_TEST_QUOTA_SCALE:-50}"
+export DKIM_TEST_QUOTA_SCALE="${DKIM_TEST_QUOTA_SCALE:-10}"
 SES_PORT=$(free_port)
 "${VENV}/bin/python" scripts/ses_model.py --port "${SES_PORT}" --dns-server "127.0.0.1:${DNS_PORT}" \
   --check-interval "${SES_MODEL_CHECK_INTERVAL:-0}" --first-look-after "${SES_MODEL_FIRST_LOOK_AFTER:-0}" \
-  --window "${SES_MODEL_WINDOW:-259200}" --rate "${DKIM_TEST_QUOTA_SCALE}" \
+  --window "${SES_MODEL_WINDOW:-259200}" --rate "${DKIM_TEST_QUOTA_SCALE}" --unmetered-key BEDTOOLS \
   >"${STATE}/ses_model.log" 2>&1 &
 PIDS+=($!)
 wait_for_port ses_model "${SES_PORT}" "${PIDS[-1]}"

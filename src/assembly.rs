@@ -1,6 +1,7 @@
 //! Builds the production engine from [`Settings`] and an AWS config: one place that picks the
 //! adapters, shared by the Lambda binary and the tests.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use aws_config::SdkConfig;
@@ -146,21 +147,28 @@ fn with_retries(aws: &SdkConfig) -> SdkConfig {
     aws.to_builder().retry_config(sdk_retry_config()).build()
 }
 
+/// The process's one SES pacer: the share is the process's, however many engines it builds
+/// (one in Lambda and in the CLI; many in a test binary, whose tests then share it as two
+/// Lambda invocations never could). The first engine's settings set its rate.
+static PROCESS_SES_PACER: OnceLock<Arc<Pacer>> = OnceLock::new();
+
 /// SESv2 behind this process's share of the SES quota (see [`crate::engine::pacing`]): no
 /// burst, so concurrent invocations together stay within the budget; a call whose turn is
 /// further than the identity budget away is not sent (the work comes back later).
 fn paced_ses(settings: &Settings, aws: &SdkConfig) -> PacedSes<SesV2Signing, SystemClock> {
-    let pacer = Pacer::new(
-        Rate {
-            per_second: settings.fleet.ses_share_per_second(),
-            burst: 1,
-        },
-        settings.fleet.identity_budget,
-    );
+    let pacer = PROCESS_SES_PACER.get_or_init(|| {
+        Arc::new(Pacer::new(
+            Rate {
+                per_second: settings.fleet.ses_share_per_second(),
+                burst: 1,
+            },
+            settings.fleet.identity_budget,
+        ))
+    });
     let home_region = aws.region().map(|r| r.to_string()).unwrap_or_default();
     PacedSes::new(
         SesV2Signing::new(aws_sdk_sesv2::Client::new(aws)),
-        std::sync::Arc::new(pacer),
+        Arc::clone(pacer),
         SystemClock,
         home_region,
     )

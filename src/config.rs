@@ -73,19 +73,29 @@ pub struct FleetSettings {
     /// `DKIM_QUEUE_MAX_CONCURRENCY`: the queue's `MaximumConcurrency` (the template passes
     /// it), so each worker takes its share of the SES budget.
     pub queue_max_concurrency: u32,
+    /// `DKIM_STALE_KEY_DAYS`: a key older than this counts in the `StaleKeys` metric.
+    pub stale_key_days: u32,
+    /// `AWS_REGION` (Lambda sets it): the SES region of a secret that names none, for the
+    /// per-region metrics.
+    pub home_region: String,
 }
 
+/// The part of the SES budget the pacer sends at: requests leave exactly one interval apart
+/// but reach SES with network jitter, and a bucket of one second's depth throttles one that
+/// arrives early; 10 % headroom absorbs jitter up to a tenth of the interval.
+pub const SES_PACING_HEADROOM: f64 = 0.9;
+
 impl FleetSettings {
-    /// This process's share of the SES budget per region: all of it when one invocation runs
-    /// (a scheduled run, a Secrets Manager step), a `1 / MaximumConcurrency` part for a queue
-    /// worker.
+    /// This process's share of the SES budget per region, with [`SES_PACING_HEADROOM`]: all
+    /// of the budget when one invocation runs (a scheduled run, a Secrets Manager step), a
+    /// `1 / MaximumConcurrency` part for a queue worker.
     pub fn ses_share_per_second(&self) -> f64 {
         let invocations = if self.work_queue_url.is_some() {
             self.queue_max_concurrency.max(1)
         } else {
             1
         };
-        self.ses_requests_per_second / f64::from(invocations)
+        self.ses_requests_per_second * SES_PACING_HEADROOM / f64::from(invocations)
     }
 
     /// A share so small that one SES call waits longer than an identity's budget would stop
@@ -97,7 +107,9 @@ impl FleetSettings {
         if interval <= budget {
             return Ok(());
         }
-        let most = (self.ses_requests_per_second * budget).floor().max(1.0);
+        let most = (self.ses_requests_per_second * SES_PACING_HEADROOM * budget)
+            .floor()
+            .max(1.0);
         Err(invalid(
             "DKIM_QUEUE_MAX_CONCURRENCY",
             format!(
@@ -351,6 +363,7 @@ impl<F: Fn(&str) -> Option<String>> Variables<F> {
             })
             .transpose()?;
         let trimmed = |name: &str| self.get(name).map(|t| t.trim().to_owned());
+        let rotation_days = self.number("DKIM_ROTATION_INTERVAL_DAYS", 90, 3650)?.max(1);
         let fleet = FleetSettings {
             secret_ids: self
                 .get("DKIM_SECRET_IDS")
@@ -363,9 +376,7 @@ impl<F: Fn(&str) -> Option<String>> Variables<F> {
                 })
                 .unwrap_or_default(),
             secret_tag,
-            rotation_interval: time::Duration::days(
-                self.number("DKIM_ROTATION_INTERVAL_DAYS", 90, 3650)?.max(1) as i64,
-            ),
+            rotation_interval: time::Duration::days(rotation_days as i64),
             health_check_days: self.number("DKIM_HEALTH_CHECK_DAYS", 7, 365)? as u32,
             max_concurrency: self.number("DKIM_MAX_CONCURRENCY", 4, 256)?.max(1) as usize,
             identity_budget: Duration::from_secs(self.number(
@@ -385,6 +396,10 @@ impl<F: Fn(&str) -> Option<String>> Variables<F> {
             )?,
             queue_max_concurrency: self.number("DKIM_QUEUE_MAX_CONCURRENCY", 2, 1000)?.max(1)
                 as u32,
+            stale_key_days: self
+                .number("DKIM_STALE_KEY_DAYS", rotation_days + 14, 3650 + 365)?
+                .max(1) as u32,
+            home_region: trimmed("AWS_REGION").unwrap_or_else(|| "us-east-1".to_owned()),
         };
         fleet.check_ses_share()?;
         Ok(fleet)

@@ -111,10 +111,16 @@ async fn fleet_of_200_rotates_through_throttling_server_errors_and_latency_and_o
     );
 
     assert_eq!(summary.identities.len(), 201, "none lost");
+    let not_rotated: Vec<(&Action, Option<&str>)> = summary
+        .identities
+        .iter()
+        .filter(|r| r.action != Action::Rotated)
+        .map(|r| (&r.action, r.error.as_deref()))
+        .collect();
     assert_eq!(
         summary.counts.get(&Action::Rotated),
         Some(&200),
-        "{:?}",
+        "{:?}: {not_rotated:#?}",
         summary.counts
     );
     assert_eq!(summary.counts.get(&Action::Failed), Some(&1));
@@ -137,11 +143,17 @@ async fn fleet_of_200_rotates_through_throttling_server_errors_and_latency_and_o
     }
 
     // The run's EMF lines parse and carry what happened.
-    let lines = metrics::fleet_lines("SesDkimRotator", 1_800_000_000_000, &summary);
+    let rules = metrics::GaugeRules {
+        stale_after_days: 104.0,
+        home_region: "us-east-1".into(),
+    };
+    let lines = metrics::fleet_lines("SesDkimRotator", 1_800_000_000_000, &summary, &rules);
     let counts: Value = serde_json::from_str(&lines[0]).unwrap();
     assert_eq!(counts["Rotations"], 200);
     assert_eq!(counts["Failures"], 1);
-    for line in &lines {
+    let (emf, logged): (Vec<&String>, Vec<&String>) =
+        lines.iter().partition(|line| line.contains("\"_aws\""));
+    for line in &emf {
         let v: Value = serde_json::from_str(line).expect("EMF line is JSON");
         let directive = &v["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(directive["Namespace"], "SesDkimRotator");
@@ -154,11 +166,14 @@ async fn fleet_of_200_rotates_through_throttling_server_errors_and_latency_and_o
             assert!(v[metric["Name"].as_str().unwrap()].is_number(), "{line}");
         }
     }
-    assert_eq!(
-        lines.len(),
-        1 + 200,
-        "one key-age line per rotated identity"
-    );
+    // The counts and one gauge line (one region): the metric count does not grow with the
+    // fleet; each identity is a log line.
+    assert_eq!(emf.len(), 2, "{emf:?}");
+    let gauge: Value = serde_json::from_str(emf[1]).unwrap();
+    assert_eq!(gauge["Region"], "us-east-1");
+    assert_eq!(gauge["StaleKeys"], 0);
+    assert_eq!(gauge["AwaitingSes"], 0);
+    assert_eq!(logged.len(), 200, "one log line per identity read");
 
     // A second run finds nothing due: nothing rotated twice (SES has not looked at the new
     // records yet, so they are still PENDING, as on AWS).

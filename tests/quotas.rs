@@ -14,7 +14,7 @@ use ses_dkim_rotator::app::Rotator;
 use ses_dkim_rotator::app::worker::THROTTLED_DELAY;
 use ses_dkim_rotator::config::Settings;
 use ses_dkim_rotator::engine::identity::AllowedIdentities;
-use ses_dkim_rotator::engine::pacing::{PacedSes, Pacer, Rate};
+use ses_dkim_rotator::engine::pacing::{PACED_RETRIES, PacedSes, Pacer, Rate};
 use ses_dkim_rotator::engine::ports::{
     Clock, Deadline, DkimSigningService, FailureKind, PortSet, STAGE_CURRENT, STAGE_PENDING,
 };
@@ -192,6 +192,24 @@ async fn a_paced_wave_is_never_throttled_and_runs_near_the_quota_bound() {
 type PacedPorts =
     PortSet<MemorySecrets, PacedSes<FakeSes, ManualClock>, MemoryZone, MemoryZone, ManualClock>;
 
+#[tokio::test(start_paused = true)]
+async fn a_call_ses_throttles_anyway_is_sent_again_on_the_next_turn() {
+    let fleet = Fleet::new(1);
+    let paced = fleet.paced(0.9, Duration::from_secs(20));
+    // Another caller in the account takes this second's request first.
+    let domain = "d0.example.com";
+    fleet.ses.dkim_state(domain, None).await.unwrap();
+    let started = fleet.clock.now();
+    let state = paced.dkim_state(domain, None).await;
+    assert!(state.is_ok(), "{state:?}");
+    assert_eq!(
+        fleet.ses.throttled(),
+        1,
+        "the first paced attempt met the quota"
+    );
+    assert!(fleet.clock.now() - started >= time::Duration::seconds(1));
+}
+
 /// A queue worker, its engine over SES paced at `per_second` with at most `max_wait`.
 fn worker(
     fleet: &Fleet,
@@ -230,12 +248,14 @@ fn item(arn: &str) -> WorkItem {
 async fn throttled_work_comes_back_later_without_failing_or_notifying() {
     let fleet = Fleet::new(3);
     let rotator = worker(&fleet, 1.0, Duration::from_secs(20));
-    // SES answers 429 once more than the SDK retries (another tool in the account took the
-    // quota): the first identity's switch is refused mid-rotation.
-    fleet.ses.fail_next(
-        "PutEmailIdentityDkimSigningAttributes",
-        FailureKind::Throttled,
-    );
+    // SES answers 429 to every attempt, the paced retries included (another tool in the
+    // account keeps taking the quota): the first identity's switch is refused mid-rotation.
+    for _ in 0..=PACED_RETRIES {
+        fleet.ses.fail_next(
+            "PutEmailIdentityDkimSigningAttributes",
+            FailureKind::Throttled,
+        );
+    }
     let records: Vec<(String, WorkItem)> = fleet
         .arns
         .iter()

@@ -61,9 +61,45 @@ fn kind_from_code(code: &str, is_service_error: bool) -> FailureKind {
         "AccessDeniedException" | "AccessDenied" | "UnrecognizedClientException" => {
             FailureKind::AccessDenied
         }
-        code if is_service_error && !code.is_empty() && !code.contains("Internal") => {
-            FailureKind::InvalidRequest
+        // Server-side trouble, whatever the service calls it (`InternalFailure`,
+        // `ServiceUnavailable`, `RequestTimeout`, …): worth another try later.
+        code if code.contains("Internal")
+            || code.contains("Unavailable")
+            || code.contains("Timeout") =>
+        {
+            FailureKind::Unavailable
         }
+        code if is_service_error && !code.is_empty() => FailureKind::InvalidRequest,
         _ => FailureKind::Unavailable,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_side_codes_are_unavailable_and_other_service_codes_invalid() {
+        for code in [
+            "ServiceUnavailable",
+            "ServiceUnavailableException",
+            "InternalFailure",
+            "RequestTimeout",
+        ] {
+            assert_eq!(
+                kind_from_code(code, true),
+                FailureKind::Unavailable,
+                "{code}"
+            );
+        }
+        assert_eq!(
+            kind_from_code("TooManyRequestsException", true),
+            FailureKind::Throttled
+        );
+        assert_eq!(
+            kind_from_code("BadRequestException", true),
+            FailureKind::InvalidRequest
+        );
+        assert_eq!(kind_from_code("", false), FailureKind::Unavailable);
     }
 }

@@ -68,7 +68,11 @@ impl<P: Ports, N: Notifier, Q: WorkQueue> Rotator<P, N, Q> {
 
     /// Prints the EMF lines of a fleet summary.
     pub(crate) fn print_metrics(&self, summary: &FleetSummary) {
-        for line in metrics::fleet_lines(&self.fleet.metrics_namespace, now_ms(), summary) {
+        let rules = metrics::GaugeRules {
+            stale_after_days: f64::from(self.fleet.stale_key_days),
+            home_region: self.fleet.home_region.clone(),
+        };
+        for line in metrics::fleet_lines(&self.fleet.metrics_namespace, now_ms(), summary, &rules) {
             println!("{line}");
         }
     }

@@ -4,7 +4,8 @@
 //! SESv2 throttles every action but sending at 1 request per second per account and region
 //! (SES developer guide, "Service quotas in Amazon SES"; not adjustable). A [`Pacer`] keeps one
 //! lane per region and gives out slots at its [`Rate`]; [`PacedSes`] takes a slot before every
-//! SES call. When the next slot is further away than the pacer's longest wait, the call is not
+//! SES call (and a call SES throttled anyway is sent again on a later slot, up to
+//! [`PACED_RETRIES`] times). When the next slot is further away than the pacer's longest wait, the call is not
 //! sent at all: it fails at once as [`FailureKind::Throttled`], and the caller brings the work
 //! back later (the queue worker re-sends it with a delay, a scheduled run leaves it to the next
 //! run). Such a throttle is never a failure of the identity.
@@ -137,14 +138,32 @@ impl<S: DkimSigningService, C: Clock> PacedSes<S, C> {
     }
 }
 
+/// How many more times a call SES throttled anyway is sent, each on a new paced turn. SES
+/// still throttles a paced call now and then: a request that reaches it early through network
+/// jitter, a retry the SDK sent outside the pacer, another caller in the account. Retrying on
+/// the next turn keeps even those within the share.
+pub const PACED_RETRIES: u32 = 3;
+
+/// Whether `result` is worth another paced turn.
+fn throttled<T>(result: &Result<T, PortError>, attempt: u32) -> bool {
+    attempt < PACED_RETRIES && matches!(result, Err(e) if e.kind == FailureKind::Throttled)
+}
+
 impl<S: DkimSigningService, C: Clock> DkimSigningService for PacedSes<S, C> {
     async fn dkim_state(
         &self,
         identity: &str,
         region: Option<&str>,
     ) -> Result<Option<SesDkimState>, PortError> {
-        self.turn("GetEmailIdentity", region).await?;
-        self.inner.dkim_state(identity, region).await
+        let mut attempt = 0;
+        loop {
+            self.turn("GetEmailIdentity", region).await?;
+            let result = self.inner.dkim_state(identity, region).await;
+            if !throttled(&result, attempt) {
+                return result;
+            }
+            attempt += 1;
+        }
     }
 
     async fn sign_with_external_key(
@@ -154,11 +173,19 @@ impl<S: DkimSigningService, C: Clock> DkimSigningService for PacedSes<S, C> {
         selector: &str,
         private_key: &SecretText,
     ) -> Result<(), PortError> {
-        self.turn("PutEmailIdentityDkimSigningAttributes", region)
-            .await?;
-        self.inner
-            .sign_with_external_key(identity, region, selector, private_key)
-            .await
+        let mut attempt = 0;
+        loop {
+            self.turn("PutEmailIdentityDkimSigningAttributes", region)
+                .await?;
+            let result = self
+                .inner
+                .sign_with_external_key(identity, region, selector, private_key)
+                .await;
+            if !throttled(&result, attempt) {
+                return result;
+            }
+            attempt += 1;
+        }
     }
 }
 

@@ -105,6 +105,9 @@ pub struct IdentityReport {
     /// The selector in use (or being rotated in).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,
+    /// The SES regions the secret names (`region` / `regions`); empty: the function's own.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<String>,
     /// SES's DKIM status.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ses_status: Option<DkimStatus>,
@@ -152,6 +155,7 @@ impl IdentityReport {
             planned: false,
             identity: None,
             selector: None,
+            regions: Vec::new(),
             ses_status: None,
             key_age_days: None,
             pending_hours: None,
@@ -228,6 +232,12 @@ fn describe_into(
     dry_run: bool,
 ) {
     report.identity = Some(current.identity.to_string());
+    report.regions = current
+        .ses_regions()
+        .into_iter()
+        .flatten()
+        .map(str::to_owned)
+        .collect();
     report.selector = facts.current_selector.clone();
     report.ses_status = ses_state.status.clone();
     report.key_age_days = facts.key_created.map(|created| days_between(created, now));

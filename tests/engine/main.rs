@@ -42,6 +42,14 @@ use time::OffsetDateTime;
 use time::macros::datetime;
 
 const DOMAIN: &str = "example.com";
+
+/// The gauge rules of the default settings (stale after 104 days, home region us-east-1).
+fn gauge_rules() -> metrics::GaugeRules {
+    metrics::GaugeRules {
+        stale_after_days: 104.0,
+        home_region: "us-east-1".into(),
+    }
+}
 const START: OffsetDateTime = datetime!(2030-01-10 08:00 UTC);
 const STEPS: [Step; 4] = [
     Step::CreateSecret,

@@ -191,7 +191,8 @@ async fn a_current_key_ses_failed_is_reported_not_counted_as_a_rollback() {
         counts: Default::default(),
         identities: vec![report],
     };
-    let counts: Value = serde_json::from_str(&metrics::fleet_lines("Ns", 0, &summary)[0]).unwrap();
+    let counts: Value =
+        serde_json::from_str(&metrics::fleet_lines("Ns", 0, &summary, &gauge_rules())[0]).unwrap();
     assert_eq!(counts["Rollbacks"], 0);
     assert_eq!(counts["Failures"], 1);
 }

@@ -115,7 +115,8 @@ async fn the_watcher_rolls_back_a_key_ses_failed_and_never_puts_it_again() {
         counts: Default::default(),
         identities: vec![report],
     };
-    let counts: Value = serde_json::from_str(&metrics::fleet_lines("Ns", 0, &summary)[0]).unwrap();
+    let counts: Value =
+        serde_json::from_str(&metrics::fleet_lines("Ns", 0, &summary, &gauge_rules())[0]).unwrap();
     assert_eq!(counts["Rollbacks"], 1);
 
     // The next run starts a fresh key (the old one is due); the rejected one is never put.
@@ -191,16 +192,28 @@ async fn pending_too_long_raises_an_alert() {
     ));
     let notification = notifications::for_identity(&report).unwrap();
     assert_eq!(notification.kind, NotificationKind::VerificationOverdue);
-    let lines = metrics::fleet_lines(
+    let lines: Vec<Value> = metrics::fleet_lines(
         "Ns",
         0,
         &ses_dkim_rotator::engine::schedule::FleetSummary {
             counts: Default::default(),
             identities: vec![report],
         },
-    );
-    let identity: Value = serde_json::from_str(&lines[1]).unwrap();
+        &gauge_rules(),
+    )
+    .iter()
+    .map(|line| serde_json::from_str(line).unwrap())
+    .collect();
+    // The fleet gauge (an EMF metric, no identity dimension) and the identity's log line.
+    let gauge = lines.iter().find(|l| l["Region"] == "us-east-1").unwrap();
+    assert_eq!(gauge["MaxSesPendingHours"], 25.0);
+    assert_eq!(gauge["AwaitingSes"], 1);
+    let identity = lines.iter().find(|l| l["Identity"] == DOMAIN).unwrap();
     assert_eq!(identity["SesPendingHours"], 25.0);
+    assert!(
+        identity.get("_aws").is_none(),
+        "a metric per identity: {identity}"
+    );
 }
 
 #[tokio::test]
