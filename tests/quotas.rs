@@ -18,7 +18,7 @@ use ses_dkim_rotator::engine::pacing::{PACED_RETRIES, PacedSes, Pacer, Rate};
 use ses_dkim_rotator::engine::ports::{
     Clock, Deadline, DkimSigningService, FailureKind, PortSet, STAGE_CURRENT, STAGE_PENDING,
 };
-use ses_dkim_rotator::engine::schedule::{Action, MaintainOptions};
+use ses_dkim_rotator::engine::schedule::{Action, FleetSummary, MaintainOptions};
 use ses_dkim_rotator::engine::tags::TAG_SWITCHED_TO;
 use ses_dkim_rotator::engine::{Engine, RotationPolicy};
 use ses_dkim_rotator::notifications::NotificationKind;
@@ -101,6 +101,16 @@ impl Fleet {
         )
     }
 
+    /// Every identity maintained at once, [`CONCURRENCY`] at a time: a wave.
+    async fn wave<S: DkimSigningService>(
+        &self,
+        engine: &Engine<PortSet<MemorySecrets, S, MemoryZone, MemoryZone, ManualClock>>,
+    ) -> FleetSummary {
+        engine
+            .maintain_fleet(&self.arns, &options(), CONCURRENCY, Duration::from_secs(20))
+            .await
+    }
+
     /// The most SES calls admitted in any `window` (the rate SES saw).
     fn busiest(&self, window: time::Duration) -> usize {
         let admitted = self.ses.admitted();
@@ -133,14 +143,7 @@ const CONCURRENCY: usize = 8;
 async fn the_bed_throttles_an_unpaced_wave_as_ses_would() {
     let fleet = Fleet::new(WAVE);
     let engine = fleet.engine(fleet.ses.clone());
-    let summary = engine
-        .maintain_fleet(
-            &fleet.arns,
-            &options(),
-            CONCURRENCY,
-            Duration::from_secs(20),
-        )
-        .await;
+    let summary = fleet.wave(&engine).await;
     assert!(fleet.ses.throttled() > 0, "the quota never bit");
     let throttled = summary.counts.get(&Action::Throttled).copied().unwrap_or(0);
     assert!(throttled > 0, "{:?}", summary.counts);
@@ -157,14 +160,7 @@ async fn a_paced_wave_is_never_throttled_and_runs_near_the_quota_bound() {
     let fleet = Fleet::new(WAVE);
     let engine = fleet.engine(fleet.paced(1.0, Duration::from_secs(20)));
     let started = fleet.clock.now();
-    let summary = engine
-        .maintain_fleet(
-            &fleet.arns,
-            &options(),
-            CONCURRENCY,
-            Duration::from_secs(20),
-        )
-        .await;
+    let summary = fleet.wave(&engine).await;
     assert_eq!(fleet.ses.throttled(), 0, "{:?}", summary.counts);
     assert_eq!(
         summary.counts.get(&Action::Rotated),

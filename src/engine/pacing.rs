@@ -16,6 +16,7 @@
 //! per lane, which is a token bucket kept as a single instant.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -149,21 +150,40 @@ fn throttled<T>(result: &Result<T, PortError>, attempt: u32) -> bool {
     attempt < PACED_RETRIES && matches!(result, Err(e) if e.kind == FailureKind::Throttled)
 }
 
+impl<S: DkimSigningService, C: Clock> PacedSes<S, C> {
+    /// `call` on a paced turn, sent again on the next turn while SES throttles it (at most
+    /// [`PACED_RETRIES`] more times).
+    async fn paced<T, F>(
+        &self,
+        operation: &'static str,
+        region: Option<&str>,
+        call: impl Fn() -> F,
+    ) -> Result<T, PortError>
+    where
+        F: Future<Output = Result<T, PortError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            self.turn(operation, region).await?;
+            let result = call().await;
+            if !throttled(&result, attempt) {
+                return result;
+            }
+            attempt += 1;
+        }
+    }
+}
+
 impl<S: DkimSigningService, C: Clock> DkimSigningService for PacedSes<S, C> {
     async fn dkim_state(
         &self,
         identity: &str,
         region: Option<&str>,
     ) -> Result<Option<SesDkimState>, PortError> {
-        let mut attempt = 0;
-        loop {
-            self.turn("GetEmailIdentity", region).await?;
-            let result = self.inner.dkim_state(identity, region).await;
-            if !throttled(&result, attempt) {
-                return result;
-            }
-            attempt += 1;
-        }
+        self.paced("GetEmailIdentity", region, || {
+            self.inner.dkim_state(identity, region)
+        })
+        .await
     }
 
     async fn sign_with_external_key(
@@ -173,19 +193,11 @@ impl<S: DkimSigningService, C: Clock> DkimSigningService for PacedSes<S, C> {
         selector: &str,
         private_key: &SecretText,
     ) -> Result<(), PortError> {
-        let mut attempt = 0;
-        loop {
-            self.turn("PutEmailIdentityDkimSigningAttributes", region)
-                .await?;
-            let result = self
-                .inner
+        self.paced("PutEmailIdentityDkimSigningAttributes", region, || {
+            self.inner
                 .sign_with_external_key(identity, region, selector, private_key)
-                .await;
-            if !throttled(&result, attempt) {
-                return result;
-            }
-            attempt += 1;
-        }
+        })
+        .await
     }
 }
 
