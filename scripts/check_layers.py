@@ -17,7 +17,7 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 LAYERS = [
     ["secret_text"],
     ["engine::quoting", "engine::time_format", "engine::key", "engine::selector",
-     "engine::identity", "engine::dns_check", "engine::secret_doc", "engine::tags"],
+     "engine::identity", "engine::dns_check", "engine::secret_doc", "engine::tags", "engine::spread"],
     ["engine::ports", "engine::error"],
     ["engine::read_cache", "engine::pacing"],
     ["engine::regions"],

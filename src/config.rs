@@ -78,7 +78,20 @@ pub struct FleetSettings {
     /// `AWS_REGION` (Lambda sets it): the SES region of a secret that names none, for the
     /// per-region metrics.
     pub home_region: String,
+    /// `DKIM_MAX_ROTATIONS_PER_RUN`: the queue planner sends at most this many rotations
+    /// (keys due, and secrets never rotated here) per run; the rest wait for the next run.
+    /// Unset: [`FleetSettings::derived_rotations_per_run`].
+    pub max_rotations_per_run: u64,
 }
+
+/// SES calls a worker makes to rotate one identity (read SES, switch, read back: measured by
+/// the crash harness's scheduled scenario).
+pub const SES_CALLS_PER_ROTATION: f64 = 3.0;
+
+/// Of a day's SES budget, the hours a planner run may fill with rotations: half, so the day's
+/// rotations drain from the queue well before the next daily run (and the 20-hour backlog
+/// alarm), and the other half is left for confirmations, watching and health checks.
+pub const ROTATION_HOURS_PER_RUN: f64 = 12.0;
 
 /// The part of the SES budget the pacer sends at: requests leave exactly one interval apart
 /// but reach SES with network jitter, and a bucket of one second's depth throttles one that
@@ -86,6 +99,16 @@ pub struct FleetSettings {
 pub const SES_PACING_HEADROOM: f64 = 0.9;
 
 impl FleetSettings {
+    /// The rotations one planner run sends by default: as many as SES's budget (with
+    /// [`SES_PACING_HEADROOM`]) serves in [`ROTATION_HOURS_PER_RUN`], at
+    /// [`SES_CALLS_PER_ROTATION`] each. At 1 request/s: 12,960.
+    pub fn derived_rotations_per_run(ses_requests_per_second: f64) -> u64 {
+        (ses_requests_per_second * SES_PACING_HEADROOM * ROTATION_HOURS_PER_RUN * 3600.0
+            / SES_CALLS_PER_ROTATION)
+            .floor()
+            .max(1.0) as u64
+    }
+
     /// This process's share of the SES budget per region, with [`SES_PACING_HEADROOM`]: all
     /// of the budget when one invocation runs (a scheduled run, a Secrets Manager step), a
     /// `1 / MaximumConcurrency` part for a queue worker.
@@ -189,23 +212,7 @@ impl<F: Fn(&str) -> Option<String>> Variables<F> {
 
     /// A whole number from 0 to `max`, or `default` when unset.
     fn number(&self, name: &'static str, default: u64, max: u64) -> Result<u64, AppError> {
-        match self.get(name) {
-            None => Ok(default),
-            Some(text) => text
-                .trim()
-                .parse::<u64>()
-                .ok()
-                .filter(|n| *n <= max)
-                .ok_or_else(|| {
-                    invalid(
-                        name,
-                        format!(
-                            "`{}` is not a whole number from 0 to {max}",
-                            quote_prefix(&text)
-                        ),
-                    )
-                }),
-        }
+        self.bounded(name, default, 0..=max, "a whole number")
     }
 
     /// A decimal number from `min` to `max`, or `default` when unset.
@@ -216,19 +223,35 @@ impl<F: Fn(&str) -> Option<String>> Variables<F> {
         min: f64,
         max: f64,
     ) -> Result<f64, AppError> {
+        self.bounded(name, default, min..=max, "a number")
+    }
+
+    /// A number of kind `what` within `range`, or `default` when unset.
+    fn bounded<T>(
+        &self,
+        name: &'static str,
+        default: T,
+        range: std::ops::RangeInclusive<T>,
+        what: &str,
+    ) -> Result<T, AppError>
+    where
+        T: std::str::FromStr + PartialOrd + std::fmt::Display,
+    {
         match self.get(name) {
             None => Ok(default),
             Some(text) => text
                 .trim()
-                .parse::<f64>()
+                .parse::<T>()
                 .ok()
-                .filter(|n| (min..=max).contains(n))
+                .filter(|n| range.contains(n))
                 .ok_or_else(|| {
                     invalid(
                         name,
                         format!(
-                            "`{}` is not a number from {min} to {max}",
-                            quote_prefix(&text)
+                            "`{}` is not {what} from {} to {}",
+                            quote_prefix(&text),
+                            range.start(),
+                            range.end()
                         ),
                     )
                 }),
@@ -364,6 +387,8 @@ impl<F: Fn(&str) -> Option<String>> Variables<F> {
             .transpose()?;
         let trimmed = |name: &str| self.get(name).map(|t| t.trim().to_owned());
         let rotation_days = self.number("DKIM_ROTATION_INTERVAL_DAYS", 90, 3650)?.max(1);
+        let ses_requests_per_second =
+            self.decimal("DKIM_SES_REQUESTS_PER_SECOND", 1.0, 0.01, 100.0)?;
         let fleet = FleetSettings {
             secret_ids: self
                 .get("DKIM_SECRET_IDS")
@@ -388,18 +413,20 @@ impl<F: Fn(&str) -> Option<String>> Variables<F> {
             work_queue_url: trimmed("DKIM_WORK_QUEUE_URL"),
             metrics_namespace: trimmed("DKIM_METRICS_NAMESPACE")
                 .unwrap_or_else(|| "SesDkimRotator".to_owned()),
-            ses_requests_per_second: self.decimal(
-                "DKIM_SES_REQUESTS_PER_SECOND",
-                1.0,
-                0.01,
-                100.0,
-            )?,
+            ses_requests_per_second,
             queue_max_concurrency: self.number("DKIM_QUEUE_MAX_CONCURRENCY", 2, 1000)?.max(1)
                 as u32,
             stale_key_days: self
                 .number("DKIM_STALE_KEY_DAYS", rotation_days + 14, 3650 + 365)?
                 .max(1) as u32,
             home_region: trimmed("AWS_REGION").unwrap_or_else(|| "us-east-1".to_owned()),
+            max_rotations_per_run: self
+                .number(
+                    "DKIM_MAX_ROTATIONS_PER_RUN",
+                    FleetSettings::derived_rotations_per_run(ses_requests_per_second),
+                    10_000_000,
+                )?
+                .max(1),
         };
         fleet.check_ses_share()?;
         Ok(fleet)

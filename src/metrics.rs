@@ -3,7 +3,7 @@
 //!
 //! Metrics: `Rotations`, `Failures`, `Rollbacks`, `Retirements`, `Throttles` (counts, no
 //! dimension), and the fleet's gauges per run (no dimension, and per `Region`):
-//! `MaxKeyAgeDays`, `StaleKeys`, `AwaitingSes`, `MaxSesPendingHours`, `WaitingForDns`,
+//! `Identities`, `MaxKeyAgeDays`, `StaleKeys`, `AwaitingSes`, `MaxSesPendingHours`, `WaitingForDns`,
 //! `MaxPendingRecordHours`. No metric has an `Identity` dimension: each identity's figures are
 //! a plain log line ([`identity_line`]), so the metric count does not grow with the fleet.
 
@@ -185,6 +185,7 @@ pub fn gauge_line(namespace: &str, timestamp_ms: i64, region: &str, g: &RegionGa
         timestamp_ms,
         json!([[], ["Region"]]),
         &[
+            ("Identities", "Count"),
             ("MaxKeyAgeDays", "None"),
             ("StaleKeys", "Count"),
             ("AwaitingSes", "Count"),
@@ -194,6 +195,7 @@ pub fn gauge_line(namespace: &str, timestamp_ms: i64, region: &str, g: &RegionGa
         ],
     );
     line["Region"] = region.into();
+    line["Identities"] = g.identities.into();
     line["MaxKeyAgeDays"] = rounded(g.max_key_age_days);
     line["StaleKeys"] = g.stale_keys.into();
     line["AwaitingSes"] = g.awaiting_ses.into();
@@ -316,6 +318,20 @@ mod tests {
         let lines = fleet_lines("Ns", 0, &summary, &rules);
         let metric_lines = lines.iter().filter(|l| l.contains("\"_aws\"")).count();
         assert_eq!(metric_lines, 1 + 2, "counts + one gauge line per region");
+        let home_line: Value = serde_json::from_str(
+            lines
+                .iter()
+                .find(|l| l.contains("\"Region\":\"us-east-1\""))
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                home_line["Identities"].as_u64(),
+                home_line["StaleKeys"].as_u64()
+            ),
+            (Some(2), Some(1))
+        );
         for line in lines.iter().filter(|l| l.contains("\"Identity\"")) {
             assert!(!line.contains("_aws"), "a metric per identity: {line}");
         }

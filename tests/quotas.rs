@@ -10,16 +10,18 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use serde_json::json;
-use ses_dkim_rotator::app::Rotator;
 use ses_dkim_rotator::app::worker::THROTTLED_DELAY;
+use ses_dkim_rotator::app::{Rotator, ScheduledRun};
 use ses_dkim_rotator::config::Settings;
 use ses_dkim_rotator::engine::identity::AllowedIdentities;
 use ses_dkim_rotator::engine::pacing::{PACED_RETRIES, PacedSes, Pacer, Rate};
 use ses_dkim_rotator::engine::ports::{
     Clock, Deadline, DkimSigningService, FailureKind, PortSet, STAGE_CURRENT, STAGE_PENDING,
+    SecretStore,
 };
 use ses_dkim_rotator::engine::schedule::{Action, FleetSummary, MaintainOptions};
 use ses_dkim_rotator::engine::tags::TAG_SWITCHED_TO;
+use ses_dkim_rotator::engine::triage::WorkReason;
 use ses_dkim_rotator::engine::{Engine, RotationPolicy};
 use ses_dkim_rotator::notifications::NotificationKind;
 use ses_dkim_rotator::testing::{
@@ -109,6 +111,15 @@ impl Fleet {
         engine
             .maintain_fleet(&self.arns, &options(), CONCURRENCY, Duration::from_secs(20))
             .await
+    }
+
+    /// One SQS record (message id `m<i>`) per identity, in order.
+    fn records(&self) -> Vec<(String, WorkItem)> {
+        self.arns
+            .iter()
+            .enumerate()
+            .map(|(i, arn)| (format!("m{i}"), item(arn)))
+            .collect()
     }
 
     /// The most SES calls admitted in any `window` (the rate SES saw).
@@ -252,12 +263,7 @@ async fn throttled_work_comes_back_later_without_failing_or_notifying() {
             FailureKind::Throttled,
         );
     }
-    let records: Vec<(String, WorkItem)> = fleet
-        .arns
-        .iter()
-        .enumerate()
-        .map(|(i, arn)| (format!("m{i}"), item(arn)))
-        .collect();
+    let records = fleet.records();
     let response = rotator.work(batch(&records), Deadline::NONE).await;
     assert!(
         response.batch_item_failures.is_empty(),
@@ -309,12 +315,7 @@ fn switched(fleet: &Fleet, arn: &str) -> bool {
 async fn records_without_time_to_start_go_back_to_the_queue_unfailed() {
     let fleet = Fleet::new(2);
     let rotator = worker(&fleet, 1.0, Duration::from_secs(20));
-    let records: Vec<(String, WorkItem)> = fleet
-        .arns
-        .iter()
-        .enumerate()
-        .map(|(i, arn)| (format!("m{i}"), item(arn)))
-        .collect();
+    let records = fleet.records();
     // Less than DKIM_IDENTITY_BUDGET_SECONDS (20 s) left: nothing starts.
     let deadline = Deadline::at(fleet.clock.now() + time::Duration::seconds(10));
     let response = rotator.work(batch(&records), deadline).await;
@@ -327,4 +328,52 @@ async fn records_without_time_to_start_go_back_to_the_queue_unfailed() {
         .collect();
     assert_eq!(back, fleet.arns);
     assert!(fleet.ses.calls().is_empty(), "a record started anyway");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_onboarding_larger_than_the_cap_rotates_over_runs_and_watching_is_never_held_back() {
+    let fleet = Fleet::new(30);
+    for arn in &fleet.arns {
+        fleet
+            .secrets
+            .set_tags(arn, &[("dkim-rotator", "managed")])
+            .await
+            .unwrap();
+    }
+    let mut rotator = worker(&fleet, 1.0, Duration::from_secs(20));
+    rotator.fleet.secret_tag = Some(("dkim-rotator".into(), "managed".into()));
+    rotator.fleet.max_rotations_per_run = 12;
+    let run = ScheduledRun {
+        secret_ids: None,
+        force: false,
+        dry_run: false,
+    };
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let plan = rotator.plan_to_queue(&run).await.unwrap();
+        seen.push((
+            plan.reasons
+                .get(&WorkReason::Untracked)
+                .copied()
+                .unwrap_or(0),
+            plan.reasons.get(&WorkReason::Watch).copied().unwrap_or(0),
+            plan.deferred,
+        ));
+        let records: Vec<(String, WorkItem)> = rotator
+            .queue
+            .drain()
+            .into_iter()
+            .enumerate()
+            .map(|(i, (item, _))| (format!("m{i}"), item))
+            .collect();
+        for chunk in records.chunks(10) {
+            let response = rotator.work(batch(chunk), Deadline::NONE).await;
+            assert!(response.batch_item_failures.is_empty());
+        }
+    }
+    // (rotations sent, watches sent, rotations held back) per run: the cap holds rotations
+    // to 12 a run; SES still verifying the earlier ones, they are watched beside the new ones.
+    assert_eq!(seen, [(12, 0, 18), (12, 12, 6), (6, 24, 0)]);
+    assert!(fleet.arns.iter().all(|arn| switched(&fleet, arn)));
+    assert_eq!(fleet.ses.throttled(), 0);
 }

@@ -1,5 +1,10 @@
 //! Queue mode's planner: decides from `ListSecrets` alone (see [`crate::engine::triage`])
 //! which secrets need a worker, and sends one queue message for each.
+//!
+//! Rotations are capped per run (`DKIM_MAX_ROTATIONS_PER_RUN`, by default what half a day of
+//! SES's budget serves): onboarding more identities than that in one day rotates them over
+//! the fewest days the quota allows, and the queue drains before the next daily run. Watching,
+//! retirements and health checks are never held back.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -27,6 +32,9 @@ pub struct QueuedPlan {
     pub reasons: BTreeMap<WorkReason, usize>,
     /// Secrets the listing showed with nothing due.
     pub idle: usize,
+    /// Rotations due but held for a later run: this run sent `DKIM_MAX_ROTATIONS_PER_RUN`.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub deferred: usize,
     /// When the earliest idle secret falls due (RFC 3339), when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_due: Option<String>,
@@ -52,10 +60,12 @@ impl<P: Ports, N: Notifier, Q: WorkQueue> Rotator<P, N, Q> {
             secret_ids: Vec::new(),
             reasons: BTreeMap::new(),
             idle: 0,
+            deferred: 0,
             next_due: None,
             dry_run: run.dry_run,
         };
         let mut next_due: Option<OffsetDateTime> = None;
+        let mut rotations: u64 = 0;
         let named = run
             .secret_ids
             .clone()
@@ -78,7 +88,13 @@ impl<P: Ports, N: Notifier, Q: WorkQueue> Rotator<P, N, Q> {
         }
         for (secret_id, decision) in each_secret_once(decided, |(id, _)| id.as_str()) {
             match decision {
+                Triage::Send(reason)
+                    if reason.may_rotate() && rotations >= self.fleet.max_rotations_per_run =>
+                {
+                    plan.deferred += 1;
+                }
                 Triage::Send(reason) => {
+                    rotations += u64::from(reason.may_rotate());
                     *plan.reasons.entry(reason).or_default() += 1;
                     plan.secret_ids.push(secret_id);
                 }
@@ -106,6 +122,7 @@ impl<P: Ports, N: Notifier, Q: WorkQueue> Rotator<P, N, Q> {
         tracing::info!(
             to_work = items.len(),
             idle = plan.idle,
+            deferred = plan.deferred,
             queued = plan.queued,
             reasons = ?plan.reasons,
             next_due = plan.next_due.as_deref(),
@@ -114,4 +131,9 @@ impl<P: Ports, N: Notifier, Q: WorkQueue> Rotator<P, N, Q> {
         );
         Ok(plan)
     }
+}
+
+/// Serde's `skip_serializing_if` for counts.
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }

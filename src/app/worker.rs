@@ -6,6 +6,7 @@
 //! originals are answered as done, so their receive count never creeps towards the
 //! dead-letter queue's `maxReceiveCount`. Only real failures are named in the answer.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
@@ -14,7 +15,7 @@ use time::OffsetDateTime;
 use super::Rotator;
 use crate::engine::ports::{Clock, Deadline, Ports};
 use crate::engine::schedule::{Action, FleetSummary, MaintainOptions};
-use crate::engine::triage::stable_hash;
+use crate::engine::spread::stable_hash;
 use crate::notifications::{self, Notifier};
 use crate::work_queue::{WorkItem, WorkQueue};
 
@@ -106,28 +107,35 @@ impl<P: Ports, N: Notifier, Q: WorkQueue> Rotator<P, N, Q> {
         response
     }
 
-    /// Whether a record may start: no deadline, or at least the identity budget left.
+    /// Whether a record may start: no deadline, or more than the identity budget left.
     fn time_for_one_more(&self, deadline: Deadline) -> bool {
-        let Some(at) = deadline.instant() else {
-            return true;
-        };
         let now: OffsetDateTime = self.engine.ports().clock().now();
-        at - now >= self.fleet.identity_budget
+        deadline.leaves(now, self.fleet.identity_budget, true)
     }
 
-    /// Sends `back`'s records again as new messages; a record whose re-send fails is named
-    /// as failed instead, so SQS delivers the original again.
+    /// Sends `back`'s records again as new messages, one `SendMessageBatch` (of up to ten)
+    /// per delay; the records of a send that fails are named as failed instead, so SQS
+    /// delivers their originals again.
     async fn hand_back(&self, back: HandBack, response: &mut SqsBatchResponse) {
+        let mut by_delay: BTreeMap<Duration, Vec<(String, WorkItem)>> = BTreeMap::new();
         for (message_id, item) in back.records {
-            let delay = (back.delay_of)(&item);
-            if let Err(error) = self.queue.send(std::slice::from_ref(&item), delay).await {
-                tracing::warn!(
-                    message_id,
-                    secret_id = %item.secret_id,
-                    %error,
-                    "could not send the work item again; SQS delivers the original again"
-                );
-                response.add_failure(message_id);
+            by_delay
+                .entry((back.delay_of)(&item))
+                .or_default()
+                .push((message_id, item));
+        }
+        for (delay, records) in by_delay {
+            let items: Vec<WorkItem> = records.iter().map(|(_, item)| item.clone()).collect();
+            if let Err(error) = self.queue.send(&items, delay).await {
+                for (message_id, item) in records {
+                    tracing::warn!(
+                        message_id,
+                        secret_id = %item.secret_id,
+                        %error,
+                        "could not send the work item again; SQS delivers the original again"
+                    );
+                    response.add_failure(message_id);
+                }
             }
         }
     }

@@ -10,6 +10,7 @@
 //! - [`time_format`]: the one way times are written and read (RFC 3339).
 //! - [`tags`]: the tags kept on each secret (the rotator's memory between runs), typed.
 //! - [`regions`]: SES across the regions of one identity, and the rules of a switch there.
+//! - [`spread`]: a fleet's due dates and health-check days, spread by a stable hash.
 //!
 //! The engine, over the ports (arrows point down this list only):
 //! - [`ports`]: the traits through which the engine reaches Secrets Manager, SES, DNS and the
@@ -45,6 +46,7 @@ pub mod rotation;
 pub mod schedule;
 pub mod secret_doc;
 pub mod selector;
+pub mod spread;
 pub mod tags;
 pub mod time_format;
 pub mod triage;

@@ -7,7 +7,7 @@
 //! | facts | plan |
 //! |---|---|
 //! | Secrets Manager rotation is off, and an unfinished rotation (`AWSPENDING`) exists | [`Plan::Resume`] it |
-//! | Secrets Manager rotation is off, and the key is due (older than the interval, never rotated, or `force`) | [`Plan::Rotate`] |
+//! | Secrets Manager rotation is off, and the key is due (older than its due date, never rotated, or `force`) | [`Plan::Rotate`] |
 //! | SES's status for the current selector is `PENDING` | [`Plan::Pending`] (an alert when it lasts) |
 //! | it is `TEMPORARY_FAILURE` (a verified record stopped resolving) | [`Plan::TemporaryFailure`] |
 //! | it is `FAILED` | [`Plan::RollBack`] to the previous key |
@@ -15,6 +15,10 @@
 //! | the current selector is confirmed but the time was not recorded | [`Plan::StartGraceClock`] |
 //! | the previous selector's grace period is over | [`Plan::Retire`] |
 //! | otherwise | [`Plan::Skip`], with the reason |
+//!
+//! A key's due date is the interval after it was made, less a stable share of the interval's
+//! last tenth fixed by the secret's ARN ([`super::spread::rotation_due`]): a fleet made on one
+//! day does not come due on one day.
 //!
 //! SES's status counts only when SES signs with the current selector: SES's status of an
 //! Easy DKIM identity, or of another selector, says nothing about this rotator's key.
@@ -27,10 +31,13 @@ use time::OffsetDateTime;
 
 use super::ports::DkimStatus;
 use super::retirement::RetireDecision;
+use super::spread::rotation_due;
 
 /// What a scheduled run knows about one secret before it acts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Facts {
+    /// The secret's ARN (its due date is spread by it, see [`super::spread`]).
+    pub secret_arn: String,
     /// Secrets Manager's own rotation is enabled for the secret.
     pub secrets_manager_rotates: bool,
     /// The version id of an unfinished rotation (`AWSPENDING`, not `AWSCURRENT`).
@@ -51,6 +58,13 @@ pub struct Facts {
     pub confirmed_selector: Option<String>,
     /// Where the previous selector stands (see [`super::retirement::assess`]).
     pub retirement: RetireDecision,
+}
+
+impl Facts {
+    /// When a key made at `created` falls due (the interval, spread by the ARN).
+    fn rotation_due(&self, created: OffsetDateTime, options: PlanOptions) -> OffsetDateTime {
+        rotation_due(&self.secret_arn, created, options.rotation_interval)
+    }
 }
 
 /// The options of a run that change the plan.
@@ -137,7 +151,7 @@ pub fn plan(facts: &Facts, options: PlanOptions, now: OffsetDateTime) -> Plan {
             || !facts.has_key
             || facts
                 .key_created
-                .is_none_or(|created| now - created >= options.rotation_interval);
+                .is_none_or(|created| now >= facts.rotation_due(created, options));
         if due {
             return Plan::Rotate;
         }
@@ -183,7 +197,7 @@ pub fn plan(facts: &Facts, options: PlanOptions, now: OffsetDateTime) -> Plan {
             Plan::Skip(SkipReason::KeyNotDue {
                 due_at: facts
                     .key_created
-                    .map(|created| created + options.rotation_interval),
+                    .map(|created| facts.rotation_due(created, options)),
             })
         }
     }
@@ -203,9 +217,21 @@ mod tests {
         }
     }
 
+    /// When [`settled`]'s key falls due: 90 days after it was made, less its ARN's spread.
+    fn settled_due() -> OffsetDateTime {
+        let due = rotation_due(
+            &settled().secret_arn,
+            NOW - time::Duration::days(10),
+            time::Duration::days(90),
+        );
+        assert!(due > NOW + time::Duration::days(71) && due <= NOW + time::Duration::days(80));
+        due
+    }
+
     /// A secret rotated 10 days ago, confirmed, previous selector retired.
     fn settled() -> Facts {
         Facts {
+            secret_arn: "arn:aws:secretsmanager:us-east-1:1:secret:dkim/a-x".into(),
             secrets_manager_rotates: false,
             unfinished_rotation: None,
             has_key: true,
@@ -230,7 +256,7 @@ mod tests {
                 settled(),
                 options(),
                 Plan::Skip(SkipReason::KeyNotDue {
-                    due_at: Some(NOW + time::Duration::days(80)),
+                    due_at: Some(settled_due()),
                 }),
             ),
             (
@@ -296,7 +322,11 @@ mod tests {
                     ..options()
                 },
                 Plan::Skip(SkipReason::KeyNotDue {
-                    due_at: Some(NOW - time::Duration::days(310)),
+                    due_at: Some(rotation_due(
+                        &settled().secret_arn,
+                        NOW - time::Duration::days(400),
+                        time::Duration::days(90),
+                    )),
                 }),
             ),
             (
@@ -339,7 +369,7 @@ mod tests {
                 },
                 options(),
                 Plan::Skip(SkipReason::KeyNotDue {
-                    due_at: Some(NOW + time::Duration::days(80)),
+                    due_at: Some(settled_due()),
                 }),
             ),
             (

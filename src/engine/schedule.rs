@@ -274,6 +274,7 @@ fn facts_of(
     retirement: retirement::RetireDecision,
 ) -> Facts {
     Facts {
+        secret_arn: description.arn.clone(),
         secrets_manager_rotates: description.rotation_enabled,
         unfinished_rotation: description.unfinished_rotation().map(str::to_owned),
         has_key: current.key.is_some(),

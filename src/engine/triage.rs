@@ -27,15 +27,17 @@
 //! (`TEMPORARY_FAILURE` or `FAILED` long after `SUCCESS`, when a record stops resolving). So
 //! every identity also gets a health check: one day in every `DKIM_HEALTH_CHECK_DAYS` it is
 //! sent although nothing is due, and the worker reads SES (and alerts) as for any other run.
-//! The day is fixed by a stable hash of the secret's ARN, so a fleet's checks spread evenly over
-//! the period with no state kept anywhere; with the daily schedule each identity is looked at
-//! exactly once per period.
+//! The day is fixed by a stable hash of the secret's ARN ([`super::spread`]), so a fleet's
+//! checks spread evenly over the period with no state kept anywhere; with the daily schedule
+//! each identity is looked at exactly once per period. The key's due date is spread the same
+//! way, by the function the scheduled run's rules use.
 
 use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::plan::PlanOptions;
 use super::ports::SecretDescription;
+use super::spread::{health_check_due, rotation_due};
 use super::tags::RotatorTags;
 
 /// Why a secret goes to a worker.
@@ -60,6 +62,15 @@ pub enum WorkReason {
     HealthCheck,
 }
 
+impl WorkReason {
+    /// Whether the worker may rotate a key for this reason (the due key, and a secret this
+    /// rotator has no record of, which is most often one never rotated): what a planner's
+    /// per-run rotation cap counts. Work named in the payload or forced is never held back.
+    pub fn may_rotate(self) -> bool {
+        matches!(self, Self::Rotate | Self::Untracked)
+    }
+}
+
 /// The planner's decision for one secret.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Triage {
@@ -70,29 +81,6 @@ pub enum Triage {
         /// When the next thing falls due.
         next: Option<OffsetDateTime>,
     },
-}
-
-/// FNV-1a of `text`: the same number for the same text on every machine and run, to spread
-/// a fleet's work evenly (health-check days, re-send delays) with no state kept.
-pub fn stable_hash(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
-/// Whether `now` falls on `arn`'s health-check day: one day in every `every_days` (0: never),
-/// the same day of the period for the same ARN (FNV-1a of the ARN; days counted in UTC).
-pub fn health_check_due(arn: &str, every_days: u32, now: OffsetDateTime) -> bool {
-    if every_days == 0 {
-        return false;
-    }
-    let period = u64::from(every_days);
-    let slot = stable_hash(arn) % period;
-    let day = now
-        .unix_timestamp()
-        .div_euclid(86_400)
-        .rem_euclid(period as i64) as u64;
-    day == slot
 }
 
 /// The planner's rules (see the module's table). Pure.
@@ -138,7 +126,7 @@ pub fn triage(
         next = Some(grace_over);
     }
     if ours_to_rotate {
-        let due = switched_at + options.rotation_interval;
+        let due = rotation_due(&listing.arn, switched_at, options.rotation_interval);
         if now >= due {
             return Triage::Send(WorkReason::Rotate);
         }
@@ -284,7 +272,11 @@ mod tests {
                 tracked(30, 29, "old", Some("old")),
                 false,
                 Triage::Idle {
-                    next: Some(NOW + Duration::days(60)),
+                    next: Some(rotation_due(
+                        "arn:secret",
+                        NOW - Duration::days(30),
+                        Duration::days(90),
+                    )),
                 },
             ),
             (
@@ -363,5 +355,48 @@ mod tests {
                 Triage::Idle { .. }
             ));
         }
+    }
+
+    #[test]
+    fn the_planner_and_the_scheduled_rules_find_a_key_due_at_the_same_hour() {
+        use crate::engine::plan::{Facts, Plan, plan};
+        use crate::engine::ports::DkimStatus;
+        use crate::engine::retirement::RetireDecision;
+        let made = NOW - Duration::days(85);
+        let mut offsets = std::collections::BTreeSet::new();
+        for i in 0..50 {
+            let mut listing = tracked(85, 85, "old", Some("old"));
+            listing.arn = format!("arn:aws:secretsmanager:us-east-1:1:secret:dkim/d{i}-x");
+            let facts = Facts {
+                secret_arn: listing.arn.clone(),
+                secrets_manager_rotates: false,
+                unfinished_rotation: None,
+                has_key: true,
+                key_created: Some(made),
+                current_selector: Some("new".into()),
+                ses_status: Some(DkimStatus::Success),
+                ses_on_current: true,
+                switched_at: Some(made),
+                confirmed_selector: Some("new".into()),
+                retirement: RetireDecision::AlreadyRetired {
+                    selector: "old".into(),
+                },
+            };
+            let mut first_due = None;
+            for hour in 0..(24 * 6) {
+                let now = NOW + Duration::hours(hour);
+                let planner = triage(&listing, options(false), Duration::days(7), 0, now)
+                    == Triage::Send(WorkReason::Rotate);
+                let scheduled = plan(&facts, options(false), now) == Plan::Rotate;
+                assert_eq!(planner, scheduled, "{} at +{hour} h", listing.arn);
+                if planner && first_due.is_none() {
+                    first_due = Some(hour);
+                }
+            }
+            offsets.insert(first_due);
+        }
+        // 85 days after the switch is within the spread (81 to 90 days): different secrets
+        // fall due at different hours, some not yet within these six days.
+        assert!(offsets.len() > 10, "{offsets:?}");
     }
 }
