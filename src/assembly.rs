@@ -152,6 +152,24 @@ fn with_retries(aws: &SdkConfig) -> SdkConfig {
 /// Lambda invocations never could). The first engine's settings set its rate.
 static PROCESS_SES_PACER: OnceLock<Arc<Pacer>> = OnceLock::new();
 
+/// This process's share of the account's Route 53 request rate, shared by every publisher it
+/// builds (first settings win, as for [`PROCESS_SES_PACER`]).
+static PROCESS_ROUTE53_PACER: OnceLock<Arc<Pacer>> = OnceLock::new();
+
+/// The process's Route 53 pacer: no burst; a turn further than the identity budget away is
+/// refused (the work comes back later).
+fn process_route53_pacer(settings: &Settings) -> &'static Arc<Pacer> {
+    PROCESS_ROUTE53_PACER.get_or_init(|| {
+        Arc::new(Pacer::new(
+            Rate {
+                per_second: settings.fleet.route53_share_per_second(),
+                burst: 1,
+            },
+            settings.fleet.identity_budget,
+        ))
+    })
+}
+
 /// SESv2 behind this process's share of the SES quota (see [`crate::engine::pacing`]): no
 /// burst, so concurrent invocations together stay within the budget; a call whose turn is
 /// further than the identity budget away is not sent (the work comes back later).
@@ -180,13 +198,14 @@ pub fn build_engine(settings: &Settings, aws: &SdkConfig) -> AwsEngine {
     let secrets = SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(aws));
     let dns = match &settings.dns.publisher {
         PublisherSetting::Hint => ConfiguredPublisher::Hint(HintPublisher),
-        PublisherSetting::Route53 { hosted_zone_id } => {
-            ConfiguredPublisher::Route53(Route53Publisher::new(
+        PublisherSetting::Route53 { hosted_zone_id } => ConfiguredPublisher::Route53(
+            Route53Publisher::new(
                 aws_sdk_route53::Client::new(aws),
                 hosted_zone_id.clone(),
                 settings.dns.ttl,
-            ))
-        }
+            )
+            .paced_by(Arc::clone(process_route53_pacer(settings))),
+        ),
         PublisherSetting::Rfc2136 {
             server,
             zone,

@@ -70,6 +70,10 @@ pub struct FleetSettings {
     /// `DKIM_SES_REQUESTS_PER_SECOND`: the SES requests per second per region this stack may
     /// make (SES's quota is 1 for the whole account and region).
     pub ses_requests_per_second: f64,
+    /// `DKIM_ROUTE53_REQUESTS_PER_SECOND`: the Route 53 requests per second this stack may
+    /// make (Route 53 throttles the whole account at 5 per second, every zone and the console
+    /// included).
+    pub route53_requests_per_second: f64,
     /// `DKIM_QUEUE_MAX_CONCURRENCY`: the queue's `MaximumConcurrency` (the template passes
     /// it), so each worker takes its share of the SES budget.
     pub queue_max_concurrency: u32,
@@ -113,12 +117,22 @@ impl FleetSettings {
     /// of the budget when one invocation runs (a scheduled run, a Secrets Manager step), a
     /// `1 / MaximumConcurrency` part for a queue worker.
     pub fn ses_share_per_second(&self) -> f64 {
+        self.share_of(self.ses_requests_per_second)
+    }
+
+    /// This process's share of the account's Route 53 budget, as [`Self::ses_share_per_second`].
+    pub fn route53_share_per_second(&self) -> f64 {
+        self.share_of(self.route53_requests_per_second)
+    }
+
+    /// This process's part of `budget` requests per second, with [`SES_PACING_HEADROOM`].
+    fn share_of(&self, budget: f64) -> f64 {
         let invocations = if self.work_queue_url.is_some() {
             self.queue_max_concurrency.max(1)
         } else {
             1
         };
-        self.ses_requests_per_second * SES_PACING_HEADROOM / f64::from(invocations)
+        budget * SES_PACING_HEADROOM / f64::from(invocations)
     }
 
     /// A share so small that one SES call waits longer than an identity's budget would stop
@@ -414,6 +428,12 @@ impl<F: Fn(&str) -> Option<String>> Variables<F> {
             metrics_namespace: trimmed("DKIM_METRICS_NAMESPACE")
                 .unwrap_or_else(|| "SesDkimRotator".to_owned()),
             ses_requests_per_second,
+            route53_requests_per_second: self.decimal(
+                "DKIM_ROUTE53_REQUESTS_PER_SECOND",
+                5.0,
+                0.1,
+                50.0,
+            )?,
             queue_max_concurrency: self.number("DKIM_QUEUE_MAX_CONCURRENCY", 2, 1000)?.max(1)
                 as u32,
             stale_key_days: self

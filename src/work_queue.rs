@@ -25,6 +25,15 @@ pub struct WorkItem {
     /// Rotate even a key younger than the interval.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub force: bool,
+    /// How many times a worker has already published this identity's record and handed it
+    /// back to look for it in DNS later (it backs off, then leaves it to the planner).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dns_rechecks: u32,
+}
+
+/// Serde's `skip_serializing_if` for counts.
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl WorkItem {
@@ -71,6 +80,7 @@ mod tests {
         let item = WorkItem {
             secret_id: "arn:x".into(),
             force: false,
+            dns_rechecks: 0,
         };
         assert_eq!(item.to_body(), r#"{"secret_id":"arn:x"}"#);
         assert_eq!(WorkItem::from_body(&item.to_body()), Ok(item));

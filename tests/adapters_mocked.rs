@@ -387,3 +387,125 @@ async fn ses_access_denied_in_another_region_names_the_template_parameter() {
         "{err}"
     );
 }
+
+/// The Route 53 publisher: a change answered `PENDING` is polled with `GetChange` only when
+/// the invocation may wait; a queue worker (no waiting) submits it and returns at once.
+#[tokio::test]
+async fn route53_polls_get_change_only_when_the_invocation_may_wait() {
+    use aws_sdk_route53::operation::change_resource_record_sets::ChangeResourceRecordSetsOutput;
+    use aws_sdk_route53::operation::get_change::GetChangeOutput;
+    use aws_sdk_route53::types::{ChangeInfo, ChangeStatus};
+    use ses_dkim_rotator::adapters::dns::route53::Route53Publisher;
+    use ses_dkim_rotator::engine::ports::{Deadline, DnsPublisher, TxtRecord};
+
+    let info = |status: ChangeStatus| {
+        ChangeInfo::builder()
+            .id("/change/C1")
+            .status(status)
+            .submitted_at(aws_smithy_types::DateTime::from_secs(0))
+            .build()
+            .unwrap()
+    };
+    let fields = serde_json::Map::new();
+    let record = TxtRecord {
+        secret_id: ARN,
+        identity: DOMAIN,
+        name: "s1._domainkey.example.com",
+        value: "v=DKIM1; k=rsa; p=AAAA",
+        secret_fields: &fields,
+    };
+    let deadline = Deadline::at(time::OffsetDateTime::now_utc() + Duration::from_secs(600));
+    for (waits, expected_polls) in [(false, 0), (true, 1)] {
+        let change = mock!(aws_sdk_route53::Client::change_resource_record_sets)
+            .match_requests(|req| req.hosted_zone_id() == Some("Z1"))
+            .then_output(move || {
+                ChangeResourceRecordSetsOutput::builder()
+                    .change_info(info(ChangeStatus::Pending))
+                    .build()
+            });
+        let poll = mock!(aws_sdk_route53::Client::get_change).then_output(move || {
+            GetChangeOutput::builder()
+                .change_info(info(ChangeStatus::Insync))
+                .build()
+        });
+        let client = mock_client!(aws_sdk_route53, RuleMode::MatchAny, [&change, &poll]);
+        let publisher =
+            Route53Publisher::new(client, Some("Z1".into()), 300).polling_every(Duration::ZERO);
+        let deadline = if waits {
+            deadline
+        } else {
+            deadline.without_waiting()
+        };
+        publisher.upsert_txt(record, deadline).await.unwrap();
+        assert_eq!(change.num_calls(), 1);
+        assert_eq!(poll.num_calls(), expected_polls, "waits: {waits}");
+    }
+}
+
+/// The Route 53 publisher takes a turn of the account's share before each request: one past
+/// the share is not sent and comes back as throttled; a zone still busy with an earlier
+/// request (`PriorRequestNotComplete`) is throttled too, never a failure.
+#[tokio::test]
+async fn route53_requests_past_the_share_are_not_sent_and_a_busy_zone_is_throttled() {
+    use aws_sdk_route53::operation::change_resource_record_sets::{
+        ChangeResourceRecordSetsError, ChangeResourceRecordSetsOutput,
+    };
+    use aws_sdk_route53::types::error::PriorRequestNotComplete;
+    use aws_sdk_route53::types::{ChangeInfo, ChangeStatus};
+    use ses_dkim_rotator::adapters::dns::route53::Route53Publisher;
+    use ses_dkim_rotator::engine::pacing::{Pacer, Rate};
+    use ses_dkim_rotator::engine::ports::{Deadline, DnsPublisher, TxtRecord};
+
+    let fields = serde_json::Map::new();
+    let record = TxtRecord {
+        secret_id: ARN,
+        identity: DOMAIN,
+        name: "s1._domainkey.example.com",
+        value: "v=DKIM1; k=rsa; p=AAAA",
+        secret_fields: &fields,
+    };
+    let change = mock!(aws_sdk_route53::Client::change_resource_record_sets).then_output(|| {
+        ChangeResourceRecordSetsOutput::builder()
+            .change_info(
+                ChangeInfo::builder()
+                    .id("/change/C1")
+                    .status(ChangeStatus::Insync)
+                    .submitted_at(aws_smithy_types::DateTime::from_secs(0))
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+    });
+    // One request every two seconds, and no waiting for a turn: the second is refused.
+    let pacer = Arc::new(Pacer::new(
+        Rate {
+            per_second: 0.5,
+            burst: 1,
+        },
+        Duration::ZERO,
+    ));
+    let client = mock_client!(aws_sdk_route53, RuleMode::MatchAny, [&change]);
+    let publisher = Route53Publisher::new(client, Some("Z1".into()), 300).paced_by(pacer);
+    publisher.upsert_txt(record, Deadline::NONE).await.unwrap();
+    let refused = publisher
+        .upsert_txt(record, Deadline::NONE)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind, FailureKind::Throttled, "{refused}");
+    assert_eq!(change.num_calls(), 1, "a request past the share was sent");
+
+    let busy = mock!(aws_sdk_route53::Client::change_resource_record_sets).then_error(|| {
+        ChangeResourceRecordSetsError::PriorRequestNotComplete(
+            PriorRequestNotComplete::builder()
+                .message("The request was rejected because Route 53 was still processing a prior request.")
+                .build(),
+        )
+    });
+    let client = mock_client!(aws_sdk_route53, RuleMode::MatchAny, [&busy]);
+    let publisher = Route53Publisher::new(client, Some("Z1".into()), 300);
+    let error = publisher
+        .upsert_txt(record, Deadline::NONE)
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind, FailureKind::Throttled, "{error}");
+}

@@ -466,6 +466,7 @@ async fn schedule_with_crash(
         dry_run: false,
         rotation_interval: time::Duration::days(90),
         deadline: Deadline::NONE,
+        record_published: false,
     };
     let mut crashed = false;
     let mut settled = false;

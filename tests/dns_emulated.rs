@@ -799,5 +799,6 @@ fn daily() -> MaintainOptions {
         dry_run: false,
         rotation_interval: time::Duration::days(90),
         deadline: Deadline::NONE,
+        record_published: false,
     }
 }

@@ -224,6 +224,7 @@ async fn fleet_scaling_benchmark() {
         dry_run: false,
         rotation_interval: time::Duration::days(90),
         deadline: Deadline::NONE,
+        record_published: false,
     };
     for concurrency in levels {
         let mut ids = Vec::new();

@@ -114,6 +114,7 @@ impl TwoRegions {
             dry_run: false,
             rotation_interval: time::Duration::days(90),
             deadline: Deadline::NONE,
+            record_published: false,
         };
         let report = self.engine.maintain(&self.arn, &options).await;
         assert!(report.error.is_none(), "{report:?}");

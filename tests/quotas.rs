@@ -144,6 +144,7 @@ fn options() -> MaintainOptions {
         dry_run: false,
         rotation_interval: time::Duration::days(90),
         deadline: Deadline::NONE,
+        record_published: false,
     }
 }
 
@@ -248,6 +249,7 @@ fn item(arn: &str) -> WorkItem {
     WorkItem {
         secret_id: arn.to_owned(),
         force: false,
+        dns_rechecks: 0,
     }
 }
 
@@ -376,4 +378,78 @@ async fn an_onboarding_larger_than_the_cap_rotates_over_runs_and_watching_is_nev
     assert_eq!(seen, [(12, 0, 18), (12, 12, 6), (6, 24, 0)]);
     assert!(fleet.arns.iter().all(|arn| switched(&fleet, arn)));
     assert_eq!(fleet.ses.throttled(), 0);
+}
+
+/// A fleet of one whose zone serves a written record `delay` after the write.
+fn propagating_fleet(delay: Duration) -> Fleet {
+    let mut fleet = Fleet::new(1);
+    fleet.zone = MemoryZone::propagating(PublishMode::Route53, fleet.clock.clone(), delay);
+    fleet
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_worker_publishes_and_comes_back_later_instead_of_waiting_for_propagation() {
+    let propagation = Duration::from_secs(40);
+
+    // Before (an invocation that may wait, as a scheduled run does): it is held until DNS
+    // serves the record.
+    let waiting = propagating_fleet(propagation);
+    let engine = waiting.engine(waiting.paced(1.0, Duration::from_secs(20)));
+    let started = waiting.clock.now();
+    let report = engine
+        .maintain(
+            &waiting.arns[0],
+            &MaintainOptions {
+                deadline: Deadline::at(started + time::Duration::seconds(60)),
+                ..options()
+            },
+        )
+        .await;
+    assert_eq!(report.action, Action::Rotated, "{report:?}");
+    let held = (waiting.clock.now() - started).as_seconds_f64();
+    assert!(held >= propagation.as_secs_f64(), "{held}");
+
+    // After: a queue worker publishes, looks once, and hands the identity back; later visits
+    // only look, then switch. No visit waits for propagation.
+    let fleet = propagating_fleet(propagation);
+    let rotator = worker(&fleet, 1.0, Duration::from_secs(20));
+    let mut message = ("m0".to_owned(), item(&fleet.arns[0]));
+    let mut visits = Vec::new();
+    for visit in 1..=5 {
+        let started = fleet.clock.now();
+        let deadline = Deadline::at(started + time::Duration::seconds(60));
+        let response = rotator.work(batch(&[message.clone()]), deadline).await;
+        visits.push((fleet.clock.now() - started).as_seconds_f64());
+        assert!(response.batch_item_failures.is_empty(), "visit {visit}");
+        let back = rotator.queue.drain();
+        let Some((again, delay)) = back.into_iter().next() else {
+            break;
+        };
+        assert_eq!(again.dns_rechecks, visit, "{again:?}");
+        tokio::time::sleep(delay).await;
+        message = (format!("m{visit}"), again);
+    }
+    assert!(switched(&fleet, &fleet.arns[0]), "{visits:?}");
+    let writes = fleet
+        .zone
+        .calls()
+        .iter()
+        .filter(|c| c.ends_with("Upsert"))
+        .count();
+    assert_eq!(writes, 1, "a later visit wrote the record again");
+    // Published at ~0 s, looked at ~30 s (not served), served at ~90 s: three short visits.
+    assert_eq!(visits.len(), 3, "{visits:?}");
+    assert!(visits.iter().all(|s| *s <= 5.0), "{visits:?}");
+    let kinds: Vec<_> = rotator.notifier.sent().iter().map(|n| n.kind).collect();
+    assert!(
+        !kinds.contains(&NotificationKind::Failure),
+        "propagation notified a failure: {kinds:?}"
+    );
+    eprintln!(
+        "one rotation, record served {}s after the write: waiting in the invocation {held:.1} s; \
+         handed back: {} visits, {:.1} s of invocation in all ({visits:?}), 1 write",
+        propagation.as_secs(),
+        visits.len(),
+        visits.iter().sum::<f64>()
+    );
 }

@@ -167,6 +167,7 @@ async fn a_scheduled_rotation_reads_each_thing_once() {
         dry_run: false,
         rotation_interval: time::Duration::days(90),
         deadline: Deadline::NONE,
+        record_published: false,
     };
     let report = engine.maintain(&arn, &options).await;
     assert_eq!(report.action, Action::Rotated, "{report:?}");

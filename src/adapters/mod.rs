@@ -55,9 +55,12 @@ fn kind_from_code(code: &str, is_service_error: bool) -> FailureKind {
         }
         "ResourceExistsException"
         | "AlreadyExistsException"
-        | "ConcurrentModificationException"
-        | "PriorRequestNotComplete" => FailureKind::Conflict,
-        "TooManyRequestsException" | "ThrottlingException" | "Throttling" => FailureKind::Throttled,
+        | "ConcurrentModificationException" => FailureKind::Conflict,
+        // Route 53's zone still busy with an earlier request is a quota too: come back later.
+        "TooManyRequestsException"
+        | "ThrottlingException"
+        | "Throttling"
+        | "PriorRequestNotComplete" => FailureKind::Throttled,
         "AccessDeniedException" | "AccessDenied" | "UnrecognizedClientException" => {
             FailureKind::AccessDenied
         }

@@ -28,6 +28,7 @@ impl<P: Ports, N: Notifier, Q: WorkQueue> Rotator<P, N, Q> {
             dry_run: run.dry_run,
             rotation_interval: self.fleet.rotation_interval,
             deadline,
+            record_published: false,
         };
         let summary = self
             .engine

@@ -114,6 +114,7 @@ impl<P: Ports, N: Notifier, Q: WorkQueue> Rotator<P, N, Q> {
             .map(|secret_id| WorkItem {
                 secret_id: secret_id.clone(),
                 force: run.force,
+                dns_rechecks: 0,
             })
             .collect();
         if !run.dry_run && !items.is_empty() {

@@ -5,6 +5,10 @@
 //! failures: they are sent again as new messages (with a delay for throttled work) and the
 //! originals are answered as done, so their receive count never creeps towards the
 //! dead-letter queue's `maxReceiveCount`. Only real failures are named in the answer.
+//!
+//! No record waits inside the invocation: a worker publishes a new key's record, looks once,
+//! and when DNS does not serve it yet (Route 53 takes up to a minute) sends the identity back
+//! with a delay ([`DNS_RECHECK_DELAY`], doubling); the later visit only looks, then switches.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -13,15 +17,23 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use time::OffsetDateTime;
 
 use super::Rotator;
-use crate::engine::ports::{Clock, Deadline, Ports};
+use crate::engine::ports::{Clock, Deadline, DnsPublisher, Ports};
 use crate::engine::schedule::{Action, FleetSummary, MaintainOptions};
 use crate::engine::spread::stable_hash;
 use crate::notifications::{self, Notifier};
-use crate::work_queue::{WorkItem, WorkQueue};
+use crate::work_queue::{MAX_DELAY, WorkItem, WorkQueue};
 
 /// How long throttled work waits before it comes back: this plus up to as much again, spread
 /// by a stable hash of the secret so a throttled batch does not return all at once.
 pub const THROTTLED_DELAY: Duration = Duration::from_secs(60);
+
+/// The first look again at a record a worker published: Route 53 usually has a change on all
+/// its servers within 60 seconds. Each later look waits twice as long, up to SQS's 15 minutes.
+pub const DNS_RECHECK_DELAY: Duration = Duration::from_secs(30);
+
+/// Looks again before an unseen record is left to the planner's next run (which publishes it
+/// again): 30 s, 1, 2, 4, 8 min, then 15 min thrice, about an hour in all.
+pub const MAX_DNS_RECHECKS: u32 = 8;
 
 /// Records to send again, and after how long.
 struct HandBack {
@@ -47,6 +59,11 @@ impl<P: Ports, N: Notifier, Q: WorkQueue> Rotator<P, N, Q> {
             delay_of: throttled_delay,
             records: Vec::new(),
         };
+        let mut propagating = HandBack {
+            delay_of: dns_recheck_delay,
+            records: Vec::new(),
+        };
+        let writes_records = self.engine.ports().dns().writes_records();
         for record in event.records {
             let Some(message_id) = record.message_id.clone() else {
                 continue; // refused by parse_invocation
@@ -71,7 +88,9 @@ impl<P: Ports, N: Notifier, Q: WorkQueue> Rotator<P, N, Q> {
                 force: item.force,
                 dry_run: false,
                 rotation_interval: self.fleet.rotation_interval,
-                deadline,
+                // One look at DNS, no INSYNC poll: a record not served yet comes back later.
+                deadline: deadline.without_waiting(),
+                record_published: item.dns_rechecks > 0,
             };
             let report = self.engine.maintain(&item.secret_id, &options).await;
             match report.action {
@@ -94,6 +113,21 @@ impl<P: Ports, N: Notifier, Q: WorkQueue> Rotator<P, N, Q> {
                     );
                     throttled.records.push((message_id, item));
                 }
+                Action::WaitingForDns if writes_records && item.dns_rechecks < MAX_DNS_RECHECKS => {
+                    tracing::info!(
+                        message_id,
+                        secret_id = %item.secret_id,
+                        rechecks = item.dns_rechecks,
+                        "record published, not served yet; the work item comes back to look again"
+                    );
+                    let again = WorkItem {
+                        dns_rechecks: item.dns_rechecks + 1,
+                        ..item
+                    };
+                    propagating.records.push((message_id, again));
+                    reports.push(report);
+                    continue; // not yet news for a person: no notification
+                }
                 _ => {}
             }
             self.notify(notifications::for_identity(&report)).await;
@@ -101,6 +135,7 @@ impl<P: Ports, N: Notifier, Q: WorkQueue> Rotator<P, N, Q> {
         }
         self.hand_back(not_started, &mut response).await;
         self.hand_back(throttled, &mut response).await;
+        self.hand_back(propagating, &mut response).await;
         let summary = FleetSummary::of(reports);
         self.print_metrics(&summary);
         tracing::info!(counts = ?summary.counts, failed = response.batch_item_failures.len(), "work batch done");
@@ -139,6 +174,13 @@ impl<P: Ports, N: Notifier, Q: WorkQueue> Rotator<P, N, Q> {
             }
         }
     }
+}
+
+/// [`DNS_RECHECK_DELAY`] doubled for each look already made (`item.dns_rechecks` counts
+/// this one), at most SQS's [`MAX_DELAY`].
+fn dns_recheck_delay(item: &WorkItem) -> Duration {
+    let doublings = item.dns_rechecks.saturating_sub(1).min(10);
+    (DNS_RECHECK_DELAY * 2u32.pow(doublings)).min(MAX_DELAY)
 }
 
 /// [`THROTTLED_DELAY`] plus a stable share of it for `item`.

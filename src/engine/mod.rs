@@ -305,6 +305,6 @@ impl<P: Ports> Engine<P> {
     /// Whether, with `deadline`, there is time for one more DNS verification attempt.
     pub(crate) fn time_for_another_attempt(&self, deadline: Deadline) -> bool {
         let needed = self.policy.verify_retry_interval + self.policy.deadline_margin;
-        deadline.leaves(self.now(), needed, false)
+        deadline.may_wait(self.now(), needed)
     }
 }

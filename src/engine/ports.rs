@@ -382,6 +382,13 @@ impl fmt::Debug for TxtRecord<'_> {
 
 /// Writes DKIM TXT records (Route 53, RFC 2136), or tells a person to (hint).
 pub trait DnsPublisher: Send + Sync {
+    /// Whether this publisher writes records itself (Route 53, RFC 2136): a record it wrote
+    /// that DNS does not serve yet is propagating and worth a look soon. The hint publisher
+    /// writes nothing (a person does, in their own time).
+    fn writes_records(&self) -> bool {
+        true
+    }
+
     /// Creates or replaces the TXT record (one record, value split into ≤255-char strings) and
     /// waits, up to `deadline`, until the DNS provider reports it live.
     fn upsert_txt(
@@ -418,30 +425,64 @@ pub trait Clock: Send + Sync {
     fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send;
 }
 
-/// When an invocation must be done: Lambda's deadline, or none (the CLI, tests).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Deadline(Option<OffsetDateTime>);
+/// When an invocation must be done (Lambda's deadline, or none: the CLI, tests), and whether
+/// the work may wait for DNS inside it.
+///
+/// A queue worker does not wait: it publishes a record, looks once, and hands the identity
+/// back to the queue to look again later ([`Deadline::without_waiting`]), so no invocation
+/// is held for Route 53's propagation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline {
+    at: Option<OffsetDateTime>,
+    waits: bool,
+}
+
+impl Default for Deadline {
+    fn default() -> Self {
+        Self::NONE
+    }
+}
 
 impl Deadline {
     /// No deadline: waits are not retried.
-    pub const NONE: Self = Self(None);
+    pub const NONE: Self = Self {
+        at: None,
+        waits: true,
+    };
 
-    /// A deadline at `at`.
+    /// A deadline at `at`; DNS waits (retries, Route 53's `INSYNC`) run up to it.
     pub fn at(at: OffsetDateTime) -> Self {
-        Self(Some(at))
+        Self {
+            at: Some(at),
+            waits: true,
+        }
+    }
+
+    /// The same deadline with no waiting: one DNS look, no `INSYNC` poll.
+    pub fn without_waiting(self) -> Self {
+        Self {
+            waits: false,
+            ..self
+        }
     }
 
     /// The instant, if any.
     pub fn instant(self) -> Option<OffsetDateTime> {
-        self.0
+        self.at
     }
 
     /// Whether, at `now`, more than `needed` is left. Without a deadline: `without`.
     pub fn leaves(self, now: OffsetDateTime, needed: Duration, without: bool) -> bool {
-        match self.0 {
+        match self.at {
             Some(deadline) => deadline - now > needed,
             None => without,
         }
+    }
+
+    /// Whether a wait of `needed` (a retry interval, a poll) may start at `now`: waiting is
+    /// allowed and the deadline leaves more than that.
+    pub fn may_wait(self, now: OffsetDateTime, needed: Duration) -> bool {
+        self.waits && self.leaves(now, needed, false)
     }
 }
 

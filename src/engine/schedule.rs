@@ -36,6 +36,9 @@ pub struct MaintainOptions {
     pub rotation_interval: time::Duration,
     /// The invocation's deadline.
     pub deadline: Deadline,
+    /// An earlier visit published the pending key's record (a queue worker handed it back to
+    /// look later): resuming, this visit only looks for it in DNS and writes nothing.
+    pub record_published: bool,
 }
 
 impl MaintainOptions {
@@ -343,12 +346,13 @@ impl<P: Ports> Engine<P> {
     }
 
     /// Runs the four steps with `token` (each reads what it needs: [`Self::maintain`]'s read
-    /// cache answers what the run already read).
+    /// cache answers what the run already read); `setSecret` only when `publish`.
     async fn run_all_steps(
         &self,
         secret_id: &str,
         token: &str,
         deadline: Deadline,
+        publish: bool,
     ) -> Result<StepReport, EngineError> {
         let mut last = None;
         for step in [
@@ -357,6 +361,9 @@ impl<P: Ports> Engine<P> {
             Step::TestSecret,
             Step::FinishSecret,
         ] {
+            if step == Step::SetSecret && !publish {
+                continue; // published by an earlier visit: only look for it
+            }
             let request = RotationRequest {
                 deadline,
                 trigger: Trigger::Schedule,
@@ -422,10 +429,14 @@ impl<P: Ports> Engine<P> {
             return Ok(());
         }
         match planned {
-            Plan::Resume { token } => self.rotate_into(report, &token, options, now).await,
+            Plan::Resume { token } => {
+                let publish = !options.record_published;
+                self.rotate_into(report, &token, options, publish, now)
+                    .await
+            }
             Plan::Rotate => {
                 let token = uuid::Uuid::new_v4().to_string();
-                self.rotate_into(report, &token, options, now).await
+                self.rotate_into(report, &token, options, true, now).await
             }
             Plan::Pending { since } => {
                 self.note_pending(report, since, now);
@@ -578,10 +589,11 @@ impl<P: Ports> Engine<P> {
         report: &mut IdentityReport,
         token: &str,
         options: &MaintainOptions,
+        publish: bool,
         now: OffsetDateTime,
     ) -> Result<(), EngineError> {
         match self
-            .run_all_steps(&report.secret_id, token, options.deadline)
+            .run_all_steps(&report.secret_id, token, options.deadline, publish)
             .await
         {
             Ok(step) => {

@@ -2,18 +2,32 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use time::OffsetDateTime;
 
 use super::call_log::{CallLog, lock};
+use super::clock::ManualClock;
 use crate::engine::dns_check::{LookupFailure, TxtAnswer};
 use crate::engine::ports::{
-    DnsPublisher, DnsTxtLookup, FailureKind, PortError, Publication, ServerAnswer, TxtRecord,
+    Clock, DnsPublisher, DnsTxtLookup, FailureKind, PortError, Publication, ServerAnswer, TxtRecord,
 };
 
 #[derive(Debug, Default)]
 struct ZoneState {
     records: BTreeMap<String, Vec<String>>,
+    /// Names written but not yet served, and from when they are (see
+    /// [`MemoryZone::propagating`]).
+    served_from: BTreeMap<String, OffsetDateTime>,
     log: CallLog,
     down: bool,
+}
+
+/// How long a written record takes to reach the zone's servers, on which clock.
+#[derive(Debug, Clone)]
+struct Propagation {
+    clock: ManualClock,
+    delay: Duration,
 }
 
 /// How a [`MemoryZone`] publishes: as a writing publisher (Route 53, RFC 2136), or as the hint
@@ -33,6 +47,7 @@ pub enum PublishMode {
 pub struct MemoryZone {
     state: Arc<Mutex<ZoneState>>,
     mode: PublishMode,
+    propagation: Option<Propagation>,
 }
 
 impl MemoryZone {
@@ -41,6 +56,17 @@ impl MemoryZone {
         Self {
             state: Arc::default(),
             mode,
+            propagation: None,
+        }
+    }
+
+    /// A zone whose written records reach its servers `delay` after the write, on `clock`
+    /// (Route 53 answers a change `PENDING` until its servers have it, typically within 60
+    /// seconds): until then a lookup does not see them.
+    pub fn propagating(mode: PublishMode, clock: ManualClock, delay: Duration) -> Self {
+        Self {
+            propagation: Some(Propagation { clock, delay }),
+            ..Self::new(mode)
         }
     }
 
@@ -89,6 +115,10 @@ impl MemoryZone {
 }
 
 impl DnsPublisher for MemoryZone {
+    fn writes_records(&self) -> bool {
+        self.mode != PublishMode::Hint
+    }
+
     async fn upsert_txt(
         &self,
         record: TxtRecord<'_>,
@@ -99,10 +129,20 @@ impl DnsPublisher for MemoryZone {
         }
         let mut state = lock(&self.state);
         state.log.enter("DNS", "Upsert")?;
-        state.records.insert(
-            record.name.to_ascii_lowercase(),
-            vec![record.value.to_owned()],
-        );
+        let name = record.name.to_ascii_lowercase();
+        let same_value = state
+            .records
+            .get(&name)
+            .is_some_and(|v| v == &[record.value]);
+        if let Some(p) = &self.propagation
+            && !same_value
+        {
+            // Writing the same value again changes nothing the servers serve (Route 53 takes
+            // the change; its servers already have, or are getting, that value).
+            let from = p.clock.now() + p.delay;
+            state.served_from.insert(name.clone(), from);
+        }
+        state.records.insert(name, vec![record.value.to_owned()]);
         Ok(Publication::Written)
     }
 
@@ -137,8 +177,13 @@ impl DnsTxtLookup for MemoryZone {
                 reason: "SERVFAIL".into(),
             })
         } else {
-            Ok(match state.records.get(&name.to_ascii_lowercase()) {
-                Some(records) if !records.is_empty() => TxtAnswer::Records(records.clone()),
+            let name = name.to_ascii_lowercase();
+            let now = self.propagation.as_ref().map(|p| p.clock.now());
+            let propagating = matches!((now, state.served_from.get(&name)), (Some(now), Some(from)) if now < *from);
+            Ok(match state.records.get(&name) {
+                Some(records) if !records.is_empty() && !propagating => {
+                    TxtAnswer::Records(records.clone())
+                }
                 _ => TxtAnswer::NoRecords,
             })
         };

@@ -497,6 +497,7 @@ impl TestBed {
             dry_run: false,
             rotation_interval: time::Duration::days(90),
             deadline: Deadline::NONE,
+            record_published: false,
         };
         let report = engine.maintain(&seeded.arn, &options).await;
         assert_eq!(report.action, Action::Confirmed, "{report:?}");

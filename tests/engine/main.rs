@@ -156,6 +156,7 @@ impl World {
             dry_run: false,
             rotation_interval: time::Duration::days(90),
             deadline: Deadline::NONE,
+            record_published: false,
         }
     }
 

@@ -202,6 +202,7 @@ async fn a_fleet_defers_what_the_deadline_leaves_no_time_for() {
     let world = World::new(PublishMode::Route53);
     let options = MaintainOptions {
         deadline: Deadline::at(START + time::Duration::seconds(20)),
+        record_published: false,
         ..world.options()
     };
     let summary = world

@@ -16,6 +16,10 @@ fn selector_of(name: &str) -> &str {
 }
 
 impl DnsPublisher for HintPublisher {
+    fn writes_records(&self) -> bool {
+        false
+    }
+
     async fn upsert_txt(
         &self,
         record: TxtRecord<'_>,

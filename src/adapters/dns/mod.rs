@@ -31,6 +31,10 @@ pub enum ConfiguredPublisher {
 }
 
 impl DnsPublisher for ConfiguredPublisher {
+    fn writes_records(&self) -> bool {
+        !matches!(self, Self::Hint(_))
+    }
+
     async fn upsert_txt(
         &self,
         record: TxtRecord<'_>,

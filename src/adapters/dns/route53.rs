@@ -3,8 +3,14 @@
 //! The zone is the secret's `hosted_zone_id`, else `DKIM_HOSTED_ZONE_ID`, else the public
 //! hosted zone with the longest name that contains the record (`ListHostedZonesByName`). The
 //! TXT record is `UPSERT`ed as ONE record of ≤255-char strings, then the change is polled until
-//! `INSYNC`, bounded by the invocation's deadline.
+//! `INSYNC`, bounded by the invocation's deadline, when the invocation may wait at all (a queue
+//! worker does not: the DNS check of a later visit decides).
+//!
+//! Every request first takes a turn of this process's share of the account's Route 53 rate
+//! ([`Route53Publisher::paced_by`]); `Throttling` and `PriorRequestNotComplete` (the zone is
+//! still busy with an earlier request) are [`FailureKind::Throttled`]: the work comes back.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_route53::Client;
@@ -15,6 +21,7 @@ use time::OffsetDateTime;
 
 use crate::adapters::port_error;
 use crate::engine::key::txt_presentation;
+use crate::engine::pacing::Pacer;
 use crate::engine::ports::{
     Deadline, DnsPublisher, FailureKind, PortError, Publication, TxtRecord,
 };
@@ -28,7 +35,12 @@ pub struct Route53Publisher {
     default_zone_id: Option<String>,
     ttl: i64,
     poll_interval: Duration,
+    /// This process's share of the account's Route 53 request rate, when paced.
+    pacer: Option<Arc<Pacer>>,
 }
+
+/// The pacer lane of Route 53: one budget for the whole account (every zone, every region).
+const ROUTE53_LANE: &str = "route53";
 
 fn invalid(operation: &'static str, message: String) -> PortError {
     PortError {
@@ -55,6 +67,49 @@ impl Route53Publisher {
             default_zone_id,
             ttl: i64::from(ttl),
             poll_interval: Duration::from_secs(2),
+            pacer: None,
+        }
+    }
+
+    /// The same publisher taking a `pacer` turn before every Route 53 request (Route 53
+    /// throttles the account as a whole: `Throttling`, "Rate exceeded").
+    pub fn paced_by(self, pacer: Arc<Pacer>) -> Self {
+        Self {
+            pacer: Some(pacer),
+            ..self
+        }
+    }
+
+    /// Waits for this process's next Route 53 turn; a turn further away than the pacer's
+    /// longest wait is refused as [`FailureKind::Throttled`] (the work comes back later).
+    async fn turn(&self, operation: &'static str) -> Result<(), PortError> {
+        let Some(pacer) = &self.pacer else {
+            return Ok(());
+        };
+        match pacer.reserve(ROUTE53_LANE, OffsetDateTime::now_utc()) {
+            Ok(wait) => {
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
+                Ok(())
+            }
+            Err(wait) => Err(PortError {
+                service: SERVICE,
+                operation,
+                kind: FailureKind::Throttled,
+                message: format!(
+                    "this process's next Route 53 turn is {:.1} s away, past DKIM_IDENTITY_BUDGET_SECONDS; not sent (DKIM_ROUTE53_REQUESTS_PER_SECOND paces it)",
+                    wait.as_secs_f64()
+                ),
+            }),
+        }
+    }
+
+    /// The same publisher polling `GetChange` every `interval` (2 s by default).
+    pub fn polling_every(self, interval: Duration) -> Self {
+        Self {
+            poll_interval: interval,
+            ..self
         }
     }
 
@@ -76,6 +131,7 @@ impl Route53Publisher {
                     .dns_name(dns_name)
                     .set_hosted_zone_id(zone_id.clone());
             }
+            self.turn("ListHostedZonesByName").await?;
             let page = request
                 .send()
                 .await
@@ -156,6 +212,7 @@ impl Route53Publisher {
             )
             .build()
             .map_err(|e| invalid("ChangeResourceRecordSets", e.to_string()))?;
+        self.turn("ChangeResourceRecordSets").await?;
         let out = self
             .client
             .change_resource_record_sets()
@@ -170,7 +227,8 @@ impl Route53Publisher {
                     } else if e.is_invalid_change_batch() || e.is_invalid_input() {
                         Some(FailureKind::InvalidRequest)
                     } else if e.is_prior_request_not_complete() {
-                        Some(FailureKind::Conflict)
+                        // The zone is still busy with an earlier request: come back later.
+                        Some(FailureKind::Throttled)
                     } else {
                         None
                     }
@@ -180,17 +238,17 @@ impl Route53Publisher {
             return Ok(());
         };
         while info.status() != &ChangeStatus::Insync {
-            let time_left =
-                deadline.leaves(OffsetDateTime::now_utc(), self.poll_interval * 3, false);
-            if !time_left {
-                // Not INSYNC yet: the DNS check before the switch decides whether it is live.
-                tracing::warn!(
+            if !deadline.may_wait(OffsetDateTime::now_utc(), self.poll_interval * 3) {
+                // Not INSYNC yet: the DNS check before the switch decides whether it is live
+                // (a queue worker looks later, in another visit).
+                tracing::info!(
                     change_id = info.id(),
-                    "Route 53 change not INSYNC before the deadline"
+                    "Route 53 change submitted, not INSYNC yet; not waiting for it here"
                 );
                 return Ok(());
             }
             tokio::time::sleep(self.poll_interval).await;
+            self.turn("GetChange").await?;
             info = self
                 .client
                 .get_change()
@@ -221,6 +279,7 @@ impl DnsPublisher for Route53Publisher {
         // Route 53 deletes only an exact match: read the record's current value first.
         let zone_id = self.zone_for(&record).await?;
         let name = format!("{}.", record.name.trim_end_matches('.'));
+        self.turn("ListResourceRecordSets").await?;
         let listing = self
             .client
             .list_resource_record_sets()
@@ -248,6 +307,7 @@ impl DnsPublisher for Route53Publisher {
             )
             .build()
             .map_err(|e| invalid("ChangeResourceRecordSets", e.to_string()))?;
+        self.turn("ChangeResourceRecordSets").await?;
         self.client
             .change_resource_record_sets()
             .hosted_zone_id(&zone_id)
