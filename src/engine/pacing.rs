@@ -85,6 +85,16 @@ impl Pacer {
         lanes.insert(lane.to_owned(), due + interval);
         Ok(wait)
     }
+
+    /// Moves `lane`'s next slot half an interval later (from `now` at the earliest): after
+    /// SES throttled a paced call, this process's turns were in step with another sender's
+    /// (two queue workers, each at its share, started together). Half an interval out of step
+    /// they never meet again while each keeps its share.
+    pub fn fall_out_of_step(&self, lane: &str, now: OffsetDateTime) {
+        let mut lanes = self.lanes.lock().unwrap_or_else(PoisonError::into_inner);
+        let due = lanes.get(lane).copied().unwrap_or(now).max(now);
+        lanes.insert(lane.to_owned(), due + self.rate.interval() / 2);
+    }
 }
 
 /// An SES port that takes a [`Pacer`] slot (per region) before every call.
@@ -169,6 +179,8 @@ impl<S: DkimSigningService, C: Clock> PacedSes<S, C> {
             if !throttled(&result, attempt) {
                 return result;
             }
+            let lane = region.unwrap_or(&self.home_region);
+            self.pacer.fall_out_of_step(lane, self.clock.now());
             attempt += 1;
         }
     }
