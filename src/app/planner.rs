@@ -1,7 +1,7 @@
 //! Queue mode's planner: decides from `ListSecrets` alone (see [`crate::engine::triage`])
 //! which secrets need a worker, and sends one queue message for each.
 //!
-//! Rotations are capped per run (`DKIM_MAX_ROTATIONS_PER_RUN`, by default what half a day of
+//! Rotations are capped per run (`DKIM_MAX_ROTATIONS_PER_RUN`, by default what 16 hours of
 //! SES's budget serves): onboarding more identities than that in one day rotates them over
 //! the fewest days the quota allows, and the queue drains before the next daily run. Watching,
 //! retirements and health checks are never held back.
