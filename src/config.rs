@@ -474,22 +474,9 @@ impl Settings {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn the_rotation_cap_is_what_sixteen_hours_of_the_ses_budget_serve() {
-        let cap = |vars: &[(&str, &str)]| {
-            let vars: Vec<(String, String)> = vars
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect();
-            Settings::from_lookup(|name| {
-                vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
-            })
-            .unwrap()
-            .fleet
-            .max_rotations_per_run
-        };
+        let cap = |vars: &[(&str, &str)]| settings(vars).unwrap().fleet.max_rotations_per_run;
         assert_eq!(cap(&[]), 12_960);
         assert_eq!(cap(&[("DKIM_SES_REQUESTS_PER_SECOND", "0.5")]), 6_480);
         assert_eq!(cap(&[("DKIM_MAX_ROTATIONS_PER_RUN", "500")]), 500);

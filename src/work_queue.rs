@@ -57,6 +57,60 @@ impl WorkItem {
     }
 }
 
+/// A planner run carried on in another invocation: the listing goes on from
+/// `continue_planning_from` (`ListSecrets`' `NextToken`). Body:
+/// `{"continue_planning_from": "<token>", "rotations_sent": 120}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanContinuation {
+    /// Where the listing goes on.
+    pub continue_planning_from: String,
+    /// Rotations the run has sent so far (they count against `DKIM_MAX_ROTATIONS_PER_RUN`).
+    #[serde(default)]
+    pub rotations_sent: u64,
+    /// The run was forced.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
+}
+
+/// What one queue message asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueMessage {
+    /// One identity's work.
+    Identity(WorkItem),
+    /// The rest of a planner run.
+    Planning(PlanContinuation),
+}
+
+impl QueueMessage {
+    /// Reads a message body: a [`PlanContinuation`] when it has `continue_planning_from`,
+    /// else a [`WorkItem`]; the error says what is wrong and what a body looks like.
+    pub fn from_body(body: &str) -> Result<Self, String> {
+        let continues = serde_json::from_str::<serde_json::Value>(body)
+            .is_ok_and(|v| v.get("continue_planning_from").is_some());
+        if !continues {
+            return WorkItem::from_body(body).map(Self::Identity);
+        }
+        let plan: PlanContinuation = serde_json::from_str(body).map_err(|e| {
+            format!(
+                "the message body `{}` is not {{\"continue_planning_from\": \"<token>\", \"rotations_sent\": 0}} ({e})",
+                quote_prefix(body)
+            )
+        })?;
+        if plan.continue_planning_from.is_empty() || plan.continue_planning_from.len() > 8192 {
+            return Err("`continue_planning_from` must be a ListSecrets NextToken".into());
+        }
+        Ok(Self::Planning(plan))
+    }
+}
+
+impl PlanContinuation {
+    /// The message body.
+    pub fn to_body(&self) -> String {
+        serde_json::to_string(self).expect("a PlanContinuation always serialises")
+    }
+}
+
 /// Longest delay SQS gives a message (`DelaySeconds`, 15 minutes).
 pub const MAX_DELAY: Duration = Duration::from_secs(900);
 
@@ -69,6 +123,12 @@ pub trait WorkQueue: Send + Sync {
         items: &[WorkItem],
         delay: Duration,
     ) -> impl Future<Output = Result<usize, PortError>> + Send;
+
+    /// Sends the rest of a planner run as one message, delivered at once.
+    fn send_continuation(
+        &self,
+        next: &PlanContinuation,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
 }
 
 #[cfg(test)]
@@ -91,6 +151,34 @@ mod tests {
             (r#"{"secret_id": " "}"#, "must be"),
         ] {
             let err = WorkItem::from_body(body).unwrap_err();
+            assert!(err.contains(hint), "{body}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_continuation_round_trips_and_a_bad_one_is_named() {
+        let rest = PlanContinuation {
+            continue_planning_from: "tok==".into(),
+            rotations_sent: 120,
+            force: false,
+        };
+        assert_eq!(
+            QueueMessage::from_body(&rest.to_body()),
+            Ok(QueueMessage::Planning(rest))
+        );
+        assert!(matches!(
+            QueueMessage::from_body(r#"{"secret_id": "arn:x"}"#),
+            Ok(QueueMessage::Identity(_))
+        ));
+        for (body, hint) in [
+            (r#"{"continue_planning_from": 5}"#, "is not"),
+            (
+                r#"{"continue_planning_from": "t", "extra": 1}"#,
+                "unknown field",
+            ),
+            (r#"{"continue_planning_from": ""}"#, "NextToken"),
+        ] {
+            let err = QueueMessage::from_body(body).unwrap_err();
             assert!(err.contains(hint), "{body}: {err}");
         }
     }

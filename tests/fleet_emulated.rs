@@ -596,11 +596,14 @@ async fn planner_queue_worker_fleet_with_a_broken_secret_ending_in_the_dead_lett
     };
     let rotator_again = rotator;
     rotator_again
-        .plan_to_queue(&ScheduledRun {
-            secret_ids: Some(fleet.iter().map(|s| s.arn.clone()).collect()),
-            force: false,
-            dry_run: false,
-        })
+        .plan_to_queue(
+            &ScheduledRun {
+                secret_ids: Some(fleet.iter().map(|s| s.arn.clone()).collect()),
+                force: false,
+                dry_run: false,
+            },
+            Deadline::NONE,
+        )
         .await
         .unwrap();
     while let Some(response) = deliver(&sqs, &queue_url, &rotator_again, 10, 0).await {

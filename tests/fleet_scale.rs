@@ -430,11 +430,14 @@ async fn planner_benchmark() {
     };
     let started = Instant::now();
     let plan = rotator
-        .plan_to_queue(&ScheduledRun {
-            secret_ids: None,
-            force: false,
-            dry_run: false,
-        })
+        .plan_to_queue(
+            &ScheduledRun {
+                secret_ids: None,
+                force: false,
+                dry_run: false,
+            },
+            Deadline::NONE,
+        )
         .await
         .unwrap();
     let wall = started.elapsed().as_secs_f64();

@@ -355,7 +355,7 @@ async fn an_onboarding_larger_than_the_cap_rotates_over_runs_and_watching_is_nev
     };
     let mut seen = Vec::new();
     for _ in 0..3 {
-        let plan = rotator.plan_to_queue(&run).await.unwrap();
+        let plan = rotator.plan_to_queue(&run, Deadline::NONE).await.unwrap();
         seen.push((
             plan.reasons
                 .get(&WorkReason::Untracked)
@@ -537,7 +537,7 @@ async fn wave_through_the_queue(n: usize) -> WaveFigures {
     };
     let started = fleet.clock.now();
     for day in 0..2 {
-        let plan = planner.plan_to_queue(&run).await.unwrap();
+        let plan = planner.plan_to_queue(&run, Deadline::NONE).await.unwrap();
         assert_eq!(plan.deferred, 0, "day {day}: {plan:?}");
         let now = fleet.clock.now();
         queue
@@ -766,4 +766,72 @@ async fn wave_at_the_quota_benchmark() {
     let figures = wave_through_the_queue(n).await;
     let missed = wave_targets(&figures, true);
     assert!(missed.is_empty(), "benchmark targets missed: {missed:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_planner_out_of_time_hands_the_rest_of_the_listing_on_and_the_cap_carries_over() {
+    use ses_dkim_rotator::testing::LIST_PAGE_SIZE;
+    use ses_dkim_rotator::work_queue::PlanContinuation;
+    let n = 2 * LIST_PAGE_SIZE + 50; // three ListSecrets pages
+    let fleet = Fleet::new(n);
+    for arn in &fleet.arns {
+        fleet
+            .secrets
+            .set_tags(arn, &[("dkim-rotator", "managed")])
+            .await
+            .unwrap();
+    }
+    let mut rotator = worker(&fleet, 1.0, Duration::from_secs(20));
+    rotator.fleet.secret_tag = Some(("dkim-rotator".into(), "managed".into()));
+    rotator.fleet.max_rotations_per_run = 120;
+    let run = ScheduledRun {
+        secret_ids: None,
+        force: false,
+        dry_run: false,
+    };
+    // Five seconds left: one page, then the rest is handed on.
+    let short = || Deadline::at(fleet.clock.now() + time::Duration::seconds(5));
+    let first = rotator.plan_to_queue(&run, short()).await.unwrap();
+    assert!(first.continued, "{first:?}");
+    assert_eq!(first.queued, LIST_PAGE_SIZE);
+    let mut sent: Vec<String> = rotator
+        .queue
+        .drain()
+        .into_iter()
+        .map(|(i, _)| i.secret_id)
+        .collect();
+    let mut deferred = first.deferred;
+    // Each continuation, delivered as a queue message, lists one more page the same way,
+    // until the last one, with time enough, finishes.
+    let mut hops = 0;
+    while let Some(rest) = rotator.queue.take_continuations().pop() {
+        hops += 1;
+        let rest: PlanContinuation = rest;
+        let event: SqsEvent = serde_json::from_value(json!({"Records": [{
+            "messageId": format!("c{hops}"), "receiptHandle": "r", "body": rest.to_body(),
+            "attributes": {}, "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+            "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:dkim-work", "awsRegion": "us-east-1"
+        }]}))
+        .unwrap();
+        let deadline = if hops == 1 { short() } else { Deadline::NONE };
+        let response = rotator.work(event, deadline).await;
+        assert!(response.batch_item_failures.is_empty());
+        sent.extend(rotator.queue.drain().into_iter().map(|(i, _)| i.secret_id));
+        deferred = n - sent.len();
+        assert!(hops <= 3, "the continuation never ends");
+    }
+    assert_eq!(hops, 2, "one hop per page after the first");
+    let listings = fleet
+        .secrets
+        .calls()
+        .iter()
+        .filter(|c| c.ends_with("ListSecrets"))
+        .count();
+    assert_eq!(listings, 3, "each page listed once");
+    // The cap holds over the whole run: 120 rotations sent, the rest deferred, none twice.
+    assert_eq!(sent.len(), 120);
+    assert_eq!(deferred, n - 120);
+    let unique: std::collections::BTreeSet<&String> = sent.iter().collect();
+    assert_eq!(unique.len(), sent.len());
+    assert!(fleet.ses.calls().is_empty(), "the planner called SES");
 }

@@ -186,7 +186,7 @@ mod secrets_manager {
         ok: || ListSecretsOutput::builder().secret_list(SecretListEntry::builder().arn(ARN).build()).build(),
         errors: json_error("ThrottlingException", "InvalidParameterException"),
         others: [],
-        |client| store(client).list_tagged("ses-dkim-rotator", "managed"));
+        |client| store(client).list_tagged_page("ses-dkim-rotator", "managed", None));
 
     fault_cases!(tag_resource: aws_sdk_secretsmanager, Client::tag_resource,
         ok: || TagResourceOutput::builder().build(),

@@ -8,8 +8,8 @@ use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType, Tag};
 use super::port_error;
 use crate::engine::ports::FailureKind;
 use crate::engine::ports::{
-    PortError, STAGE_CURRENT, STAGE_PENDING, STAGE_PREVIOUS, SecretDescription, SecretStore,
-    StoredVersion, VersionInfo, VersionRef,
+    ListedPage, PortError, STAGE_CURRENT, STAGE_PENDING, STAGE_PREVIOUS, SecretDescription,
+    SecretStore, StoredVersion, VersionInfo, VersionRef,
 };
 use crate::secret_text::SecretText;
 
@@ -167,13 +167,13 @@ impl SecretStore for SecretsManagerStore {
         Ok(versions)
     }
 
-    async fn list_tagged(
+    async fn list_tagged_page(
         &self,
         key: &str,
         value: &str,
-    ) -> Result<Vec<SecretDescription>, PortError> {
-        let mut listed = Vec::new();
-        let mut pages = self
+        page: Option<&str>,
+    ) -> Result<ListedPage, PortError> {
+        let page = self
             .client
             .list_secrets()
             .max_results(100)
@@ -189,30 +189,33 @@ impl SecretStore for SecretsManagerStore {
                     .values(value)
                     .build(),
             )
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| port_error(SERVICE, "ListSecrets", e, |_| None))?;
-            for secret in page.secret_list() {
-                // The two filters match the key and the value separately: check the pair.
-                let tagged = secret
-                    .tags()
-                    .iter()
-                    .any(|t| t.key() == Some(key) && t.value() == Some(value));
-                if tagged && let Some(arn) = secret.arn() {
-                    listed.push(SecretDescription {
-                        arn: arn.to_owned(),
-                        rotation_enabled: secret.rotation_enabled().unwrap_or(false),
-                        versions: secret
-                            .secret_versions_to_stages()
-                            .cloned()
-                            .unwrap_or_default(),
-                        tags: tags_of(secret.tags()),
-                    });
-                }
+            .set_next_token(page.map(str::to_owned))
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, "ListSecrets", e, |_| None))?;
+        let mut listed = Vec::new();
+        for secret in page.secret_list() {
+            // The two filters match the key and the value separately: check the pair.
+            let tagged = secret
+                .tags()
+                .iter()
+                .any(|t| t.key() == Some(key) && t.value() == Some(value));
+            if tagged && let Some(arn) = secret.arn() {
+                listed.push(SecretDescription {
+                    arn: arn.to_owned(),
+                    rotation_enabled: secret.rotation_enabled().unwrap_or(false),
+                    versions: secret
+                        .secret_versions_to_stages()
+                        .cloned()
+                        .unwrap_or_default(),
+                    tags: tags_of(secret.tags()),
+                });
             }
         }
-        Ok(listed)
+        Ok(ListedPage {
+            secrets: listed,
+            next_page: page.next_token().map(str::to_owned),
+        })
     }
 
     async fn set_tags(&self, secret_id: &str, tags: &[(&str, &str)]) -> Result<(), PortError> {

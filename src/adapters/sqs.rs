@@ -7,7 +7,7 @@ use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 
 use super::port_error;
 use crate::engine::ports::{FailureKind, PortError};
-use crate::work_queue::{MAX_DELAY, WorkItem, WorkQueue};
+use crate::work_queue::{MAX_DELAY, PlanContinuation, WorkItem, WorkQueue};
 
 const SERVICE: &str = "SQS";
 /// SQS takes at most ten entries per `SendMessageBatch`.
@@ -77,6 +77,17 @@ impl WorkQueue for SqsWorkQueue {
         }
         Ok(items.len())
     }
+
+    async fn send_continuation(&self, next: &PlanContinuation) -> Result<(), PortError> {
+        self.client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(next.to_body())
+            .send()
+            .await
+            .map_err(|e| port_error(SERVICE, "SendMessage", e, |_| None))?;
+        Ok(())
+    }
 }
 
 /// The work queue chosen by the settings.
@@ -98,6 +109,18 @@ impl WorkQueue for ConfiguredWorkQueue {
                 message: "no work queue is configured (DKIM_WORK_QUEUE_URL)".into(),
             }),
             Self::Sqs(queue) => queue.send(items, delay).await,
+        }
+    }
+
+    async fn send_continuation(&self, next: &PlanContinuation) -> Result<(), PortError> {
+        match self {
+            Self::Off => Err(PortError {
+                service: SERVICE,
+                operation: "SendMessage",
+                kind: FailureKind::InvalidRequest,
+                message: "no work queue is configured (DKIM_WORK_QUEUE_URL)".into(),
+            }),
+            Self::Sqs(queue) => queue.send_continuation(next).await,
         }
     }
 }

@@ -1,12 +1,17 @@
 //! Queue mode's planner: decides from `ListSecrets` alone (see [`crate::engine::triage`])
 //! which secrets need a worker, and sends one queue message for each.
 //!
+//! It sends while it lists, page by page; when the invocation's deadline comes near with
+//! pages left, it puts a [`PlanContinuation`] (the listing's `NextToken` and the rotations
+//! sent so far) on the queue and stops, and the worker that receives it carries on. So
+//! 100,000 secrets (1,000 pages) are planned across as many invocations as they need.
+//!
 //! Rotations are capped per run (`DKIM_MAX_ROTATIONS_PER_RUN`, by default what 16 hours of
 //! SES's budget serves): onboarding more identities than that in one day rotates them over
 //! the fewest days the quota allows, and the queue drains before the next daily run. Watching,
 //! retirements and health checks are never held back.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -14,12 +19,12 @@ use time::OffsetDateTime;
 use super::gather::{each_secret_once, nothing_to_manage};
 use super::{Rotator, ScheduledRun};
 use crate::engine::plan::PlanOptions;
-use crate::engine::ports::{Clock, Ports};
+use crate::engine::ports::{Clock, Deadline, Ports};
 use crate::engine::time_format::rfc3339;
 use crate::engine::triage::{Triage, WorkReason, triage};
 use crate::error::AppError;
 use crate::notifications::Notifier;
-use crate::work_queue::{WorkItem, WorkQueue};
+use crate::work_queue::{PlanContinuation, WorkItem, WorkQueue};
 
 /// What a planner sent.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -35,6 +40,9 @@ pub struct QueuedPlan {
     /// Rotations due but held for a later run: this run sent `DKIM_MAX_ROTATIONS_PER_RUN`.
     #[serde(skip_serializing_if = "is_zero")]
     pub deferred: usize,
+    /// The listing was not finished: the rest goes on in another invocation.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub continued: bool,
     /// When the earliest idle secret falls due (RFC 3339), when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_due: Option<String>,
@@ -43,94 +51,218 @@ pub struct QueuedPlan {
     pub dry_run: bool,
 }
 
+/// Time a planner invocation keeps for one more listing page and its sends (one `ListSecrets`
+/// call and up to ten `SendMessageBatch` calls); with less left before the deadline it sends
+/// the rest of the run on as a [`PlanContinuation`] message and stops.
+pub const PLANNER_PAGE_BUDGET: Duration = Duration::from_secs(10);
+
+/// One planner invocation's decisions so far.
+struct Planning {
+    plan: QueuedPlan,
+    next_due: Option<OffsetDateTime>,
+    rotations: u64,
+    force: bool,
+}
+
+impl Planning {
+    /// Counts `decision` for `secret_id`; the work item when it is to be sent.
+    fn decide(&mut self, secret_id: String, decision: Triage, cap: u64) -> Option<WorkItem> {
+        match decision {
+            Triage::Send(reason) if reason.may_rotate() && self.rotations >= cap => {
+                self.plan.deferred += 1;
+                None
+            }
+            Triage::Send(reason) => {
+                self.rotations += u64::from(reason.may_rotate());
+                *self.plan.reasons.entry(reason).or_default() += 1;
+                self.plan.secret_ids.push(secret_id.clone());
+                Some(WorkItem {
+                    secret_id,
+                    force: self.force,
+                    dns_rechecks: 0,
+                })
+            }
+            Triage::Idle { next } => {
+                self.plan.idle += 1;
+                self.next_due = match (self.next_due, next) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                None
+            }
+        }
+    }
+}
+
 impl<P: Ports, N: Notifier, Q: WorkQueue> Rotator<P, N, Q> {
     /// The planner: decides from `ListSecrets` alone (see [`crate::engine::triage`]) which
-    /// secrets need a worker, and sends one queue message for each. Secrets named in the
-    /// payload or in `DKIM_SECRET_IDS` are always sent (the listing does not cover them).
-    /// Nothing is read per secret. Returns what was sent.
-    pub async fn plan_to_queue(&self, run: &ScheduledRun) -> Result<QueuedPlan, AppError> {
-        let now = self.engine.ports().clock().now();
-        let options = PlanOptions {
-            force: run.force,
-            rotation_interval: self.fleet.rotation_interval,
-        };
-        let grace = self.engine.policy().retirement().grace;
-        let mut plan = QueuedPlan {
-            queued: 0,
-            secret_ids: Vec::new(),
-            reasons: BTreeMap::new(),
-            idle: 0,
-            deferred: 0,
-            next_due: None,
-            dry_run: run.dry_run,
-        };
-        let mut next_due: Option<OffsetDateTime> = None;
-        let mut rotations: u64 = 0;
+    /// secrets need a worker, and sends one queue message for each, page by page as it
+    /// lists. Secrets named in the payload or in `DKIM_SECRET_IDS` are always sent (the
+    /// listing does not cover them). Nothing is read per secret. When the deadline leaves
+    /// less than [`PLANNER_PAGE_BUDGET`] and pages remain, the rest of the run goes on in
+    /// another invocation (a [`PlanContinuation`] on the queue). Returns what was sent.
+    pub async fn plan_to_queue(
+        &self,
+        run: &ScheduledRun,
+        deadline: Deadline,
+    ) -> Result<QueuedPlan, AppError> {
+        let mut planning = self.planning(run.force, run.dry_run, 0);
         let named = run
             .secret_ids
             .clone()
             .unwrap_or_else(|| self.fleet.secret_ids.clone());
-        let mut decided: Vec<(String, Triage)> = named
-            .into_iter()
-            .map(|id| (id, Triage::Send(WorkReason::Named)))
-            .collect();
-        if run.secret_ids.is_none()
-            && let Some((key, value)) = &self.fleet.secret_tag
-        {
-            let listed = self.engine.list_tagged(key, value).await?;
-            decided.extend(listed.into_iter().map(|secret| {
-                let decision = triage(&secret, options, grace, self.fleet.health_check_days, now);
-                (secret.arn, decision)
-            }));
-        }
-        if decided.is_empty() {
+        let named = each_secret_once(named, String::as_str);
+        let listing = match (&run.secret_ids, &self.fleet.secret_tag) {
+            (None, Some(tag)) => Some(tag),
+            _ => None,
+        };
+        if named.is_empty() && listing.is_none() {
             return Err(nothing_to_manage());
         }
-        for (secret_id, decision) in each_secret_once(decided, |(id, _)| id.as_str()) {
-            match decision {
-                Triage::Send(reason)
-                    if reason.may_rotate() && rotations >= self.fleet.max_rotations_per_run =>
-                {
-                    plan.deferred += 1;
-                }
-                Triage::Send(reason) => {
-                    rotations += u64::from(reason.may_rotate());
-                    *plan.reasons.entry(reason).or_default() += 1;
-                    plan.secret_ids.push(secret_id);
-                }
-                Triage::Idle { next } => {
-                    plan.idle += 1;
-                    next_due = match (next_due, next) {
-                        (Some(a), Some(b)) => Some(a.min(b)),
-                        (a, b) => a.or(b),
-                    };
-                }
-            }
-        }
-        plan.next_due = next_due.map(rfc3339);
-        let items: Vec<WorkItem> = plan
-            .secret_ids
+        let items: Vec<WorkItem> = named
             .iter()
-            .map(|secret_id| WorkItem {
-                secret_id: secret_id.clone(),
-                force: run.force,
-                dns_rechecks: 0,
+            .filter_map(|id| {
+                let decision = Triage::Send(WorkReason::Named);
+                planning.decide(id.clone(), decision, self.fleet.max_rotations_per_run)
             })
             .collect();
-        if !run.dry_run && !items.is_empty() {
-            plan.queued = self.queue.send(&items, Duration::ZERO).await?;
+        self.send_planned(&mut planning, &items).await?;
+        if let Some((key, value)) = listing {
+            let skip: HashSet<String> = named.into_iter().collect();
+            self.plan_pages(&mut planning, key, value, None, &skip, deadline)
+                .await?;
+            if planning.plan.secret_ids.is_empty()
+                && planning.plan.idle == 0
+                && planning.plan.deferred == 0
+                && !planning.plan.continued
+            {
+                return Err(nothing_to_manage());
+            }
         }
+        Ok(self.planned(planning))
+    }
+
+    /// The rest of a planner run, from where an earlier invocation's listing stopped.
+    pub async fn continue_plan(
+        &self,
+        from: &PlanContinuation,
+        deadline: Deadline,
+    ) -> Result<QueuedPlan, AppError> {
+        let mut planning = self.planning(from.force, false, from.rotations_sent);
+        if let Some((key, value)) = &self.fleet.secret_tag {
+            let page = Some(from.continue_planning_from.as_str());
+            self.plan_pages(&mut planning, key, value, page, &HashSet::new(), deadline)
+                .await?;
+        }
+        Ok(self.planned(planning))
+    }
+
+    /// An empty plan of a run (`force`, `dry_run`) that has sent `rotations` already.
+    fn planning(&self, force: bool, dry_run: bool, rotations: u64) -> Planning {
+        Planning {
+            plan: QueuedPlan {
+                queued: 0,
+                secret_ids: Vec::new(),
+                reasons: BTreeMap::new(),
+                idle: 0,
+                deferred: 0,
+                next_due: None,
+                continued: false,
+                dry_run,
+            },
+            next_due: None,
+            rotations,
+            force,
+        }
+    }
+
+    /// Lists the secrets tagged `key` = `value` page by page from `page`, deciding and
+    /// sending each page's work before the next; hands the rest on when time runs short.
+    async fn plan_pages(
+        &self,
+        planning: &mut Planning,
+        key: &str,
+        value: &str,
+        from: Option<&str>,
+        skip: &HashSet<String>,
+        deadline: Deadline,
+    ) -> Result<(), AppError> {
+        let options = PlanOptions {
+            force: planning.force,
+            rotation_interval: self.fleet.rotation_interval,
+        };
+        let grace = self.engine.policy().retirement().grace;
+        let mut page: Option<String> = from.map(str::to_owned);
+        loop {
+            let listed = self
+                .engine
+                .list_tagged_page(key, value, page.as_deref())
+                .await?;
+            let now = self.engine.ports().clock().now();
+            let items: Vec<WorkItem> = listed
+                .secrets
+                .into_iter()
+                .filter(|secret| !skip.contains(&secret.arn))
+                .filter_map(|secret| {
+                    let decision =
+                        triage(&secret, options, grace, self.fleet.health_check_days, now);
+                    planning.decide(secret.arn, decision, self.fleet.max_rotations_per_run)
+                })
+                .collect();
+            self.send_planned(planning, &items).await?;
+            let Some(next) = listed.next_page else {
+                return Ok(());
+            };
+            let now = self.engine.ports().clock().now();
+            if deadline.leaves(now, PLANNER_PAGE_BUDGET, true) {
+                page = Some(next);
+                continue;
+            }
+            if !planning.plan.dry_run {
+                let rest = PlanContinuation {
+                    continue_planning_from: next,
+                    rotations_sent: planning.rotations,
+                    force: planning.force,
+                };
+                self.queue.send_continuation(&rest).await?;
+            }
+            planning.plan.continued = true;
+            tracing::info!(
+                rotations_sent = planning.rotations,
+                "the listing goes on in another invocation (a continuation message)"
+            );
+            return Ok(());
+        }
+    }
+
+    /// Sends `items` (nothing in a dry run), counting them.
+    async fn send_planned(
+        &self,
+        planning: &mut Planning,
+        items: &[WorkItem],
+    ) -> Result<(), AppError> {
+        if !planning.plan.dry_run && !items.is_empty() {
+            planning.plan.queued += self.queue.send(items, Duration::ZERO).await?;
+        }
+        Ok(())
+    }
+
+    /// The plan, logged.
+    fn planned(&self, planning: Planning) -> QueuedPlan {
+        let mut plan = planning.plan;
+        plan.next_due = planning.next_due.map(rfc3339);
         tracing::info!(
-            to_work = items.len(),
+            to_work = plan.secret_ids.len(),
             idle = plan.idle,
             deferred = plan.deferred,
             queued = plan.queued,
+            continued = plan.continued,
             reasons = ?plan.reasons,
             next_due = plan.next_due.as_deref(),
-            dry_run = run.dry_run,
+            dry_run = plan.dry_run,
             "planned from the listing: one work message per identity with something due"
         );
-        Ok(plan)
+        plan
     }
 }
 

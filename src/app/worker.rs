@@ -21,7 +21,7 @@ use crate::engine::ports::{Clock, Deadline, DnsPublisher, Ports};
 use crate::engine::schedule::{Action, FleetSummary, MaintainOptions};
 use crate::engine::spread::stable_hash;
 use crate::notifications::{self, Notifier};
-use crate::work_queue::{MAX_DELAY, WorkItem, WorkQueue};
+use crate::work_queue::{MAX_DELAY, QueueMessage, WorkItem, WorkQueue};
 
 /// How long throttled work waits before it comes back: this plus up to as much again, spread
 /// by a stable hash of the secret so a throttled batch does not return all at once.
@@ -68,8 +68,19 @@ impl<P: Ports, N: Notifier, Q: WorkQueue> Rotator<P, N, Q> {
             let Some(message_id) = record.message_id.clone() else {
                 continue; // refused by parse_invocation
             };
-            let item = match WorkItem::from_body(record.body.as_deref().unwrap_or_default()) {
-                Ok(item) => item,
+            let item = match QueueMessage::from_body(record.body.as_deref().unwrap_or_default()) {
+                Ok(QueueMessage::Identity(item)) => item,
+                Ok(QueueMessage::Planning(rest)) => {
+                    if let Err(error) = self.continue_plan(&rest, deadline).await {
+                        tracing::error!(
+                            message_id,
+                            %error,
+                            "the planner's continuation failed; SQS delivers it again"
+                        );
+                        response.add_failure(message_id);
+                    }
+                    continue;
+                }
                 Err(reason) => {
                     tracing::error!(
                         message_id,

@@ -54,6 +54,15 @@ pub struct PortError {
     pub message: String,
 }
 
+/// One page of a tagged listing.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ListedPage {
+    /// The secrets on this page.
+    pub secrets: Vec<SecretDescription>,
+    /// Where the next page starts (`ListSecrets`' `NextToken`); `None` on the last page.
+    pub next_page: Option<String>,
+}
+
 /// What `DescribeSecret` says about a secret.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SecretDescription {
@@ -158,14 +167,16 @@ pub trait SecretStore: Send + Sync {
         secret_id: &str,
     ) -> impl Future<Output = Result<Vec<VersionInfo>, PortError>> + Send;
 
-    /// `ListSecrets` filtered by tag `key` = `value`, all pages: what the listing says of each
-    /// matching secret (ARN, rotation flag, staging labels, tags) — as much as `DescribeSecret`
-    /// would, with no call per secret.
-    fn list_tagged(
+    /// One page of `ListSecrets` filtered by tag `key` = `value` (AWS: at most 100 secrets),
+    /// from `page` (`None`: the first): what the listing says of each matching secret (ARN,
+    /// rotation flag, staging labels, tags) — as much as `DescribeSecret` would, with no call
+    /// per secret — and where the next page starts.
+    fn list_tagged_page(
         &self,
         key: &str,
         value: &str,
-    ) -> impl Future<Output = Result<Vec<SecretDescription>, PortError>> + Send;
+        page: Option<&str>,
+    ) -> impl Future<Output = Result<ListedPage, PortError>> + Send;
 
     /// `TagResource`: records rotation state on the secret.
     fn set_tags(

@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use super::ports::{
-    DkimSigningService, PortError, Ports, STAGE_CURRENT, STAGE_PENDING, STAGE_PREVIOUS,
+    DkimSigningService, ListedPage, PortError, Ports, STAGE_CURRENT, STAGE_PENDING, STAGE_PREVIOUS,
     SecretDescription, SecretStore, SesDkimState, StoredVersion, VersionInfo, VersionRef,
 };
 use crate::secret_text::SecretText;
@@ -261,12 +261,13 @@ impl<S: SecretStore> SecretStore for CachedStore<'_, S> {
         self.inner.list_versions(secret_id).await
     }
 
-    async fn list_tagged(
+    async fn list_tagged_page(
         &self,
         key: &str,
         value: &str,
-    ) -> Result<Vec<SecretDescription>, PortError> {
-        self.inner.list_tagged(key, value).await
+        page: Option<&str>,
+    ) -> Result<ListedPage, PortError> {
+        self.inner.list_tagged_page(key, value, page).await
     }
 
     async fn set_tags(&self, secret_id: &str, tags: &[(&str, &str)]) -> Result<(), PortError> {

@@ -15,7 +15,9 @@ use time::OffsetDateTime;
 
 use super::error::EngineError;
 use super::plan::{Facts, Plan, PlanOptions, SkipReason, plan};
-use super::ports::{Deadline, DkimStatus, Ports, SecretDescription, SecretStore, SesDkimState};
+use super::ports::{
+    Deadline, DkimStatus, ListedPage, Ports, SecretDescription, SecretStore, SesDkimState,
+};
 use super::read_cache::CachedPorts;
 use super::regions::SesView;
 use super::retirement::{self, RetireOutcome, RetireReport};
@@ -308,7 +310,26 @@ impl<P: Ports> Engine<P> {
         key: &str,
         value: &str,
     ) -> Result<Vec<SecretDescription>, EngineError> {
-        Ok(self.store().list_tagged(key, value).await?)
+        let mut listed = Vec::new();
+        let mut page = None;
+        loop {
+            let next = self.list_tagged_page(key, value, page.as_deref()).await?;
+            listed.extend(next.secrets);
+            match next.next_page {
+                Some(token) => page = Some(token),
+                None => return Ok(listed),
+            }
+        }
+    }
+
+    /// One page of [`Self::list_tagged`], from `page` (`None`: the first).
+    pub async fn list_tagged_page(
+        &self,
+        key: &str,
+        value: &str,
+        page: Option<&str>,
+    ) -> Result<ListedPage, EngineError> {
+        Ok(self.store().list_tagged_page(key, value, page).await?)
     }
 
     /// Retires the previous selector if its grace period has passed (starting the grace

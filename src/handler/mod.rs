@@ -140,7 +140,7 @@ impl<P: Ports, N: Notifier, Q: WorkQueue> Rotator<P, N, Q> {
         match parse_invocation(&event.payload)? {
             Invocation::Rotation(request) => self.rotation(request, deadline).await,
             Invocation::Scheduled(run) if self.fleet.work_queue_url.is_some() => {
-                let planned = self.plan_to_queue(&run).await?;
+                let planned = self.plan_to_queue(&run, deadline).await?;
                 Ok(serde_json::to_value(planned).expect("a plan always serialises"))
             }
             Invocation::Scheduled(run) => {

@@ -32,7 +32,7 @@ pub use self::call_log::CallLog;
 pub use self::clock::ManualClock;
 pub use self::notifier::RecordingNotifier;
 pub use self::queue::MemoryQueue;
-pub use self::secrets::MemorySecrets;
+pub use self::secrets::{LIST_PAGE_SIZE, MemorySecrets};
 pub use self::ses::{FakeSes, HOME_REGION, SesQuota};
 pub use self::zone::{MemoryZone, PublishMode};
 

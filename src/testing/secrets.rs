@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use super::call_log::{CallLog, lock, refused};
 use crate::engine::ports::{
-    FailureKind, PortError, STAGE_CURRENT, STAGE_PENDING, STAGE_PREVIOUS, SecretDescription,
-    SecretStore, StoredVersion, VersionInfo, VersionRef,
+    FailureKind, ListedPage, PortError, STAGE_CURRENT, STAGE_PENDING, STAGE_PREVIOUS,
+    SecretDescription, SecretStore, StoredVersion, VersionInfo, VersionRef,
 };
 use crate::secret_text::SecretText;
 
@@ -261,6 +261,9 @@ impl MemorySecrets {
     }
 }
 
+/// Secrets per `ListSecrets` page, as AWS's `MaxResults` 100.
+pub const LIST_PAGE_SIZE: usize = 100;
+
 impl SecretStore for MemorySecrets {
     async fn describe(&self, secret_id: &str) -> Result<SecretDescription, PortError> {
         self.take_turn().await;
@@ -393,20 +396,36 @@ impl SecretStore for MemorySecrets {
         Ok(versions)
     }
 
-    async fn list_tagged(
+    async fn list_tagged_page(
         &self,
         key: &str,
         value: &str,
-    ) -> Result<Vec<SecretDescription>, PortError> {
+        page: Option<&str>,
+    ) -> Result<ListedPage, PortError> {
         self.take_turn().await;
         let mut state = lock(&self.state);
         state.log.enter(SM, "ListSecrets")?;
-        Ok(state
+        // Pages of LIST_PAGE_SIZE, as AWS's MaxResults 100; the token is the offset.
+        let from: usize = match page {
+            None => 0,
+            Some(token) => token.parse().map_err(|_| PortError {
+                service: SM,
+                operation: "ListSecrets",
+                kind: FailureKind::InvalidRequest,
+                message: format!("InvalidNextTokenException: `{token}`"),
+            })?,
+        };
+        let matching: Vec<SecretDescription> = state
             .secrets
             .values()
             .filter(|s| s.tags.get(key).map(String::as_str) == Some(value))
             .map(description_of)
-            .collect())
+            .collect();
+        let end = (from + LIST_PAGE_SIZE).min(matching.len());
+        Ok(ListedPage {
+            secrets: matching.get(from..end).unwrap_or_default().to_vec(),
+            next_page: (end < matching.len()).then(|| end.to_string()),
+        })
     }
 
     async fn set_tags(&self, secret_id: &str, tags: &[(&str, &str)]) -> Result<(), PortError> {

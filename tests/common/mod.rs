@@ -26,8 +26,8 @@ use ses_dkim_rotator::engine::error::EngineError;
 use ses_dkim_rotator::engine::identity::AllowedIdentities;
 use ses_dkim_rotator::engine::ports::PortSet;
 use ses_dkim_rotator::engine::ports::{
-    Deadline, DkimSigningService, DkimStatus, PortError, Ports, SecretDescription, SecretStore,
-    SesDkimState, SigningOrigin, StoredVersion, VersionInfo, VersionRef,
+    Deadline, DkimSigningService, DkimStatus, ListedPage, PortError, Ports, SecretDescription,
+    SecretStore, SesDkimState, SigningOrigin, StoredVersion, VersionInfo, VersionRef,
 };
 use ses_dkim_rotator::engine::rotation::{RotationRequest, Step, StepReport};
 use ses_dkim_rotator::engine::schedule::{Action, MaintainOptions};
@@ -774,14 +774,15 @@ impl<S: SecretStore, A: AroundStoreCall> SecretStore for AroundStore<S, A> {
             .around(which, self.inner.list_versions(id))
             .await
     }
-    async fn list_tagged(
+    async fn list_tagged_page(
         &self,
         key: &str,
         value: &str,
-    ) -> Result<Vec<SecretDescription>, PortError> {
-        let which = call("ListSecrets", "list_tagged");
+        page: Option<&str>,
+    ) -> Result<ListedPage, PortError> {
+        let which = call("ListSecrets", "list_tagged_page");
         self.around
-            .around(which, self.inner.list_tagged(key, value))
+            .around(which, self.inner.list_tagged_page(key, value, page))
             .await
     }
     async fn set_tags(&self, id: &str, tags: &[(&str, &str)]) -> Result<(), PortError> {
