@@ -61,7 +61,7 @@ import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import dkim.crypto
 import dns.exception
@@ -88,6 +88,7 @@ TOKEN_ALPHABET = string.ascii_lowercase + string.digits
 
 SUPPORTED = (
     "this SESv2 model supports: POST /v2/email/identities (CreateEmailIdentity), "
+    "GET /v2/email/identities (ListEmailIdentities), "
     "GET /v2/email/identities/{id} (GetEmailIdentity), "
     "PUT /v2/email/identities/{id}/dkim/signing (PutEmailIdentityDkimSigningAttributes), "
     "DELETE /v2/email/identities/{id} (DeleteEmailIdentity); control API: "
@@ -526,6 +527,25 @@ class Model:
                 "DkimAttributes": identity.dkim_attributes(),
             }
 
+    def list_identities(self, region: str, page_size: int, token: str | None) -> dict:
+        """ListEmailIdentities: this region's identities by name, `page_size` (1-1000) a page;
+        the token is the offset (AWS's is opaque)."""
+        if not 1 <= page_size <= 1000:
+            raise bad_request("PageSize must be from 1 to 1000")
+        try:
+            start = int(token) if token else 0
+        except ValueError:
+            raise bad_request("NextToken is not valid") from None
+        with self.lock:
+            names = sorted(n for r, n in self.identities if r == region)
+            page = names[start:start + page_size]
+            listed = [{"IdentityType": "DOMAIN", "IdentityName": n, "SendingEnabled": True,
+                       "VerificationStatus": self.identities[(region, n)].status} for n in page]
+        out = {"EmailIdentities": listed}
+        if start + page_size < len(names):
+            out["NextToken"] = str(start + page_size)
+        return out
+
     def get(self, region: str, name: str) -> dict:
         with self.lock:
             identity = self._get(region, name)
@@ -933,6 +953,8 @@ class Handler(BaseHTTPRequestHandler):
             rest = parts[4:]
             if rest in ([], [""]) and method == "POST":
                 return "CreateEmailIdentity", None
+            if rest in ([], [""]) and method == "GET":
+                return "ListEmailIdentities", None
             if len(rest) == 1 and rest[0]:
                 name = unquote(rest[0])
                 if method == "GET":
@@ -950,6 +972,12 @@ class Handler(BaseHTTPRequestHandler):
             return m.create(region, body)
         if operation == "GetEmailIdentity":
             return m.get(region, identity)
+        if operation == "ListEmailIdentities":
+            query = parse_qs(urlsplit(self.path).query)
+            size = (query.get("PageSize") or ["100"])[0]
+            if not size.isdigit():
+                raise bad_request("PageSize must be a number")
+            return m.list_identities(region, int(size), (query.get("NextToken") or [None])[0])
         if operation == "PutEmailIdentityDkimSigningAttributes":
             return m.put_signing(region, identity, body)
         if operation == "DeleteEmailIdentity":

@@ -647,6 +647,16 @@ def quotas(knot: Knot) -> None:
         time.sleep(0.6)
         check(m.create("q3.dkim.test", region="eu-west-1")[0] == 200,
               "the identity limit is per region")
+        pages = [m.call("GET", "/v2/email/identities?PageSize=1", region="us-east-1",
+                        akid="BEDTOOLS")]
+        token = pages[0][2].get("NextToken")
+        pages.append(m.call("GET", f"/v2/email/identities?PageSize=1&NextToken={token}",
+                            region="us-east-1", akid="BEDTOOLS"))
+        names = [i["IdentityName"] for p in pages for i in p[2].get("EmailIdentities", [])]
+        check(names == ["q1.dkim.test", "q2.dkim.test"] and "NextToken" not in pages[1][2]
+              and all(i.get("VerificationStatus") for p in pages for i in p[2]["EmailIdentities"]),
+              "ListEmailIdentities pages this region's identities with their VerificationStatus",
+              [p[2] for p in pages])
         st, _, listing = m.ctl("GET", "quota")
         check(st == 200 and listing["throttled"].get("AKIDTESTING/us-east-1", 0) >= 1
               and listing["admitted"].get("AKIDTESTING/us-east-1", 0) >= 4,

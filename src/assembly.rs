@@ -184,8 +184,15 @@ fn paced_ses(settings: &Settings, aws: &SdkConfig) -> PacedSes<SesV2Signing, Sys
         ))
     });
     let home_region = aws.region().map(|r| r.to_string()).unwrap_or_default();
+    // SES's retries are the pacer's, each on a later turn of the share: the SDK's own would
+    // go out between turns, meet the quota again, and drain the SDK's retry budget (after
+    // which an injected 5xx fails on its first attempt).
+    let one_attempt = aws
+        .to_builder()
+        .retry_config(RetryConfig::standard().with_max_attempts(1))
+        .build();
     PacedSes::new(
-        SesV2Signing::new(aws_sdk_sesv2::Client::new(aws)),
+        SesV2Signing::new(aws_sdk_sesv2::Client::new(&one_attempt)),
         Arc::clone(pacer),
         SystemClock,
         home_region,

@@ -388,6 +388,19 @@ async fn ses_access_denied_in_another_region_names_the_template_parameter() {
     );
 }
 
+/// A DKIM TXT record of `DOMAIN` for the publisher tests.
+fn dkim_txt_record(
+    fields: &serde_json::Map<String, serde_json::Value>,
+) -> ses_dkim_rotator::engine::ports::TxtRecord<'_> {
+    ses_dkim_rotator::engine::ports::TxtRecord {
+        secret_id: ARN,
+        identity: DOMAIN,
+        name: "s1._domainkey.example.com",
+        value: "v=DKIM1; k=rsa; p=AAAA",
+        secret_fields: fields,
+    }
+}
+
 /// The Route 53 publisher: a change answered `PENDING` is polled with `GetChange` only when
 /// the invocation may wait; a queue worker (no waiting) submits it and returns at once.
 #[tokio::test]
@@ -396,7 +409,7 @@ async fn route53_polls_get_change_only_when_the_invocation_may_wait() {
     use aws_sdk_route53::operation::get_change::GetChangeOutput;
     use aws_sdk_route53::types::{ChangeInfo, ChangeStatus};
     use ses_dkim_rotator::adapters::dns::route53::Route53Publisher;
-    use ses_dkim_rotator::engine::ports::{Deadline, DnsPublisher, TxtRecord};
+    use ses_dkim_rotator::engine::ports::{Deadline, DnsPublisher};
 
     let info = |status: ChangeStatus| {
         ChangeInfo::builder()
@@ -407,13 +420,7 @@ async fn route53_polls_get_change_only_when_the_invocation_may_wait() {
             .unwrap()
     };
     let fields = serde_json::Map::new();
-    let record = TxtRecord {
-        secret_id: ARN,
-        identity: DOMAIN,
-        name: "s1._domainkey.example.com",
-        value: "v=DKIM1; k=rsa; p=AAAA",
-        secret_fields: &fields,
-    };
+    let record = dkim_txt_record(&fields);
     let deadline = Deadline::at(time::OffsetDateTime::now_utc() + Duration::from_secs(600));
     for (waits, expected_polls) in [(false, 0), (true, 1)] {
         let change = mock!(aws_sdk_route53::Client::change_resource_record_sets)
@@ -454,16 +461,10 @@ async fn route53_requests_past_the_share_are_not_sent_and_a_busy_zone_is_throttl
     use aws_sdk_route53::types::{ChangeInfo, ChangeStatus};
     use ses_dkim_rotator::adapters::dns::route53::Route53Publisher;
     use ses_dkim_rotator::engine::pacing::{Pacer, Rate};
-    use ses_dkim_rotator::engine::ports::{Deadline, DnsPublisher, TxtRecord};
+    use ses_dkim_rotator::engine::ports::{Deadline, DnsPublisher};
 
     let fields = serde_json::Map::new();
-    let record = TxtRecord {
-        secret_id: ARN,
-        identity: DOMAIN,
-        name: "s1._domainkey.example.com",
-        value: "v=DKIM1; k=rsa; p=AAAA",
-        secret_fields: &fields,
-    };
+    let record = dkim_txt_record(&fields);
     let change = mock!(aws_sdk_route53::Client::change_resource_record_sets).then_output(|| {
         ChangeResourceRecordSetsOutput::builder()
             .change_info(
@@ -508,4 +509,45 @@ async fn route53_requests_past_the_share_are_not_sent_and_a_busy_zone_is_throttl
         .await
         .unwrap_err();
     assert_eq!(error.kind, FailureKind::Throttled, "{error}");
+}
+
+/// `ListEmailIdentities` asks for SES's largest page and reads each identity's
+/// `VerificationStatus` and the next page's token.
+#[tokio::test]
+async fn ses_lists_identities_a_thousand_a_page_with_their_verification_status() {
+    use aws_sdk_sesv2::operation::list_email_identities::ListEmailIdentitiesOutput;
+    use aws_sdk_sesv2::types::{IdentityInfo, IdentityType, VerificationStatus};
+    use ses_dkim_rotator::engine::ports::DkimStatus as Status;
+    let list = mock!(aws_sdk_sesv2::Client::list_email_identities)
+        .match_requests(|req| req.page_size() == Some(1000) && req.next_token() == Some("p2"))
+        .then_output(|| {
+            ListEmailIdentitiesOutput::builder()
+                .email_identities(
+                    IdentityInfo::builder()
+                        .identity_type(IdentityType::Domain)
+                        .identity_name("a.example.com")
+                        .verification_status(VerificationStatus::Success)
+                        .build(),
+                )
+                .email_identities(
+                    IdentityInfo::builder()
+                        .identity_type(IdentityType::Domain)
+                        .identity_name("b.example.com")
+                        .verification_status(VerificationStatus::TemporaryFailure)
+                        .build(),
+                )
+                .next_token("p3")
+                .build()
+        });
+    let ses = SesV2Signing::new(mock_client!(aws_sdk_sesv2, [&list]));
+    let page = ses.list_identities(None, Some("p2")).await.unwrap();
+    assert_eq!(
+        page.identities,
+        [
+            ("a.example.com".to_owned(), Status::Success),
+            ("b.example.com".to_owned(), Status::TemporaryFailure)
+        ]
+    );
+    assert_eq!(page.next_page.as_deref(), Some("p3"));
+    assert_eq!(list.num_calls(), 1);
 }

@@ -25,8 +25,8 @@ use ses_dkim_rotator::engine::key::{DkimKeyPair, KeyBits, split_txt_strings};
 use ses_dkim_rotator::engine::ports::Deadline;
 use ses_dkim_rotator::engine::ports::PortSet;
 use ses_dkim_rotator::engine::ports::{
-    DkimSigningService, DkimStatus, DnsPublisher, DnsTxtLookup, FailureKind, LookupFailure,
-    PortError, Publication, ServerAnswer, SesDkimState, TxtRecord,
+    DkimSigningService, DkimStatus, DnsPublisher, DnsTxtLookup, FailureKind, IdentityPage,
+    LookupFailure, PortError, Publication, ServerAnswer, SesDkimState, TxtRecord,
 };
 use ses_dkim_rotator::engine::rotation::Step;
 use ses_dkim_rotator::engine::schedule::{Action, MaintainOptions};
@@ -161,6 +161,14 @@ impl<E: DkimSigningService> DkimSigningService for Crashing<'_, E> {
             .sign_with_external_key(identity, region, selector, key)
             .await;
         self.rec.port("PutEmailIdentityDkimSigningAttributes", r)
+    }
+    async fn list_identities(
+        &self,
+        region: Option<&str>,
+        page: Option<&str>,
+    ) -> Result<IdentityPage, PortError> {
+        let r = self.inner.list_identities(region, page).await;
+        self.rec.port("ListEmailIdentities", r)
     }
 }
 

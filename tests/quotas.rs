@@ -87,6 +87,19 @@ impl Fleet {
         )
     }
 
+    /// [`Fleet::new`] with every secret tagged for the planner (`dkim-rotator` = `managed`).
+    async fn tagged(n: usize) -> Self {
+        let fleet = Self::new(n);
+        for arn in &fleet.arns {
+            fleet
+                .secrets
+                .set_tags(arn, &[("dkim-rotator", "managed")])
+                .await
+                .unwrap();
+        }
+        fleet
+    }
+
     /// SES behind a pacer at `per_second` (no burst), refusing slots further than `max_wait`.
     fn paced(&self, per_second: f64, max_wait: Duration) -> PacedSes<FakeSes, ManualClock> {
         PacedSes::new(
@@ -237,6 +250,28 @@ fn worker(
     }
 }
 
+/// A queue planner over the fleet's tagged secrets, SES paced at `per_second`, sending at most
+/// `cap` rotations a run.
+fn planner(
+    fleet: &Fleet,
+    per_second: f64,
+    cap: u64,
+) -> Rotator<PacedPorts, RecordingNotifier, MemoryQueue> {
+    let mut rotator = worker(fleet, per_second, Duration::from_secs(20));
+    rotator.fleet.secret_tag = Some(("dkim-rotator".into(), "managed".into()));
+    rotator.fleet.max_rotations_per_run = cap;
+    rotator
+}
+
+/// The daily scheduled run.
+fn daily_run() -> ScheduledRun {
+    ScheduledRun {
+        secret_ids: None,
+        force: false,
+        dry_run: false,
+    }
+}
+
 fn batch(items: &[(String, WorkItem)]) -> SqsEvent {
     serde_json::from_value(json!({
         "Records": items.iter().map(|(id, item)| json!({
@@ -337,22 +372,9 @@ async fn records_without_time_to_start_go_back_to_the_queue_unfailed() {
 
 #[tokio::test(start_paused = true)]
 async fn an_onboarding_larger_than_the_cap_rotates_over_runs_and_watching_is_never_held_back() {
-    let fleet = Fleet::new(30);
-    for arn in &fleet.arns {
-        fleet
-            .secrets
-            .set_tags(arn, &[("dkim-rotator", "managed")])
-            .await
-            .unwrap();
-    }
-    let mut rotator = worker(&fleet, 1.0, Duration::from_secs(20));
-    rotator.fleet.secret_tag = Some(("dkim-rotator".into(), "managed".into()));
-    rotator.fleet.max_rotations_per_run = 12;
-    let run = ScheduledRun {
-        secret_ids: None,
-        force: false,
-        dry_run: false,
-    };
+    let fleet = Fleet::tagged(30).await;
+    let rotator = planner(&fleet, 1.0, 12);
+    let run = daily_run();
     let mut seen = Vec::new();
     for _ in 0..3 {
         let plan = rotator.plan_to_queue(&run, Deadline::NONE).await.unwrap();
@@ -520,8 +542,7 @@ async fn wave_through_the_queue(n: usize) -> WaveFigures {
         queued.work_queue_url = Some("https://sqs.example/dkim-work".into());
         queued.ses_share_per_second()
     };
-    let mut planner = worker(&fleet, share, settings.identity_budget);
-    planner.fleet.secret_tag = Some(("dkim-rotator".into(), "managed".into()));
+    let planner = planner(&fleet, share, settings.max_rotations_per_run);
     let workers: Vec<_> = (0..concurrency)
         .map(|_| worker(&fleet, share, settings.identity_budget))
         .collect();
@@ -530,11 +551,7 @@ async fn wave_through_the_queue(n: usize) -> WaveFigures {
         ..WaveFigures::default()
     };
     let queue = std::sync::Mutex::new(Vec::<Message>::new());
-    let run = ScheduledRun {
-        secret_ids: None,
-        force: false,
-        dry_run: false,
-    };
+    let run = daily_run();
     let started = fleet.clock.now();
     for day in 0..2 {
         let plan = planner.plan_to_queue(&run, Deadline::NONE).await.unwrap();
@@ -773,22 +790,9 @@ async fn a_planner_out_of_time_hands_the_rest_of_the_listing_on_and_the_cap_carr
     use ses_dkim_rotator::testing::LIST_PAGE_SIZE;
     use ses_dkim_rotator::work_queue::PlanContinuation;
     let n = 2 * LIST_PAGE_SIZE + 50; // three ListSecrets pages
-    let fleet = Fleet::new(n);
-    for arn in &fleet.arns {
-        fleet
-            .secrets
-            .set_tags(arn, &[("dkim-rotator", "managed")])
-            .await
-            .unwrap();
-    }
-    let mut rotator = worker(&fleet, 1.0, Duration::from_secs(20));
-    rotator.fleet.secret_tag = Some(("dkim-rotator".into(), "managed".into()));
-    rotator.fleet.max_rotations_per_run = 120;
-    let run = ScheduledRun {
-        secret_ids: None,
-        force: false,
-        dry_run: false,
-    };
+    let fleet = Fleet::tagged(n).await;
+    let rotator = planner(&fleet, 1.0, 120);
+    let run = daily_run();
     // Five seconds left: one page, then the rest is handed on.
     let short = || Deadline::at(fleet.clock.now() + time::Duration::seconds(5));
     let first = rotator.plan_to_queue(&run, short()).await.unwrap();
@@ -834,4 +838,64 @@ async fn a_planner_out_of_time_hands_the_rest_of_the_listing_on_and_the_cap_carr
     let unique: std::collections::BTreeSet<&String> = sent.iter().collect();
     assert_eq!(unique.len(), sent.len());
     assert!(fleet.ses.calls().is_empty(), "the planner called SES");
+}
+
+#[tokio::test(start_paused = true)]
+async fn health_checks_are_screened_by_one_list_call_and_only_identities_not_verified_are_sent() {
+    use ses_dkim_rotator::engine::ports::DkimStatus;
+    let fleet = Fleet::tagged(20).await;
+    let mut rotator = planner(&fleet, 1.0, 1_000);
+    // Rotated, then confirmed once SES has verified the records.
+    for day in 0..2 {
+        rotator
+            .plan_to_queue(&daily_run(), Deadline::NONE)
+            .await
+            .unwrap();
+        let records: Vec<(String, WorkItem)> = rotator
+            .queue
+            .drain()
+            .into_iter()
+            .enumerate()
+            .map(|(i, (item, _))| (format!("m{day}-{i}"), item))
+            .collect();
+        for chunk in records.chunks(10) {
+            let response = rotator.work(batch(chunk), Deadline::NONE).await;
+            assert!(response.batch_item_failures.is_empty());
+        }
+        for i in 0..20 {
+            fleet
+                .ses
+                .check_dns(&format!("d{i}.example.com"), &fleet.zone);
+        }
+    }
+    // Two records stopped resolving; SES says so. Every day is a health-check day here.
+    fleet
+        .ses
+        .set_status("d3.example.com", DkimStatus::TemporaryFailure);
+    fleet
+        .ses
+        .set_status("d7.example.com", DkimStatus::TemporaryFailure);
+    rotator.fleet.health_check_days = 1;
+    let before = fleet.ses.calls().len();
+    let plan = rotator
+        .plan_to_queue(&daily_run(), Deadline::NONE)
+        .await
+        .unwrap();
+    let sent: Vec<String> = rotator
+        .queue
+        .drain()
+        .into_iter()
+        .map(|(i, _)| i.secret_id)
+        .collect();
+    assert_eq!(
+        sent,
+        [fleet.arns[3].clone(), fleet.arns[7].clone()],
+        "{plan:?}"
+    );
+    assert_eq!(plan.screened, 18, "{plan:?}");
+    assert_eq!(
+        fleet.ses.calls()[before..],
+        ["SESv2.ListEmailIdentities".to_owned()],
+        "one screen call for the whole listing"
+    );
 }

@@ -9,7 +9,8 @@ use aws_sdk_sesv2::types::{DkimSigningAttributes, DkimSigningAttributesOrigin};
 
 use super::port_error;
 use crate::engine::ports::{
-    DkimSigningService, DkimStatus, FailureKind, PortError, SesDkimState, SigningOrigin,
+    DkimSigningService, DkimStatus, FailureKind, IdentityPage, PortError, SesDkimState,
+    SigningOrigin,
 };
 use crate::secret_text::SecretText;
 
@@ -147,5 +148,43 @@ impl DkimSigningService for SesV2Signing {
                 in_region(error, region)
             })?;
         Ok(())
+    }
+
+    async fn list_identities(
+        &self,
+        region: Option<&str>,
+        page: Option<&str>,
+    ) -> Result<IdentityPage, PortError> {
+        let out = self
+            .client_for(region)
+            .list_email_identities()
+            .page_size(1000)
+            .set_next_token(page.map(str::to_owned))
+            .send()
+            .await
+            .map_err(|e| {
+                let error = port_error(SERVICE, "ListEmailIdentities", e, |e| {
+                    if e.is_too_many_requests_exception() {
+                        Some(FailureKind::Throttled)
+                    } else if e.is_bad_request_exception() {
+                        Some(FailureKind::InvalidRequest)
+                    } else {
+                        None
+                    }
+                });
+                in_region(error, region)
+            })?;
+        Ok(IdentityPage {
+            identities: out
+                .email_identities()
+                .iter()
+                .filter_map(|info| {
+                    let name = info.identity_name()?;
+                    let status = info.verification_status()?;
+                    Some((name.to_owned(), DkimStatus::parse(status.as_str())))
+                })
+                .collect(),
+            next_page: out.next_token().map(str::to_owned),
+        })
     }
 }

@@ -1,6 +1,11 @@
 //! Queue mode's planner: decides from `ListSecrets` alone (see [`crate::engine::triage`])
 //! which secrets need a worker, and sends one queue message for each.
 //!
+//! A health check (nothing due, the identity's day for a look at SES) is screened first: when
+//! the secret's tags name an identity of the function's own region that `ListEmailIdentities`
+//! (1,000 a call) lists as `SUCCESS`, it is not sent. The screen only chooses whom not to look
+//! at this time; every decision about a key is the worker's, from `GetEmailIdentity`.
+//!
 //! It sends while it lists, page by page; when the invocation's deadline comes near with
 //! pages left, it puts a [`PlanContinuation`] (the listing's `NextToken` and the rotations
 //! sent so far) on the queue and stops, and the worker that receives it carries on. So
@@ -11,7 +16,7 @@
 //! the fewest days the quota allows, and the queue drains before the next daily run. Watching,
 //! retirements and health checks are never held back.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -19,7 +24,10 @@ use time::OffsetDateTime;
 use super::gather::{each_secret_once, nothing_to_manage};
 use super::{Rotator, ScheduledRun};
 use crate::engine::plan::PlanOptions;
-use crate::engine::ports::{Clock, Deadline, Ports};
+use crate::engine::ports::{
+    Clock, Deadline, DkimSigningService, DkimStatus, Ports, SecretDescription,
+};
+use crate::engine::tags::RotatorTags;
 use crate::engine::time_format::rfc3339;
 use crate::engine::triage::{Triage, WorkReason, triage};
 use crate::error::AppError;
@@ -37,6 +45,9 @@ pub struct QueuedPlan {
     pub reasons: BTreeMap<WorkReason, usize>,
     /// Secrets the listing showed with nothing due.
     pub idle: usize,
+    /// Health checks not sent: SES's `ListEmailIdentities` lists the identity as `SUCCESS`.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub screened: usize,
     /// Rotations due but held for a later run: this run sent `DKIM_MAX_ROTATIONS_PER_RUN`.
     #[serde(skip_serializing_if = "is_zero")]
     pub deferred: usize,
@@ -62,6 +73,23 @@ struct Planning {
     next_due: Option<OffsetDateTime>,
     rotations: u64,
     force: bool,
+    /// The `ListEmailIdentities` screen, loaded at the first health check that may use it.
+    screen: Option<Screen>,
+}
+
+/// Each identity's `VerificationStatus` in the function's own region, or why there is none.
+enum Screen {
+    /// Identity → status.
+    Listed(HashMap<String, DkimStatus>),
+    /// The listing failed: every health check is sent (a look costs more; missing one is worse).
+    Unavailable,
+}
+
+impl Screen {
+    /// Whether a health check of `identity` may be skipped: SES lists it as `SUCCESS`.
+    fn passes(&self, identity: &str) -> bool {
+        matches!(self, Self::Listed(statuses) if statuses.get(identity) == Some(&DkimStatus::Success))
+    }
 }
 
 impl Planning {
@@ -134,6 +162,7 @@ impl<P: Ports, N: Notifier, Q: WorkQueue> Rotator<P, N, Q> {
             if planning.plan.secret_ids.is_empty()
                 && planning.plan.idle == 0
                 && planning.plan.deferred == 0
+                && planning.plan.screened == 0
                 && !planning.plan.continued
             {
                 return Err(nothing_to_manage());
@@ -165,6 +194,7 @@ impl<P: Ports, N: Notifier, Q: WorkQueue> Rotator<P, N, Q> {
                 secret_ids: Vec::new(),
                 reasons: BTreeMap::new(),
                 idle: 0,
+                screened: 0,
                 deferred: 0,
                 next_due: None,
                 continued: false,
@@ -173,6 +203,51 @@ impl<P: Ports, N: Notifier, Q: WorkQueue> Rotator<P, N, Q> {
             next_due: None,
             rotations,
             force,
+            screen: None,
+        }
+    }
+
+    /// Whether `listing`'s health check may be skipped: its tags name an identity of the
+    /// function's own region that SES lists as `SUCCESS` (the screen is loaded on first use,
+    /// one `ListEmailIdentities` call per 1,000 identities). Anything else is looked at.
+    async fn screened(&self, planning: &mut Planning, listing: &SecretDescription) -> bool {
+        let tags = RotatorTags::of(&listing.tags);
+        let Some(identity) = tags.screen_as.filter(|i| !i.is_empty()) else {
+            return false;
+        };
+        if planning.screen.is_none() {
+            planning.screen = Some(self.load_screen().await);
+        }
+        planning
+            .screen
+            .as_ref()
+            .is_some_and(|s| s.passes(&identity))
+    }
+
+    /// Every identity's `VerificationStatus` in the function's own region.
+    async fn load_screen(&self) -> Screen {
+        let mut statuses = HashMap::new();
+        let mut page: Option<String> = None;
+        loop {
+            match self
+                .engine
+                .ports()
+                .ses()
+                .list_identities(None, page.as_deref())
+                .await
+            {
+                Ok(listed) => {
+                    statuses.extend(listed.identities);
+                    match listed.next_page {
+                        Some(next) => page = Some(next),
+                        None => return Screen::Listed(statuses),
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "no ListEmailIdentities screen: every health check is sent");
+                    return Screen::Unavailable;
+                }
+            }
         }
     }
 
@@ -199,16 +274,21 @@ impl<P: Ports, N: Notifier, Q: WorkQueue> Rotator<P, N, Q> {
                 .list_tagged_page(key, value, page.as_deref())
                 .await?;
             let now = self.engine.ports().clock().now();
-            let items: Vec<WorkItem> = listed
-                .secrets
-                .into_iter()
-                .filter(|secret| !skip.contains(&secret.arn))
-                .filter_map(|secret| {
-                    let decision =
-                        triage(&secret, options, grace, self.fleet.health_check_days, now);
-                    planning.decide(secret.arn, decision, self.fleet.max_rotations_per_run)
-                })
-                .collect();
+            let mut items: Vec<WorkItem> = Vec::new();
+            for secret in listed.secrets {
+                if skip.contains(&secret.arn) {
+                    continue;
+                }
+                let decision = triage(&secret, options, grace, self.fleet.health_check_days, now);
+                if decision == Triage::Send(WorkReason::HealthCheck)
+                    && self.screened(planning, &secret).await
+                {
+                    planning.plan.screened += 1;
+                    continue;
+                }
+                let cap = self.fleet.max_rotations_per_run;
+                items.extend(planning.decide(secret.arn, decision, cap));
+            }
             self.send_planned(planning, &items).await?;
             let Some(next) = listed.next_page else {
                 return Ok(());
@@ -254,6 +334,7 @@ impl<P: Ports, N: Notifier, Q: WorkQueue> Rotator<P, N, Q> {
         tracing::info!(
             to_work = plan.secret_ids.len(),
             idle = plan.idle,
+            screened = plan.screened,
             deferred = plan.deferred,
             queued = plan.queued,
             continued = plan.continued,

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::ports::{Clock, DkimSigningService, FailureKind, PortError, SesDkimState};
+use super::ports::{Clock, DkimSigningService, FailureKind, IdentityPage, PortError, SesDkimState};
 use crate::secret_text::SecretText;
 
 /// A steady rate with a burst: `burst` calls may go at once, then one per `1 / per_second`.
@@ -149,15 +149,18 @@ impl<S: DkimSigningService, C: Clock> PacedSes<S, C> {
     }
 }
 
-/// How many more times a call SES throttled anyway is sent, each on a new paced turn. SES
-/// still throttles a paced call now and then: a request that reaches it early through network
-/// jitter, a retry the SDK sent outside the pacer, another caller in the account. Retrying on
-/// the next turn keeps even those within the share.
+/// How many more times a call SES throttled anyway (or failed on its side) is sent, each on a
+/// new paced turn. SES still throttles a paced call now and then: a request that reaches it
+/// early through network jitter, another caller in the account. Retrying on the next turn
+/// keeps even those within the share.
 pub const PACED_RETRIES: u32 = 3;
 
-/// Whether `result` is worth another paced turn.
-fn throttled<T>(result: &Result<T, PortError>, attempt: u32) -> bool {
-    attempt < PACED_RETRIES && matches!(result, Err(e) if e.kind == FailureKind::Throttled)
+/// Whether `result` is worth another paced turn: SES throttled it, or failed on its side
+/// (5xx, a timeout). The assembled SES client makes one attempt a call, so every retry is a
+/// paced one.
+fn worth_another_turn<T>(result: &Result<T, PortError>, attempt: u32) -> bool {
+    attempt < PACED_RETRIES
+        && matches!(result, Err(e) if matches!(e.kind, FailureKind::Throttled | FailureKind::Unavailable))
 }
 
 impl<S: DkimSigningService, C: Clock> PacedSes<S, C> {
@@ -176,11 +179,13 @@ impl<S: DkimSigningService, C: Clock> PacedSes<S, C> {
         loop {
             self.turn(operation, region).await?;
             let result = call().await;
-            if !throttled(&result, attempt) {
+            if !worth_another_turn(&result, attempt) {
                 return result;
             }
-            let lane = region.unwrap_or(&self.home_region);
-            self.pacer.fall_out_of_step(lane, self.clock.now());
+            if matches!(&result, Err(e) if e.kind == FailureKind::Throttled) {
+                let lane = region.unwrap_or(&self.home_region);
+                self.pacer.fall_out_of_step(lane, self.clock.now());
+            }
             attempt += 1;
         }
     }
@@ -208,6 +213,17 @@ impl<S: DkimSigningService, C: Clock> DkimSigningService for PacedSes<S, C> {
         self.paced("PutEmailIdentityDkimSigningAttributes", region, || {
             self.inner
                 .sign_with_external_key(identity, region, selector, private_key)
+        })
+        .await
+    }
+
+    async fn list_identities(
+        &self,
+        region: Option<&str>,
+        page: Option<&str>,
+    ) -> Result<IdentityPage, PortError> {
+        self.paced("ListEmailIdentities", region, || {
+            self.inner.list_identities(region, page)
         })
         .await
     }

@@ -346,6 +346,26 @@ pub trait DkimSigningService: Send + Sync {
         selector: &str,
         private_key: &SecretText,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// One page of `ListEmailIdentities` in `region` (`None` = the function's own), from
+    /// `page` (`None`: the first; SES returns up to 1,000 a page).
+    fn list_identities(
+        &self,
+        region: Option<&str>,
+        page: Option<&str>,
+    ) -> impl Future<Output = Result<IdentityPage, PortError>> + Send;
+}
+
+/// One page of `ListEmailIdentities`: each identity with its `VerificationStatus`. For a
+/// domain SES verifies the identity through its DKIM records, but AWS does not document that
+/// this status always equals the DKIM status, so it may only choose whom to look at (the
+/// planner's screen), never decide anything about a key.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IdentityPage {
+    /// (identity, `VerificationStatus`), as SES lists them.
+    pub identities: Vec<(String, DkimStatus)>,
+    /// Where the next page starts; `None` on the last.
+    pub next_page: Option<String>,
 }
 
 /// What a publisher did with a record.

@@ -26,8 +26,9 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use super::ports::{
-    DkimSigningService, ListedPage, PortError, Ports, STAGE_CURRENT, STAGE_PENDING, STAGE_PREVIOUS,
-    SecretDescription, SecretStore, SesDkimState, StoredVersion, VersionInfo, VersionRef,
+    DkimSigningService, IdentityPage, ListedPage, PortError, Ports, STAGE_CURRENT, STAGE_PENDING,
+    STAGE_PREVIOUS, SecretDescription, SecretStore, SesDkimState, StoredVersion, VersionInfo,
+    VersionRef,
 };
 use crate::secret_text::SecretText;
 
@@ -336,5 +337,13 @@ impl<E: DkimSigningService> DkimSigningService for CachedSes<'_, E> {
             .await;
         lock(&self.memo).remove(&(identity.to_owned(), region.map(str::to_owned)));
         put
+    }
+
+    async fn list_identities(
+        &self,
+        region: Option<&str>,
+        page: Option<&str>,
+    ) -> Result<IdentityPage, PortError> {
+        self.inner.list_identities(region, page).await
     }
 }

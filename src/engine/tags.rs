@@ -26,6 +26,9 @@ pub const TAG_RETIRED: &str = "ses-dkim-rotator:retired";
 pub const TAG_REJECTED: &str = "ses-dkim-rotator:rejected";
 /// The signing origin the identity had when this rotator first switched it (`AWS_SES`).
 pub const TAG_ADOPTED_FROM: &str = "ses-dkim-rotator:adopted-from";
+/// The SES identity the planner may look up in its `ListEmailIdentities` screen (the secret's
+/// key lives in the function's own region only); empty: never screen this secret.
+pub const TAG_SCREEN_AS: &str = "ses-dkim-rotator:screen-as";
 
 /// AWS's limit on a tag value.
 const MAX_TAG_VALUE: usize = 256;
@@ -50,6 +53,8 @@ pub struct RotatorTags {
     pub rejected: Option<String>,
     /// [`TAG_ADOPTED_FROM`].
     pub adopted_from: Option<String>,
+    /// [`TAG_SCREEN_AS`] (empty: not to be screened).
+    pub screen_as: Option<String>,
 }
 
 impl RotatorTags {
@@ -66,6 +71,7 @@ impl RotatorTags {
             retired: text(TAG_RETIRED),
             rejected: text(TAG_REJECTED),
             adopted_from: text(TAG_ADOPTED_FROM),
+            screen_as: text(TAG_SCREEN_AS),
         }
     }
 
@@ -99,6 +105,15 @@ impl TagUpdate {
             (TAG_SWITCHED_AT, rfc3339(at)),
             (TAG_PREVIOUS, previous.unwrap_or_default().to_owned()),
         ])
+    }
+
+    /// The same update, also naming the SES identity the planner's screen may look up:
+    /// `identity` when the key lives in the function's own region only, else nothing
+    /// (`home_only` false: the secret is never screened).
+    pub fn screened_as(mut self, identity: &str, home_only: bool) -> Self {
+        let value = if home_only { identity } else { "" };
+        self.0.push((TAG_SCREEN_AS, value.to_owned()));
+        self
     }
 
     /// A rollback to `selector`: a switch like any other, and SES's earlier confirmation no

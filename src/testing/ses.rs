@@ -11,7 +11,8 @@ use super::zone::MemoryZone;
 use crate::engine::dns_check::{TxtAnswer, check_dkim_record};
 use crate::engine::key::DkimKeyPair;
 use crate::engine::ports::{
-    Clock, DkimSigningService, DkimStatus, FailureKind, PortError, SesDkimState, SigningOrigin,
+    Clock, DkimSigningService, DkimStatus, FailureKind, IdentityPage, PortError, SesDkimState,
+    SigningOrigin,
 };
 use crate::secret_text::SecretText;
 
@@ -361,5 +362,31 @@ impl DkimSigningService for FakeSes {
             .puts
             .push((identity.to_owned(), key.1.clone(), selector.to_owned()));
         Ok(())
+    }
+
+    /// Pages of 1,000 as SES; a domain's `VerificationStatus` is modelled as its DKIM status
+    /// (what SES reports for a domain verified through DKIM).
+    async fn list_identities(
+        &self,
+        region: Option<&str>,
+        page: Option<&str>,
+    ) -> Result<IdentityPage, PortError> {
+        let now = self.clock.now();
+        let mut state = lock(&self.state);
+        state.log.enter(SES, "ListEmailIdentities")?;
+        let region = region.unwrap_or(HOME_REGION).to_owned();
+        state.admit(&region, "ListEmailIdentities", now)?;
+        let from: usize = page.and_then(|p| p.parse().ok()).unwrap_or(0);
+        let listed: Vec<(String, DkimStatus)> = state
+            .identities
+            .iter()
+            .filter(|((_, r), _)| *r == region)
+            .map(|((name, _), identity)| (name.clone(), identity.status.clone()))
+            .collect();
+        let end = (from + 1000).min(listed.len());
+        Ok(IdentityPage {
+            identities: listed.get(from..end).unwrap_or_default().to_vec(),
+            next_page: (end < listed.len()).then(|| end.to_string()),
+        })
     }
 }

@@ -72,7 +72,10 @@ impl<P: Ports> Engine<P> {
         // The switch time is tagged before AWSCURRENT moves, so a retried step (which finds
         // the token not yet current) records it again; the grace period never starts early.
         let previous = pending.doc.previous_selector.as_ref().map(|s| s.as_str());
-        let switch = TagUpdate::switch(selector, previous, self.now());
+        let switch = TagUpdate::switch(selector, previous, self.now()).screened_as(
+            pending.doc.identity.as_str(),
+            pending.doc.ses_regions() == [None],
+        );
         self.store()
             .set_tags(&request.secret_id, &switch.pairs())
             .await?;
