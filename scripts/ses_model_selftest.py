@@ -517,7 +517,7 @@ def main_checks(m: ModelProc, knot: Knot, keys: dict) -> None:
     check(m.check_now("nope.dkim.test").startswith("HTTP 404"), "check unknown identity -> 404")
     check(m.ctl("POST", "status", {"identity": "nope.dkim.test", "status": "SUCCESS"})[0] == 404,
           "force status of unknown identity -> 404")
-    resp = m.call("GET", "/v2/email/identities", region="us-east-1")
+    resp = m.call("GET", "/v2/email/configuration-sets", region="us-east-1")
     check(resp[0] == 404 and "PutEmailIdentityDkimSigningAttributes" in resp[2].get("message", "")
           and resp[1].get("x-amzn-ErrorType") == "UnknownOperationException",
           "unmodelled operation -> 404 naming what is supported", resp[2])
