@@ -9,7 +9,7 @@ test:
 demo:
 	DKIM_TEST_DNS_ZONE=example.com SES_MODEL_CHECK_INTERVAL=1 SES_MODEL_FIRST_LOOK_AFTER=4 scripts/testbed.sh scripts/demo.sh
 
-## bench: every performance figure beside its target, exits 1 on a miss (release build, emulators; QUEUE_BENCH_N=1000 for the larger fan-out)
+## bench: every performance figure beside its target, exits 1 on a miss (release build, emulators; WAVE_BENCH_N sets the wave at the quota, default 10,000)
 bench:
 	scripts/testbed.sh scripts/bench.sh
 
