@@ -28,6 +28,12 @@ use ses_dkim_rotator::handler::parse_invocation;
 use ses_dkim_rotator::testing::PublishMode;
 use ses_dkim_rotator::testing::memory_ports;
 
+/// SES's whole state (every identity in the SES model) is compared before and after each
+/// corpus step, and the other emulator tests in this binary run at the same time and write to
+/// SES. They hold this lock shared; the corpus test holds it alone while it compares.
+#[cfg(feature = "emulators")]
+static SES_WRITERS: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 fn cases(kind: &str) -> Vec<(PathBuf, Value)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/corpus")
@@ -171,6 +177,7 @@ async fn corrupt_secrets_change_nothing_at_any_step_in_memory() {
 #[cfg(feature = "emulators")]
 #[tokio::test]
 async fn corrupt_secrets_are_refused_by_a_real_rotation_and_nothing_changes() {
+    let _alone = SES_WRITERS.write().await;
     let bed = TestBed::connect().await;
     let engine = bed.engine(allow_all()).await;
     for (path, case) in cases("secrets") {
@@ -226,6 +233,7 @@ async fn corrupt_secrets_are_refused_by_a_real_rotation_and_nothing_changes() {
 #[cfg(feature = "emulators")]
 #[tokio::test]
 async fn a_pending_version_for_another_identity_is_refused() {
+    let _shared = SES_WRITERS.read().await;
     let bed = TestBed::connect().await;
     let seeded = bed.seed("deputy", json!({})).await;
     let other = bed.seed("deputyother", json!({})).await;
@@ -262,6 +270,7 @@ async fn a_pending_version_for_another_identity_is_refused() {
 #[cfg(feature = "emulators")]
 #[tokio::test]
 async fn concurrent_invocations_on_one_secret_make_one_key() {
+    let _shared = SES_WRITERS.read().await;
     let bed = TestBed::connect().await;
     let seeded = bed.seed("concurrent", json!({})).await;
     let engine = bed.engine(allow_all()).await;
