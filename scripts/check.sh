@@ -20,6 +20,8 @@ cfn-lint template.yaml
 SAM_CLI_TELEMETRY=0 sam validate --lint --template template.yaml --region us-east-1
 step "SES model self-test (the stand-in the emulator suites use, against knot)"
 "${SES_DKIM_TESTBED_VENV}/bin/python" scripts/ses_model_selftest.py | tail -n 1
+step "AWS front self-test (Route 53 and Secrets Manager quotas in front of moto)"
+"${SES_DKIM_TESTBED_VENV}/bin/python" scripts/aws_front_selftest.py | tail -n 1
 step "cargo test --features emulators (unit, in-memory engine, mocked SDK, emulated AWS, real DNS, dkimpy)"
 SES_DKIM_INVARIANT_LOG=$(mktemp)
 export SES_DKIM_INVARIANT_LOG

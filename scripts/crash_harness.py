@@ -52,7 +52,9 @@ import dns.tsigkeyring
 import dns.update
 
 ENV = os.environ
-MOTO = ENV["AWS_ENDPOINT_URL_SECRETS_MANAGER"]
+# moto without the bed's quota front: crash points are call numbers, and a throttled call the
+# SDK retries would move them from run to run.
+MOTO = ENV.get("DKIM_TEST_MOTO_URL", ENV["AWS_ENDPOINT_URL_SECRETS_MANAGER"])
 SES_URL = ENV["AWS_ENDPOINT_URL_SESV2"]
 DNS_HOST, DNS_PORT = ENV["DKIM_TEST_DNS_SERVER"].rsplit(":", 1)
 DNS_PORT = int(DNS_PORT)

@@ -5,6 +5,9 @@
 #
 # Starts, on free loopback ports:
 #   - moto_server: Secrets Manager, Route 53, SNS and SQS (closest to AWS's rotation semantics);
+#   - aws_front:   in front of moto for Route 53 and Secrets Manager, the quotas AWS has and moto
+#                  lacks (scripts/aws_front.py): Route 53's account rate, PriorRequestNotComplete,
+#                  changes PENDING before INSYNC; Secrets Manager's write rates;
 #   - knotd:       a real DNS server, authoritative for `$DKIM_TEST_DNS_ZONE` (default
 #                  `dkim.test`), taking RFC 2136 updates signed with a TSIG key made for this run;
 #   - ses_model:   SESv2's DKIM side as AWS documents it (scripts/ses_model.py): PENDING after a
@@ -67,6 +70,15 @@ MOTO_PORT=$(free_port)
 PIDS+=($!)
 wait_for_port moto "${MOTO_PORT}" "${PIDS[-1]}"
 
+# AWS's rate quotas times this factor, for the SES model, the AWS front and the function's
+# pacing (the in-memory quota tests run at AWS's own figures in virtual time).
+export DKIM_TEST_QUOTA_SCALE="${DKIM_TEST_QUOTA_SCALE:-10}"
+FRONT_PORT=$(free_port)
+"${VENV}/bin/python" scripts/aws_front.py --port "${FRONT_PORT}" --upstream "http://127.0.0.1:${MOTO_PORT}" \
+  --scale "${DKIM_TEST_QUOTA_SCALE}" --unmetered-key BEDTOOLS >"${STATE}/aws_front.log" 2>&1 &
+PIDS+=($!)
+wait_for_port aws_front "${FRONT_PORT}" "${PIDS[-1]}"
+
 DNS_PORT=$(free_port)
 DNS_ZONE=${DKIM_TEST_DNS_ZONE:-dkim.test}
 TSIG_SECRET=$("${VENV}/bin/python" -c 'import base64,os; print(base64.b64encode(os.urandom(32)).decode())')
@@ -110,9 +122,6 @@ PIDS+=($!)
 wait_for_port knot "${DNS_PORT}" "${PIDS[-1]}"
 export DKIM_TEST_DNS_SERVER="127.0.0.1:${DNS_PORT}" DKIM_TEST_DNS_ZONE="${DNS_ZONE}"
 
-# AWS's rate quotas times this factor, for the SES model and for the function's pacing (the
-# in-memory quota tests run at AWS's own figures in virtual time).
-export DKIM_TEST_QUOTA_SCALE="${DKIM_TEST_QUOTA_SCALE:-10}"
 SES_PORT=$(free_port)
 "${VENV}/bin/python" scripts/ses_model.py --port "${SES_PORT}" --dns-server "127.0.0.1:${DNS_PORT}" \
   --check-interval "${SES_MODEL_CHECK_INTERVAL:-0}" --first-look-after "${SES_MODEL_FIRST_LOOK_AFTER:-0}" \
@@ -124,13 +133,16 @@ export DKIM_TEST_TSIG_NAME=rotator-test. DKIM_TEST_TSIG_ALGORITHM=hmac-sha256 DK
 
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 export AWS_EC2_METADATA_DISABLED=true
-export AWS_ENDPOINT_URL_SECRETS_MANAGER="http://127.0.0.1:${MOTO_PORT}"
-export AWS_ENDPOINT_URL_ROUTE_53="http://127.0.0.1:${MOTO_PORT}"
+export AWS_ENDPOINT_URL_SECRETS_MANAGER="http://127.0.0.1:${FRONT_PORT}"
+export AWS_ENDPOINT_URL_ROUTE_53="http://127.0.0.1:${FRONT_PORT}"
+# moto itself, without the quotas: the crash harness counts calls to place its crash points,
+# and a throttled-then-retried call would move them from run to run.
+export DKIM_TEST_MOTO_URL="http://127.0.0.1:${MOTO_PORT}"
 export AWS_ENDPOINT_URL_SESV2="http://127.0.0.1:${SES_PORT}"
 export AWS_ENDPOINT_URL_SNS="http://127.0.0.1:${MOTO_PORT}"
 export AWS_ENDPOINT_URL_SQS="http://127.0.0.1:${MOTO_PORT}"
 export SES_DKIM_TESTBED_VENV="${VENV}"
 export PATH="${VENV}/bin:${PATH}"
-[ -n "${TESTBED_QUIET:-}" ] || echo "==> stand-ins up: moto (Secrets Manager, Route 53, SNS, SQS) on :${MOTO_PORT}, knot (DNS, zone ${DNS_ZONE}) on :${DNS_PORT}, SES model (SESv2 DKIM) on :${SES_PORT}" >&2
+[ -n "${TESTBED_QUIET:-}" ] || echo "==> stand-ins up: moto (Secrets Manager, Route 53, SNS, SQS) on :${MOTO_PORT} behind AWS's quotas on :${FRONT_PORT}, knot (DNS, zone ${DNS_ZONE}) on :${DNS_PORT}, SES model (SESv2 DKIM) on :${SES_PORT}" >&2
 
 "$@"

@@ -13,13 +13,18 @@ use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use common::*;
 use serde_json::json;
 use ses_dkim_rotator::adapters::dns::lookup::{HickoryTxtLookup, LookupServers};
+use ses_dkim_rotator::adapters::dns::route53::Route53Publisher;
 use ses_dkim_rotator::adapters::secrets_manager::SecretsManagerStore;
 use ses_dkim_rotator::adapters::sesv2::SesV2Signing;
 use ses_dkim_rotator::engine::RotationPolicy;
 use ses_dkim_rotator::engine::dns_check::TxtAnswer;
 use ses_dkim_rotator::engine::error::EngineError;
 use ses_dkim_rotator::engine::key::{DkimKeyPair, KeyBits, split_txt_strings};
-use ses_dkim_rotator::engine::ports::{Deadline, DkimStatus as SesStatus, DnsTxtLookup};
+use ses_dkim_rotator::engine::pacing::{Pacer, Rate};
+use ses_dkim_rotator::engine::ports::{
+    Deadline, DkimStatus as SesStatus, DnsPublisher, DnsTxtLookup, FailureKind, Publication,
+    TxtRecord,
+};
 use ses_dkim_rotator::engine::retirement::RetireMode;
 use ses_dkim_rotator::engine::retirement::RetireOutcome;
 use ses_dkim_rotator::engine::rotation::{Outcome, Step};
@@ -801,4 +806,217 @@ fn daily() -> MaintainOptions {
         deadline: Deadline::NONE,
         record_published: false,
     }
+}
+
+/// A Route 53 zone of its own on the emulator (behind the bed's quota front).
+async fn route53_zone(r53: &aws_sdk_route53::Client, label: &str) -> HostedZone {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let domain = format!("{label}-{}.{ZONE}", &id[..8]);
+    let created = r53
+        .create_hosted_zone()
+        .name(&domain)
+        .caller_reference(id)
+        .send()
+        .await
+        .unwrap();
+    let zone = created.hosted_zone().unwrap().id();
+    HostedZone {
+        id: zone.trim_start_matches("/hostedzone/").to_owned(),
+        domain,
+    }
+}
+
+/// A hosted zone a test created: its id (without `/hostedzone/`) and its domain.
+struct HostedZone {
+    id: String,
+    domain: String,
+}
+
+/// A Route 53 client with an access key of its own (the front meters each key as an account,
+/// so this test's rate is not shared with the tests running beside it) and `attempts` SDK
+/// attempts per call.
+async fn route53_account(bed: &TestBed, key: &str, attempts: u32) -> aws_sdk_route53::Client {
+    let config = aws_sdk_route53::config::Builder::from(&bed.aws_config().await)
+        .credentials_provider(aws_credential_types::Credentials::new(
+            key, "testing", None, None, "test-bed",
+        ))
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(attempts))
+        .build();
+    aws_sdk_route53::Client::from_conf(config)
+}
+
+/// Upserts `v=DKIM1; p=A` at `<selector>._domainkey.<zone's domain>` through `publisher`.
+async fn publish_at(
+    publisher: &Route53Publisher,
+    zone: &HostedZone,
+    selector: &str,
+    deadline: Deadline,
+) -> Result<Publication, ses_dkim_rotator::engine::ports::PortError> {
+    let fields = serde_json::Map::new();
+    let name = format!("{selector}._domainkey.{}", zone.domain);
+    publisher
+        .upsert_txt(
+            TxtRecord {
+                secret_id: "dkim/r53quota",
+                identity: "r53quota.example",
+                name: &name,
+                value: "v=DKIM1; k=rsa; p=A",
+                secret_fields: &fields,
+            },
+            deadline,
+        )
+        .await
+}
+
+#[tokio::test]
+async fn route53_changes_are_pending_first_and_only_an_invocation_that_may_wait_polls_them() {
+    let bed = TestBed::connect().await;
+    let r53 = route53_account(&bed, "R53PENDING", 8).await;
+    let (queue_zone, step_zone) = (
+        route53_zone(&r53, "worker").await,
+        route53_zone(&r53, "step").await,
+    );
+    let publisher = |zone: &HostedZone| {
+        Route53Publisher::new(r53.clone(), Some(zone.id.clone()), 60)
+            .polling_every(std::time::Duration::from_millis(200))
+    };
+    // A queue worker publishes and leaves: the DNS check of a later visit decides.
+    publish_at(
+        &publisher(&queue_zone),
+        &queue_zone,
+        "worker",
+        Deadline::NONE.without_waiting(),
+    )
+    .await
+    .unwrap();
+    // A Secrets Manager step may wait: it polls GetChange until INSYNC, within its deadline.
+    let deadline = Deadline::at(time::OffsetDateTime::now_utc() + time::Duration::seconds(60));
+    publish_at(&publisher(&step_zone), &step_zone, "step", deadline)
+        .await
+        .unwrap();
+    let state = aws_front_state().await;
+    let answers = |zone: &str| -> Vec<(u64, u64)> {
+        state["changes"]
+            .as_object()
+            .unwrap()
+            .values()
+            .filter(|c| c["zone"] == zone)
+            .map(|c| {
+                (
+                    c["PENDING"].as_u64().unwrap(),
+                    c["INSYNC"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        answers(&queue_zone.id),
+        [(0, 0)],
+        "the worker polled: {state}"
+    );
+    let step = answers(&step_zone.id);
+    assert_eq!(step.len(), 1, "{state}");
+    assert!(
+        step[0].0 >= 1 && step[0].1 == 1,
+        "the step should see PENDING, then stop at the first INSYNC: {step:?}"
+    );
+}
+
+#[tokio::test]
+async fn route53_requests_are_paced_to_the_account_rate_and_a_busy_zone_is_a_throttle() {
+    let bed = TestBed::connect().await;
+    let setup = route53_account(&bed, "R53SETUP", 8).await;
+    let zones = [
+        route53_zone(&setup, "paced-a").await,
+        route53_zone(&setup, "paced-b").await,
+    ];
+    // More deletes than the bucket holds (one second of the account's rate) of records that are
+    // not there: one ListResourceRecordSets each, all at once.
+    let scale: f64 = quota_scale().parse().unwrap();
+    let at_once = (5.0 * scale) as usize * 2 + 10;
+    let deletes = |publisher: Route53Publisher, zone: &HostedZone| {
+        let domain = zone.domain.clone();
+        async move {
+            let fields = serde_json::Map::new();
+            let names: Vec<String> = (0..at_once)
+                .map(|i| format!("gone{i}._domainkey.{domain}"))
+                .collect();
+            let calls = names.iter().map(|name| {
+                publisher.delete_txt(TxtRecord {
+                    secret_id: "dkim/r53quota",
+                    identity: "r53quota.example",
+                    name,
+                    value: "v=DKIM1; k=rsa; p=A",
+                    secret_fields: &fields,
+                })
+            });
+            futures_util::future::join_all(calls)
+                .await
+                .into_iter()
+                .map(|r| r.map_err(|e| e.kind))
+                .collect::<Vec<_>>()
+        }
+    };
+    let unpaced = route53_account(&bed, "R53UNPACED", 1).await;
+    let results = deletes(
+        Route53Publisher::new(unpaced, Some(zones[0].id.clone()), 60),
+        &zones[0],
+    )
+    .await;
+    assert!(
+        results.contains(&Err(FailureKind::Throttled)),
+        "the bed's Route 53 rate never bit: {results:?}"
+    );
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, Ok(_) | Err(FailureKind::Throttled))),
+        "a throttle is Throttled (the work comes back), never a failure: {results:?}"
+    );
+
+    // The product's share of the account's rate (the bed runs AWS's 5/s times its scale).
+    let rate = (5.0 * scale).to_string();
+    let settings = ses_dkim_rotator::config::Settings::from_lookup(|name| {
+        (name == "DKIM_ROUTE53_REQUESTS_PER_SECOND").then(|| rate.clone())
+    })
+    .unwrap();
+    let pacer = Arc::new(Pacer::new(
+        Rate {
+            per_second: settings.fleet.route53_share_per_second(),
+            burst: 1,
+        },
+        std::time::Duration::from_secs(30),
+    ));
+    let paced = route53_account(&bed, "R53PACED", 1).await;
+    let results = deletes(
+        Route53Publisher::new(paced.clone(), Some(zones[1].id.clone()), 60).paced_by(pacer),
+        &zones[1],
+    )
+    .await;
+    assert!(
+        results.iter().all(Result::is_ok),
+        "paced, no request may be throttled: {results:?}"
+    );
+
+    // Two changes to one zone at once: the zone is still busy with the first.
+    let publisher = Route53Publisher::new(paced, Some(zones[1].id.clone()), 60);
+    let (first, second) = tokio::join!(
+        publish_at(
+            &publisher,
+            &zones[1],
+            "one",
+            Deadline::NONE.without_waiting()
+        ),
+        publish_at(
+            &publisher,
+            &zones[1],
+            "two",
+            Deadline::NONE.without_waiting()
+        )
+    );
+    let kinds = [first.map_err(|e| e.kind), second.map_err(|e| e.kind)];
+    assert!(
+        kinds.contains(&Ok(Publication::Written)) && kinds.contains(&Err(FailureKind::Throttled)),
+        "one change, one PriorRequestNotComplete as a throttle: {kinds:?}"
+    );
 }

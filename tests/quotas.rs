@@ -1,7 +1,7 @@
 //! Fleets under AWS's quotas, on the in-memory ports held to them.
 //!
 //! The fake SES answers `TooManyRequestsException` past 1 request per second per region
-//! ([`SesQuota::AWS`], "Service quotas in Amazon SES"), and the clock follows tokio's paused
+//! ([`RequestQuota::SES`], "Service quotas in Amazon SES"), and the clock follows tokio's paused
 //! time, so a whole wave runs in virtual time with every task at once and no real wait. The
 //! product's side is [`PacedSes`]: each call takes a slot of this process's share first.
 
@@ -16,8 +16,8 @@ use ses_dkim_rotator::config::Settings;
 use ses_dkim_rotator::engine::identity::AllowedIdentities;
 use ses_dkim_rotator::engine::pacing::{PACED_RETRIES, PacedSes, Pacer, Rate};
 use ses_dkim_rotator::engine::ports::{
-    Clock, Deadline, DkimSigningService, FailureKind, PortSet, STAGE_CURRENT, STAGE_PENDING,
-    SecretStore,
+    Clock, Deadline, DkimSigningService, DnsPublisher, FailureKind, PortSet, STAGE_CURRENT,
+    STAGE_PENDING, SecretStore, TxtRecord,
 };
 use ses_dkim_rotator::engine::schedule::{Action, FleetSummary, MaintainOptions};
 use ses_dkim_rotator::engine::tags::TAG_SWITCHED_TO;
@@ -26,7 +26,7 @@ use ses_dkim_rotator::engine::{Engine, RotationPolicy};
 use ses_dkim_rotator::notifications::NotificationKind;
 use ses_dkim_rotator::testing::{
     FakeSes, HOME_REGION, ManualClock, MemoryQueue, MemorySecrets, MemoryZone, PublishMode,
-    RecordingNotifier, SesQuota,
+    RecordingNotifier, RequestQuota,
 };
 use ses_dkim_rotator::work_queue::WorkItem;
 use time::OffsetDateTime;
@@ -34,7 +34,8 @@ use time::macros::datetime;
 
 const START: OffsetDateTime = datetime!(2030-01-10 08:00 UTC);
 
-/// A fleet of `n` never-rotated identities, SES held to AWS's quota.
+/// A fleet of `n` never-rotated identities, SES, Route 53 and Secrets Manager's writes held to
+/// AWS's quotas.
 struct Fleet {
     secrets: MemorySecrets,
     ses: FakeSes,
@@ -45,9 +46,35 @@ struct Fleet {
 
 impl Fleet {
     fn new(n: usize) -> Self {
+        let fleet = Self::set_up(n);
+        fleet.hold_to_quotas();
+        fleet
+    }
+
+    /// Route 53's account rate and Secrets Manager's write rates from now on (SES's always):
+    /// the bed's own set-up comes before, as it would not exist on AWS.
+    fn hold_to_quotas(&self) {
+        self.zone
+            .enforce_route53_quota(RequestQuota::ROUTE53, self.clock.clone());
+        self.secrets
+            .enforce_write_quota(RequestQuota::SECRETS_WRITES, self.clock.clone());
+    }
+
+    /// The quotas that never bind in these fleets, and must not: Route 53's and Secrets
+    /// Manager's throttles.
+    fn assert_route53_and_secrets_never_throttled(&self) {
+        assert_eq!(
+            (self.zone.throttled(), self.secrets.throttled()),
+            (0, 0),
+            "Route 53 / Secrets Manager throttled"
+        );
+    }
+
+    /// The identities and secrets, SES held to its quota, Route 53 and Secrets Manager not yet.
+    fn set_up(n: usize) -> Self {
         let clock = ManualClock::on_tokio_time(START);
         let ses = FakeSes::new(clock.clone());
-        ses.enforce_quota(SesQuota::AWS);
+        ses.enforce_quota(RequestQuota::SES);
         let secrets = MemorySecrets::new();
         let arns = (0..n)
             .map(|i| {
@@ -89,7 +116,7 @@ impl Fleet {
 
     /// [`Fleet::new`] with every secret tagged for the planner (`dkim-rotator` = `managed`).
     async fn tagged(n: usize) -> Self {
-        let fleet = Self::new(n);
+        let fleet = Self::set_up(n);
         for arn in &fleet.arns {
             fleet
                 .secrets
@@ -97,6 +124,7 @@ impl Fleet {
                 .await
                 .unwrap();
         }
+        fleet.hold_to_quotas();
         fleet
     }
 
@@ -184,12 +212,69 @@ async fn the_bed_throttles_an_unpaced_wave_as_ses_would() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_bed_holds_route53_and_secrets_manager_writes_to_their_rates() {
+    let fleet = Fleet::new(60);
+    let fields = serde_json::Map::new();
+    let mut route53 = Vec::new();
+    for i in 0..8 {
+        let name = format!("s{i}._domainkey.d0.example.com");
+        let record = TxtRecord {
+            secret_id: &fleet.arns[0],
+            identity: "d0.example.com",
+            name: &name,
+            value: "v=DKIM1; p=A",
+            secret_fields: &fields,
+        };
+        let answer = fleet
+            .zone
+            .upsert_txt(record, Deadline::NONE.without_waiting())
+            .await;
+        route53.push(answer.map_err(|e| e.kind));
+    }
+    let refused = route53.iter().filter(|r| r.is_err()).count();
+    assert_eq!(
+        refused, 3,
+        "5 requests/s per account, a bucket 1 s deep: {route53:?}"
+    );
+    assert_eq!(route53[7], Err(FailureKind::Throttled));
+    let mut writes = Vec::new();
+    for arn in &fleet.arns {
+        writes.push(fleet.secrets.set_tags(arn, &[("k", "v")]).await.is_ok());
+    }
+    assert_eq!(
+        writes.iter().filter(|ok| **ok).count(),
+        50,
+        "TagResource 50/s"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        fleet
+            .zone
+            .upsert_txt(
+                TxtRecord {
+                    secret_id: &fleet.arns[0],
+                    identity: "d0.example.com",
+                    name: "later._domainkey.d0.example.com",
+                    value: "v=DKIM1; p=A",
+                    secret_fields: &fields,
+                },
+                Deadline::NONE.without_waiting(),
+            )
+            .await
+            .is_ok(),
+        "a second later Route 53 takes requests again"
+    );
+    assert_eq!((fleet.zone.throttled(), fleet.secrets.throttled()), (3, 10));
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_paced_wave_is_never_throttled_and_runs_near_the_quota_bound() {
     let fleet = Fleet::new(WAVE);
     let engine = fleet.engine(fleet.paced(1.0, Duration::from_secs(20)));
     let started = fleet.clock.now();
     let summary = fleet.wave(&engine).await;
     assert_eq!(fleet.ses.throttled(), 0, "{:?}", summary.counts);
+    fleet.assert_route53_and_secrets_never_throttled();
     assert_eq!(
         summary.counts.get(&Action::Rotated),
         Some(&WAVE),
@@ -199,7 +284,7 @@ async fn a_paced_wave_is_never_throttled_and_runs_near_the_quota_bound() {
     // The quota bound: the wave's SES calls at 1 per second. Pacing must reach 0.8 of it.
     let calls = fleet.ses.calls().len() as f64;
     let took = (fleet.clock.now() - started).as_seconds_f64();
-    let bound = calls / SesQuota::AWS.per_second;
+    let bound = calls / RequestQuota::SES.per_second;
     eprintln!(
         "wave of {WAVE}: {calls} SES calls ({:.1} per identity) in {took:.1} s virtual; quota bound {bound:.1} s ({:.2} of it)",
         calls / WAVE as f64,
@@ -403,12 +488,14 @@ async fn an_onboarding_larger_than_the_cap_rotates_over_runs_and_watching_is_nev
     assert_eq!(seen, [(12, 0, 18), (12, 12, 6), (6, 24, 0)]);
     assert!(fleet.arns.iter().all(|arn| switched(&fleet, arn)));
     assert_eq!(fleet.ses.throttled(), 0);
+    fleet.assert_route53_and_secrets_never_throttled();
 }
 
 /// A fleet of one whose zone serves a written record `delay` after the write.
 fn propagating_fleet(delay: Duration) -> Fleet {
-    let mut fleet = Fleet::new(1);
+    let mut fleet = Fleet::set_up(1);
     fleet.zone = MemoryZone::propagating(PublishMode::Route53, fleet.clock.clone(), delay);
+    fleet.hold_to_quotas();
     fleet
 }
 
@@ -497,6 +584,9 @@ struct WaveFigures {
     failed_records: usize,
     ses_calls: usize,
     ses_throttled: u64,
+    /// Requests Route 53's account rate and Secrets Manager's write rates refused.
+    route53_throttled: u64,
+    secrets_throttled: u64,
     dns_writes: usize,
     secrets_calls: usize,
     /// Virtual seconds from the planner's run to the queue drained, every key switched.
@@ -522,19 +612,13 @@ const BATCH_SIZE: usize = 5;
 /// the event source mapping does, with Route 53's 40-second propagation. Then SES verifies
 /// every key and the next day's run confirms them. All in virtual time.
 async fn wave_through_the_queue(n: usize) -> WaveFigures {
-    let mut fleet = Fleet::new(n);
+    let mut fleet = Fleet::tagged(n).await;
     fleet.zone = MemoryZone::propagating(
         PublishMode::Route53,
         fleet.clock.clone(),
         Duration::from_secs(40),
     );
-    for arn in &fleet.arns {
-        fleet
-            .secrets
-            .set_tags(arn, &[("dkim-rotator", "managed")])
-            .await
-            .unwrap();
-    }
+    fleet.hold_to_quotas();
     let settings = Settings::from_lookup(|_| None).unwrap().fleet;
     let concurrency = settings.queue_max_concurrency as usize;
     let share = {
@@ -671,6 +755,8 @@ async fn wave_through_the_queue(n: usize) -> WaveFigures {
         .count();
     figures.ses_calls = fleet.ses.calls().len();
     figures.ses_throttled = fleet.ses.throttled();
+    figures.route53_throttled = fleet.zone.throttled();
+    figures.secrets_throttled = fleet.secrets.throttled();
     figures.dns_writes = fleet
         .zone
         .calls()
@@ -710,8 +796,8 @@ fn wave_targets(f: &WaveFigures, throughput: bool) -> Vec<String> {
     );
     check(
         "SES requests in the busiest second / quota",
-        f.busiest_second as f64 / SesQuota::AWS.per_second,
-        f.busiest_second as f64 <= SesQuota::AWS.per_second,
+        f.busiest_second as f64 / RequestQuota::SES.per_second,
+        f.busiest_second as f64 <= RequestQuota::SES.per_second,
         "target <= 1.0",
     );
     // Two workers start in step and SES throttles the later one's call; the pacer then puts
@@ -722,6 +808,18 @@ fn wave_targets(f: &WaveFigures, throughput: bool) -> Vec<String> {
         throttled_share,
         throttled_share <= 0.01,
         "target <= 0.01",
+    );
+    check(
+        "Route 53 requests throttled (5/s per account)",
+        f.route53_throttled as f64,
+        f.route53_throttled == 0,
+        "target 0",
+    );
+    check(
+        "Secrets Manager writes throttled (50/s per region)",
+        f.secrets_throttled as f64,
+        f.secrets_throttled == 0,
+        "target 0",
     );
     check(
         "keys switched / identities",
@@ -737,7 +835,7 @@ fn wave_targets(f: &WaveFigures, throughput: bool) -> Vec<String> {
     );
     // The quota bound: the rotation day's SES calls at SES's 1 request/s. (A small wave is
     // mostly its last records' propagation tail, so only a benchmark-sized one is held to it.)
-    let bound = f.rotation_day_ses_calls as f64 / SesQuota::AWS.per_second;
+    let bound = f.rotation_day_ses_calls as f64 / RequestQuota::SES.per_second;
     let ratio = bound / f.completion_s;
     println!(
         "BENCH wave rotation day: {} SES calls in {:.0} s virtual ({:.1} h); quota bound {bound:.0} s",

@@ -20,6 +20,7 @@ mod call_log;
 mod clock;
 mod notifier;
 mod queue;
+mod quota;
 mod secrets;
 mod ses;
 mod zone;
@@ -32,8 +33,9 @@ pub use self::call_log::CallLog;
 pub use self::clock::ManualClock;
 pub use self::notifier::RecordingNotifier;
 pub use self::queue::MemoryQueue;
+pub use self::quota::RequestQuota;
 pub use self::secrets::{LIST_PAGE_SIZE, MemorySecrets};
-pub use self::ses::{FakeSes, HOME_REGION, SesQuota};
+pub use self::ses::{FakeSes, HOME_REGION};
 pub use self::zone::{MemoryZone, PublishMode};
 
 /// The in-memory ports bundle.

@@ -4,8 +4,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use super::call_log::{CallLog, lock, refused};
+use super::clock::ManualClock;
+use super::quota::{RequestQuota, TokenBuckets};
 use crate::engine::ports::{
-    FailureKind, ListedPage, PortError, STAGE_CURRENT, STAGE_PENDING, STAGE_PREVIOUS,
+    Clock, FailureKind, ListedPage, PortError, STAGE_CURRENT, STAGE_PENDING, STAGE_PREVIOUS,
     SecretDescription, SecretStore, StoredVersion, VersionInfo, VersionRef,
 };
 use crate::secret_text::SecretText;
@@ -70,6 +72,10 @@ struct SecretsState {
     log: CallLog,
     next_created: i64,
     interleaved: bool,
+    /// Secrets Manager's write budgets, when enforced, on which clock.
+    write_quota: Option<(RequestQuota, ManualClock)>,
+    /// What the write budgets admitted and refused.
+    buckets: TokenBuckets,
 }
 
 impl SecretsState {
@@ -85,6 +91,25 @@ impl SecretsState {
                     "Secrets Manager can't find the specified secret.",
                 )
             })
+    }
+
+    /// A write in `budget` (`PutSecretValue` and `UpdateSecretVersionStage` share one,
+    /// `TagResource` has its own) under the write quota, when it is enforced: admitted, or
+    /// refused `ThrottlingException` ("Rate exceeded") as Secrets Manager answers.
+    fn admit_write(&mut self, budget: &str, operation: &'static str) -> Result<(), PortError> {
+        let Some((quota, clock)) = &self.write_quota else {
+            return Ok(());
+        };
+        let (quota, now) = (*quota, clock.now());
+        if self.buckets.take(quota, budget, now) {
+            return Ok(());
+        }
+        Err(refused(
+            SM,
+            operation,
+            FailureKind::Throttled,
+            "ThrottlingException: Rate exceeded",
+        ))
     }
 
     fn created(&mut self) -> i64 {
@@ -115,6 +140,17 @@ impl MemorySecrets {
     /// interleave call by call (as concurrent Lambda invocations do against AWS).
     pub fn interleave_calls(&self) {
         lock(&self.state).interleaved = true;
+    }
+
+    /// From now on every write is held to `quota` on `clock`, per budget: `PutSecretValue` and
+    /// `UpdateSecretVersionStage` together, `TagResource` alone (AWS: 50/s each, per region).
+    pub fn enforce_write_quota(&self, quota: RequestQuota, clock: ManualClock) {
+        lock(&self.state).write_quota = Some((quota, clock));
+    }
+
+    /// How many writes the write quota refused so far.
+    pub fn throttled(&self) -> u64 {
+        lock(&self.state).buckets.throttled
     }
 
     async fn take_turn(&self) {
@@ -310,6 +346,7 @@ impl SecretStore for MemorySecrets {
         self.take_turn().await;
         let mut state = lock(&self.state);
         state.log.enter(SM, "PutSecretValue")?;
+        state.admit_write("secret-value-writes", "PutSecretValue")?;
         let created = state.created();
         let secret = state.find(secret_id, "PutSecretValue")?;
         let index = match secret.version(client_request_token) {
@@ -351,6 +388,7 @@ impl SecretStore for MemorySecrets {
         self.take_turn().await;
         let mut state = lock(&self.state);
         state.log.enter(SM, "UpdateSecretVersionStage")?;
+        state.admit_write("secret-value-writes", "UpdateSecretVersionStage")?;
         let secret = state.find(secret_id, "UpdateSecretVersionStage")?;
         let to = secret.version(to_version).ok_or_else(|| {
             refused(
@@ -432,6 +470,7 @@ impl SecretStore for MemorySecrets {
         self.take_turn().await;
         let mut state = lock(&self.state);
         state.log.enter(SM, "TagResource")?;
+        state.admit_write("tags", "TagResource")?;
         let secret = state.find(secret_id, "TagResource")?;
         for (key, value) in tags {
             secret.tags.insert((*key).to_owned(), (*value).to_owned());
@@ -443,6 +482,7 @@ impl SecretStore for MemorySecrets {
         self.take_turn().await;
         let mut state = lock(&self.state);
         state.log.enter(SM, "UpdateSecretVersionStage")?;
+        state.admit_write("secret-value-writes", "UpdateSecretVersionStage")?;
         let secret = state.find(secret_id, "UpdateSecretVersionStage")?;
         let holder = secret.holder(STAGE_PENDING);
         if holder.map(|i| secret.versions[i].id.as_str()) != Some(version) {

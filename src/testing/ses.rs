@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 
 use super::call_log::{CallLog, lock, refused};
 use super::clock::ManualClock;
+use super::quota::{RequestQuota, TokenBuckets};
 use super::zone::MemoryZone;
 use crate::engine::dns_check::{TxtAnswer, check_dkim_record};
 use crate::engine::key::DkimKeyPair;
@@ -37,39 +38,9 @@ struct SesState {
     puts: Vec<(String, String, String)>,
     status_after_put: Option<DkimStatus>,
     refusing_regions: BTreeMap<String, FailureKind>,
-    quota: Option<SesQuota>,
-    /// Per region: tokens left and when they were counted.
-    buckets: BTreeMap<String, (f64, OffsetDateTime)>,
-    throttled: u64,
-    /// When each call SES accepted was made, per region (to measure the rate sent).
-    admitted: BTreeMap<String, Vec<OffsetDateTime>>,
-}
-
-/// SES's request quota for the DKIM-side actions: per account and region, every SESv2 action
-/// except sending. AWS's figure is 1 request per second ("Service quotas in Amazon SES", not
-/// adjustable); AWS does not publish the bucket's depth, so the burst is a parameter.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SesQuota {
-    /// Requests per second per region.
-    pub per_second: f64,
-    /// Requests a quiet region may take back to back.
-    pub burst: f64,
-}
-
-impl SesQuota {
-    /// AWS's figure (1/s), with a burst of 1.
-    pub const AWS: Self = Self {
-        per_second: 1.0,
-        burst: 1.0,
-    };
-
-    /// Every rate multiplied by `factor` (a test that scales time to run fast).
-    pub fn scaled(self, factor: f64) -> Self {
-        Self {
-            per_second: self.per_second * factor,
-            ..self
-        }
-    }
+    quota: Option<RequestQuota>,
+    /// Per region: what the quota admitted and refused (to measure the rate sent).
+    buckets: TokenBuckets,
 }
 
 impl SesState {
@@ -84,29 +55,15 @@ impl SesState {
         let Some(quota) = self.quota else {
             return Ok(());
         };
-        let (tokens, counted) = self
-            .buckets
-            .entry(region.to_owned())
-            .or_insert((quota.burst, now));
-        let elapsed = (now - *counted).as_seconds_f64().max(0.0);
-        *tokens = (*tokens + elapsed * quota.per_second).min(quota.burst);
-        *counted = now.max(*counted);
-        // A hair of slack for float rounding at exactly one interval.
-        if *tokens < 1.0 - 1e-9 {
-            self.throttled += 1;
-            return Err(PortError {
-                service: SES,
-                operation,
-                kind: FailureKind::Throttled,
-                message: "TooManyRequestsException: Too Many Requests".into(),
-            });
+        if self.buckets.take(quota, region, now) {
+            return Ok(());
         }
-        *tokens -= 1.0;
-        self.admitted
-            .entry(region.to_owned())
-            .or_default()
-            .push(now);
-        Ok(())
+        Err(PortError {
+            service: SES,
+            operation,
+            kind: FailureKind::Throttled,
+            message: "TooManyRequestsException: Too Many Requests".into(),
+        })
     }
 }
 
@@ -132,18 +89,18 @@ impl FakeSes {
     }
 
     /// From now on every call is held to `quota` (per region, on this fake's clock).
-    pub fn enforce_quota(&self, quota: SesQuota) {
+    pub fn enforce_quota(&self, quota: RequestQuota) {
         lock(&self.state).quota = Some(quota);
     }
 
     /// How many calls the quota refused so far.
     pub fn throttled(&self) -> u64 {
-        lock(&self.state).throttled
+        lock(&self.state).buckets.throttled
     }
 
     /// When each call SES accepted under the quota was made, per region.
     pub fn admitted(&self) -> BTreeMap<String, Vec<OffsetDateTime>> {
-        lock(&self.state).admitted.clone()
+        lock(&self.state).buckets.admitted.clone()
     }
 
     /// `CreateEmailIdentity` for a domain: Easy DKIM, `PENDING` until its CNAMEs resolve.

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::call_log::{CallLog, lock};
+use super::call_log::{CallLog, lock, refused};
 use super::clock::ManualClock;
+use super::quota::{RequestQuota, TokenBuckets};
 use crate::engine::dns_check::{LookupFailure, TxtAnswer};
 use crate::engine::ports::{
     Clock, DnsPublisher, DnsTxtLookup, FailureKind, PortError, Publication, ServerAnswer, TxtRecord,
@@ -21,6 +22,32 @@ struct ZoneState {
     served_from: BTreeMap<String, OffsetDateTime>,
     log: CallLog,
     down: bool,
+    /// Route 53's account rate, when enforced, on which clock.
+    quota: Option<(RequestQuota, ManualClock)>,
+    /// What the rate admitted and refused.
+    buckets: TokenBuckets,
+}
+
+impl ZoneState {
+    /// `requests` Route 53 API requests for `operation` under the account's rate, when it is
+    /// enforced: admitted, or refused `Throttling` ("Rate exceeded") as Route 53 answers.
+    fn admit(&mut self, operation: &'static str, requests: u32) -> Result<(), PortError> {
+        let Some((quota, clock)) = &self.quota else {
+            return Ok(());
+        };
+        let (quota, now) = (*quota, clock.now());
+        for _ in 0..requests {
+            if !self.buckets.take(quota, "account", now) {
+                return Err(refused(
+                    "Route53",
+                    operation,
+                    FailureKind::Throttled,
+                    "Throttling: Rate exceeded",
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// How long a written record takes to reach the zone's servers, on which clock.
@@ -68,6 +95,20 @@ impl MemoryZone {
             propagation: Some(Propagation { clock, delay }),
             ..Self::new(mode)
         }
+    }
+
+    /// From now on every write is held to Route 53's account rate `quota` on `clock`: an
+    /// upsert is one request (`ChangeResourceRecordSets`), a delete two (the record is read
+    /// first, as Route 53 deletes only an exact match). RFC 2136 and hint zones have no rate.
+    pub fn enforce_route53_quota(&self, quota: RequestQuota, clock: ManualClock) {
+        if self.mode == PublishMode::Route53 {
+            lock(&self.state).quota = Some((quota, clock));
+        }
+    }
+
+    /// How many Route 53 requests the account's rate refused so far.
+    pub fn throttled(&self) -> u64 {
+        lock(&self.state).buckets.throttled
     }
 
     /// The TXT records at `name` (strings joined).
@@ -129,6 +170,7 @@ impl DnsPublisher for MemoryZone {
         }
         let mut state = lock(&self.state);
         state.log.enter("DNS", "Upsert")?;
+        state.admit("ChangeResourceRecordSets", 1)?;
         let name = record.name.to_ascii_lowercase();
         let same_value = state
             .records
@@ -152,6 +194,7 @@ impl DnsPublisher for MemoryZone {
         }
         let mut state = lock(&self.state);
         state.log.enter("DNS", "Delete")?;
+        state.admit("ChangeResourceRecordSets", 2)?;
         state.records.remove(&record.name.to_ascii_lowercase());
         Ok(Publication::Written)
     }

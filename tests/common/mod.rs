@@ -681,7 +681,30 @@ pub async fn expect_error(
 
 /// One call to the SES model's control API (`scripts/ses_model.py`, under `/_model/`).
 pub async fn ses_model(method: &'static str, path: &'static str, body: &Value) -> Value {
-    let endpoint = std::env::var("AWS_ENDPOINT_URL_SESV2").expect("AWS_ENDPOINT_URL_SESV2");
+    control_api("AWS_ENDPOINT_URL_SESV2", method, path, body).await
+}
+
+/// What the AWS front (`scripts/aws_front.py`, Route 53 and Secrets Manager quotas in front of
+/// moto) refused and admitted, and per accepted Route 53 change its zone and GetChange's
+/// answers (`GET /_front/state`).
+pub async fn aws_front_state() -> Value {
+    control_api(
+        "AWS_ENDPOINT_URL_ROUTE_53",
+        "GET",
+        "/_front/state",
+        &Value::Null,
+    )
+    .await
+}
+
+/// One call to the control API of the stand-in at `$endpoint_var` (JSON, no auth).
+async fn control_api(
+    endpoint_var: &'static str,
+    method: &'static str,
+    path: &'static str,
+    body: &Value,
+) -> Value {
+    let endpoint = std::env::var(endpoint_var).unwrap_or_else(|_| panic!("{endpoint_var}"));
     let authority = endpoint
         .trim_start_matches("http://")
         .trim_end_matches('/')
@@ -693,8 +716,8 @@ pub async fn ses_model(method: &'static str, path: &'static str, body: &Value) -
     };
     tokio::task::spawn_blocking(move || {
         use std::io::{Read, Write};
-        let mut stream =
-            std::net::TcpStream::connect(&authority).expect("connect to the SES model");
+        let mut stream = std::net::TcpStream::connect(&authority)
+            .unwrap_or_else(|e| panic!("connect to {endpoint_var}: {e}"));
         write!(
             stream,
             "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
