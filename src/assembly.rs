@@ -197,6 +197,7 @@ fn paced_ses(settings: &Settings, aws: &SdkConfig) -> PacedSes<SesV2Signing, Sys
         SystemClock,
         home_region,
     )
+    .with_retries(settings.fleet.ses_paced_retries)
 }
 
 /// Wires the adapters `settings` asks for. Makes no network call.

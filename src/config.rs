@@ -86,6 +86,10 @@ pub struct FleetSettings {
     /// (keys due, and secrets never rotated here) per run; the rest wait for the next run.
     /// Unset: [`FleetSettings::derived_rotations_per_run`].
     pub max_rotations_per_run: u64,
+    /// How many more times an SES call SES throttled anyway is sent, each on a later paced
+    /// turn (not a setting: [`crate::engine::pacing::PACED_RETRIES`] for the function; the
+    /// CLI waits longer, as a person's command shares the quota with a running fleet).
+    pub ses_paced_retries: u32,
 }
 
 /// SES calls the rotation day costs per identity: read SES, switch, read back, and one more
@@ -448,6 +452,7 @@ impl<F: Fn(&str) -> Option<String>> Variables<F> {
                     10_000_000,
                 )?
                 .max(1),
+            ses_paced_retries: crate::engine::pacing::PACED_RETRIES,
         };
         fleet.check_ses_share()?;
         Ok(fleet)

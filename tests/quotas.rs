@@ -319,6 +319,45 @@ async fn a_call_ses_throttles_anyway_is_sent_again_on_the_next_turn() {
     assert!(fleet.clock.now() - started >= time::Duration::seconds(1));
 }
 
+#[tokio::test(start_paused = true)]
+async fn an_operator_call_waits_out_another_caller_that_holds_the_quota() {
+    let fleet = Fleet::new(1);
+    let domain = "d0.example.com";
+    // Another caller in the account (a fleet run) holds SES's quota for 8 s: every switch is
+    // throttled meanwhile.
+    let key = ses_dkim_rotator::secret_text::SecretText::new("test key");
+    let busy_for_8s = |ses: FakeSes| {
+        ses.refuse_region(HOME_REGION, FailureKind::Throttled);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(8)).await;
+            ses.accept_region(HOME_REGION);
+        })
+    };
+    let other = busy_for_8s(fleet.ses.clone());
+    let function = fleet.paced(0.9, Duration::from_secs(20));
+    let gave_up = function
+        .sign_with_external_key(domain, None, "s1", &key)
+        .await;
+    assert_eq!(
+        gave_up.map(|_| ()).map_err(|e| e.kind),
+        Err(FailureKind::Throttled),
+        "the function's few retries give the work back to the queue"
+    );
+    other.await.unwrap();
+    let other = busy_for_8s(fleet.ses.clone());
+    let operator = fleet.paced(0.9, Duration::from_secs(20)).with_retries(30);
+    let started = fleet.clock.now();
+    let switched = operator
+        .sign_with_external_key(domain, None, "s1", &key)
+        .await;
+    assert!(
+        switched.is_ok(),
+        "the operator's command got through: {switched:?}"
+    );
+    assert!(fleet.clock.now() - started >= time::Duration::seconds(8));
+    other.await.unwrap();
+}
+
 /// A queue worker, its engine over SES paced at `per_second` with at most `max_wait`.
 fn worker(
     fleet: &Fleet,

@@ -19,6 +19,10 @@ use ses_dkim_rotator::engine::schedule::{Action, FleetSummary, IdentityReport};
 use ses_dkim_rotator::engine::selector::{Selector, SelectorPrefix};
 use ses_dkim_rotator::error::AppError;
 
+/// How many more paced turns the CLI gives an SES call SES throttled (the function: 3): about
+/// half a minute at 1 request/s while a fleet run takes the rest of the quota.
+const OPERATOR_SES_RETRIES: u32 = 30;
+
 /// Rotate and inspect SES BYODKIM keys kept in Secrets Manager.
 #[derive(Debug, Parser)]
 #[command(name = "dkim-rotator", version)]
@@ -241,7 +245,10 @@ async fn run(cli: Cli) -> Result<bool, AppError> {
         keygen(cli.json, *bits, domain, selector_prefix)?;
         return Ok(true);
     }
-    let settings = Settings::from_env()?;
+    let mut settings = Settings::from_env()?;
+    // A person's command shares SES's quota with the fleet (which takes its whole share):
+    // a throttled call waits more turns before the command gives up.
+    settings.fleet.ses_paced_retries = OPERATOR_SES_RETRIES;
     let aws = load_aws_config().await;
     let rotator = build_rotator(&settings, &aws);
     match cli.command {

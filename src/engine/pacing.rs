@@ -105,6 +105,8 @@ pub struct PacedSes<S, C> {
     clock: C,
     /// The region a call that names none goes to (the function's own).
     home_region: String,
+    /// How many more turns a call SES throttled gets ([`PACED_RETRIES`] unless set).
+    retries: u32,
 }
 
 impl<S, C> PacedSes<S, C> {
@@ -116,7 +118,14 @@ impl<S, C> PacedSes<S, C> {
             pacer,
             clock,
             home_region: home_region.into(),
+            retries: PACED_RETRIES,
         }
+    }
+
+    /// The same port giving a throttled call `retries` more turns instead of
+    /// [`PACED_RETRIES`].
+    pub fn with_retries(self, retries: u32) -> Self {
+        Self { retries, ..self }
     }
 
     /// The paced port.
@@ -158,14 +167,14 @@ pub const PACED_RETRIES: u32 = 3;
 /// Whether `result` is worth another paced turn: SES throttled it, or failed on its side
 /// (5xx, a timeout). The assembled SES client makes one attempt a call, so every retry is a
 /// paced one.
-fn worth_another_turn<T>(result: &Result<T, PortError>, attempt: u32) -> bool {
-    attempt < PACED_RETRIES
+fn worth_another_turn<T>(result: &Result<T, PortError>, attempt: u32, retries: u32) -> bool {
+    attempt < retries
         && matches!(result, Err(e) if matches!(e.kind, FailureKind::Throttled | FailureKind::Unavailable))
 }
 
 impl<S: DkimSigningService, C: Clock> PacedSes<S, C> {
     /// `call` on a paced turn, sent again on the next turn while SES throttles it (at most
-    /// [`PACED_RETRIES`] more times).
+    /// `retries` more times).
     async fn paced<T, F>(
         &self,
         operation: &'static str,
@@ -179,7 +188,7 @@ impl<S: DkimSigningService, C: Clock> PacedSes<S, C> {
         loop {
             self.turn(operation, region).await?;
             let result = call().await;
-            if !worth_another_turn(&result, attempt) {
+            if !worth_another_turn(&result, attempt, self.retries) {
                 return result;
             }
             if matches!(&result, Err(e) if e.kind == FailureKind::Throttled) {
