@@ -17,6 +17,11 @@ use ses_dkim_rotator::engine::ports::Deadline;
 use ses_dkim_rotator::engine::schedule::Action;
 use ses_dkim_rotator::secret_text::SecretText;
 
+/// SES's account budget in the bed. Each CLI command runs in a process of its own, with its
+/// own share of SES's rate beside this binary's (two stacks in one account, which AWS
+/// throttles the same way): while the CLI test runs, no other test here uses SES.
+static SES_ACCOUNT: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 async fn rotator(bed: &TestBed, publisher: &str, tune: impl FnOnce(&mut Settings)) -> AwsRotator {
     let mut settings = bed.settings(publisher).await;
     tune(&mut settings);
@@ -33,6 +38,7 @@ fn run_for(ids: &[String], force: bool) -> ScheduledRun {
 
 #[tokio::test]
 async fn tag_discovery_pages_through_list_secrets_and_keeps_only_the_pair() {
+    let _shared = SES_ACCOUNT.read().await;
     let bed = TestBed::connect().await;
     let key = format!(
         "dkim-fleet-{}",
@@ -85,6 +91,7 @@ async fn tag_discovery_pages_through_list_secrets_and_keeps_only_the_pair() {
 
 #[tokio::test]
 async fn a_secret_rotated_by_secrets_manager_is_never_rotated_by_the_schedule() {
+    let _shared = SES_ACCOUNT.read().await;
     let bed = TestBed::connect().await;
     let seeded = bed.seed("guard", json!({})).await;
     let token = bed.start_rotation(&seeded.arn).await; // rotation enabled, AWSPENDING staged
@@ -124,6 +131,7 @@ async fn a_secret_rotated_by_secrets_manager_is_never_rotated_by_the_schedule() 
 
 #[tokio::test]
 async fn notifications_reach_an_sns_topic_with_readable_text_and_attributes() {
+    let _shared = SES_ACCOUNT.read().await;
     let bed = TestBed::connect().await;
     let config = bed.aws_config().await;
     let sns = aws_sdk_sns::Client::new(&config);
@@ -295,6 +303,7 @@ async fn cli_keygen_works_offline() {
 
 #[tokio::test]
 async fn cli_status_plan_rotate_and_rollback_against_the_emulators() {
+    let _alone = SES_ACCOUNT.write().await;
     let bed = TestBed::connect().await;
     let seeded = bed.seed("cli", json!({})).await;
     let mut vars = bed.settings_vars("rfc2136").await;
@@ -387,6 +396,7 @@ async fn cli_status_plan_rotate_and_rollback_against_the_emulators() {
 
 #[tokio::test]
 async fn a_secret_region_selects_the_ses_region_of_its_identity() {
+    let _shared = SES_ACCOUNT.read().await;
     let bed = TestBed::connect().await;
     let config = bed.aws_config().await;
     let eu = aws_sdk_sesv2::Client::from_conf(
@@ -447,6 +457,7 @@ async fn a_secret_region_selects_the_ses_region_of_its_identity() {
 
 #[tokio::test]
 async fn one_key_serves_an_identity_in_two_regions_of_the_ses_model() {
+    let _shared = SES_ACCOUNT.read().await;
     let bed = TestBed::connect().await;
     let config = bed.aws_config().await;
     let regional = |region: &'static str| {
@@ -514,6 +525,7 @@ async fn one_key_serves_an_identity_in_two_regions_of_the_ses_model() {
 
 #[tokio::test]
 async fn planner_queue_worker_fleet_with_a_broken_secret_ending_in_the_dead_letter_queue() {
+    let _shared = SES_ACCOUNT.read().await;
     let bed = TestBed::connect().await;
     let config = bed.aws_config().await;
     let sqs = aws_sdk_sqs::Client::new(&config);
