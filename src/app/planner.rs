@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::gather::{each_secret_once, nothing_to_manage};
+use super::gather::{each_secret_once, nothing_to_manage, secret_key};
 use super::{Rotator, ScheduledRun};
 use crate::engine::plan::PlanOptions;
 use crate::engine::ports::{
@@ -139,7 +139,7 @@ impl<P: Ports, N: Notifier, Q: WorkQueue> Rotator<P, N, Q> {
             .secret_ids
             .clone()
             .unwrap_or_else(|| self.fleet.secret_ids.clone());
-        let named = each_secret_once(named, String::as_str);
+        let named = each_secret_once(named, &self.fleet.home_region, String::as_str);
         let listing = match (&run.secret_ids, &self.fleet.secret_tag) {
             (None, Some(tag)) => Some(tag),
             _ => None,
@@ -156,7 +156,10 @@ impl<P: Ports, N: Notifier, Q: WorkQueue> Rotator<P, N, Q> {
             .collect();
         self.send_planned(&mut planning, &items).await?;
         if let Some((key, value)) = listing {
-            let skip: HashSet<String> = named.into_iter().collect();
+            let skip: HashSet<String> = named
+                .iter()
+                .map(|id| secret_key(id, &self.fleet.home_region))
+                .collect();
             self.plan_pages(&mut planning, key, value, None, &skip, deadline)
                 .await?;
             if planning.plan.secret_ids.is_empty()
@@ -276,7 +279,7 @@ impl<P: Ports, N: Notifier, Q: WorkQueue> Rotator<P, N, Q> {
             let now = self.engine.ports().clock().now();
             let mut items: Vec<WorkItem> = Vec::new();
             for secret in listed.secrets {
-                if skip.contains(&secret.arn) {
+                if skip.contains(&secret_key(&secret.arn, &self.fleet.home_region)) {
                     continue;
                 }
                 let decision = triage(&secret, options, grace, self.fleet.health_check_days, now);

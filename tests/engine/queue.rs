@@ -50,6 +50,30 @@ async fn the_planner_sends_one_message_per_identity_and_reads_no_secret() {
     assert!(world.ses.calls().is_empty(), "the planner called SES");
 }
 
+#[tokio::test]
+async fn a_secret_named_by_name_and_found_by_arn_through_its_tag_is_planned_once() {
+    let (mut rotator, _, world) = rotator(World::new(PublishMode::Route53));
+    // `DKIM_SECRET_IDS` names it by name; the tag listing finds it by ARN.
+    rotator.fleet.secret_ids = vec!["dkim/example".into()];
+    rotator.fleet.secret_tag = Some(("dkim-rotator".into(), "managed".into()));
+    rotator.fleet.work_queue_url = Some("https://sqs.example/dkim-work".into());
+    ses_dkim_rotator::engine::ports::SecretStore::set_tags(
+        &world.secrets,
+        &world.arn,
+        &[("dkim-rotator", "managed")],
+    )
+    .await
+    .unwrap();
+    assert!(world.arn.ends_with(":secret:dkim/example"), "{}", world.arn);
+    let out = rotator
+        .handle(event(
+            json!({"source": "aws.events", "detail-type": "Scheduled Event"}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(out["queued"], 1, "one secret, two spellings: {out}");
+}
+
 /// One planner run over the tagged fleet, then its messages delivered to the worker as one
 /// SQS batch. Returns the plan and the worker's actions; asserts the planner read nothing but
 /// the listing (and SES's `ListEmailIdentities`, its health-check screen).
