@@ -78,6 +78,13 @@ DEFAULT_WINDOW = 72 * 3600
 DNS_TIMEOUT = 2.0
 STATUSES = ("PENDING", "SUCCESS", "FAILED", "TEMPORARY_FAILURE", "NOT_STARTED")
 KEY_LENGTHS = ("RSA_1024_BIT", "RSA_2048_BIT")
+# Deterministic Easy DKIM: AWS_SES_<REGION>, e.g. AWS_SES_EU_WEST_1 (SESv2 DkimSigningAttributes).
+DEED_ORIGIN_RE = re.compile(r"AWS_SES_[A-Z]+(?:_[A-Z]+)+_[0-9]+")
+
+
+def deed_region(origin: str) -> str:
+    """AWS_SES_EU_WEST_1 -> eu-west-1."""
+    return origin[len("AWS_SES_"):].lower().replace("_", "-")
 
 SELECTOR_RE = re.compile(r"(([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9\-]*[a-zA-Z0-9]))")
 PRIVATE_KEY_RE = re.compile(r"[a-zA-Z0-9+/]+={0,2}")
@@ -91,6 +98,7 @@ SUPPORTED = (
     "GET /v2/email/identities (ListEmailIdentities), "
     "GET /v2/email/identities/{id} (GetEmailIdentity), "
     "PUT /v2/email/identities/{id}/dkim/signing (PutEmailIdentityDkimSigningAttributes), "
+    "PUT /v2/email/identities/{id}/dkim (PutEmailIdentityDkimAttributes), "
     "DELETE /v2/email/identities/{id} (DeleteEmailIdentity); control API: "
     "POST /_model/check, POST /_model/status, POST /_model/expire, POST /_model/reset, "
     "GET /_model/state, GET /_model/quota, GET|POST|DELETE /_model/chaos"
@@ -401,6 +409,7 @@ class Identity:
         self.tags = tags
         self.created = time.time()
         self.generation = 0  # bumped by every key change, so a stale DNS look is dropped
+        self.signing_enabled = True  # PutEmailIdentityDkimAttributes; no other call changes it
         self.easy_dkim(time.time(), "RSA_2048_BIT")
 
     def easy_dkim(self, now: float, key_length: str) -> None:
@@ -416,6 +425,23 @@ class Identity:
         self.last_check = None
         self.generation += 1
 
+    def replica_of(self, origin: str, parent: "Identity | None") -> None:
+        """Deterministic Easy DKIM: the parent's tokens and status under `AWS_SES_<PARENT>`.
+        Without a parent that uses Easy DKIM, SES fails the replica's verification
+        (VerificationInfo.ErrorType REPLICATION_PRIMARY_NOT_FOUND)."""
+        self.origin = origin
+        if parent is not None and parent.origin == "AWS_SES":
+            self.status = parent.status
+            self.tokens = list(parent.tokens)
+        else:
+            self.status = "FAILED"
+            self.tokens = []
+        self.selector = None
+        self.public = None
+        self.key_bits = None
+        self.put_time = None
+        self.generation += 1
+
     def external(self, now: float, selector: str, n: int, e: int) -> None:
         self.origin = "EXTERNAL"
         self.status = "PENDING"
@@ -429,7 +455,7 @@ class Identity:
 
     def dkim_attributes(self) -> dict:
         attrs = {
-            "SigningEnabled": True,
+            "SigningEnabled": self.signing_enabled,
             "Status": self.status,
             "Tokens": list(self.tokens),
             "SigningAttributesOrigin": self.origin,
@@ -445,6 +471,7 @@ class Identity:
             "identity": self.name,
             "region": self.region,
             "origin": self.origin,
+            "signing_enabled": self.signing_enabled,
             "status": self.status,
             "tokens": list(self.tokens),
             "selector": self.selector,
@@ -487,10 +514,22 @@ class Model:
             raise bad_request("Tags must be a list")
         signing = body.get("DkimSigningAttributes")
         external = None
+        replica = None
         key_length = "RSA_2048_BIT"
         if signing is not None:
             if not isinstance(signing, dict):
                 raise bad_request("DkimSigningAttributes must be an object")
+            replica = signing.get("DomainSigningAttributesOrigin")
+            if replica is not None:
+                if not isinstance(replica, str) or not DEED_ORIGIN_RE.fullmatch(replica):
+                    raise bad_request(
+                        "DomainSigningAttributesOrigin: all values except AWS_SES and "
+                        "EXTERNAL (AWS_SES_<REGION>, to replicate a parent identity)"
+                    )
+                if set(signing) - {"DomainSigningAttributesOrigin"}:
+                    raise bad_request(
+                        "a replica (DomainSigningAttributesOrigin) takes no key or selector"
+                    )
             selector = signing.get("DomainSigningSelector")
             key = signing.get("DomainSigningPrivateKey")
             if selector is not None or key is not None:
@@ -520,6 +559,8 @@ class Model:
             identity.key_length = key_length
             if external:
                 identity.external(time.time(), *external)
+            if replica:
+                identity.replica_of(replica, self.identities.get((deed_region(replica), name)))
             self.identities[(region, name)] = identity
             return {
                 "IdentityType": "DOMAIN",
@@ -562,8 +603,15 @@ class Model:
 
     def put_signing(self, region: str, name: str, body: dict) -> dict:
         origin = body.get("SigningAttributesOrigin")
+        if isinstance(origin, str) and DEED_ORIGIN_RE.fullmatch(origin):
+            if body.get("SigningAttributes"):
+                raise bad_request("AWS_SES_<REGION> takes no SigningAttributes")
+            with self.lock:
+                identity = self._get(region, name)
+                identity.replica_of(origin, self.identities.get((deed_region(origin), name)))
+                return {"DkimStatus": identity.status, "DkimTokens": list(identity.tokens)}
         if origin not in ("EXTERNAL", "AWS_SES"):
-            raise bad_request("SigningAttributesOrigin must be EXTERNAL or AWS_SES")
+            raise bad_request("SigningAttributesOrigin must be EXTERNAL, AWS_SES or AWS_SES_<REGION>")
         attrs = body.get("SigningAttributes") or {}
         if not isinstance(attrs, dict):
             raise bad_request("SigningAttributes must be an object")
@@ -593,6 +641,15 @@ class Model:
             else:
                 identity.easy_dkim(time.time(), key_length)
             return {"DkimStatus": identity.status, "DkimTokens": list(identity.tokens)}
+
+    def put_dkim(self, region: str, name: str, body: dict) -> dict:
+        """PutEmailIdentityDkimAttributes: turns DKIM signing on or off, nothing else."""
+        enabled = body.get("SigningEnabled", False)
+        if not isinstance(enabled, bool):
+            raise bad_request("SigningEnabled must be a boolean")
+        with self.lock:
+            self._get(region, name).signing_enabled = enabled
+        return {}
 
     def delete(self, region: str, name: str) -> dict:
         with self.lock:
@@ -961,6 +1018,8 @@ class Handler(BaseHTTPRequestHandler):
                     return "GetEmailIdentity", name
                 if method == "DELETE":
                     return "DeleteEmailIdentity", name
+            if len(rest) == 2 and rest[0] and rest[1] == "dkim" and method == "PUT":
+                return "PutEmailIdentityDkimAttributes", unquote(rest[0])
             if len(rest) == 3 and rest[0] and rest[1:] == ["dkim", "signing"] and method == "PUT":
                 return "PutEmailIdentityDkimSigningAttributes", unquote(rest[0])
         raise ApiError(404, "UnknownOperationException",
@@ -980,6 +1039,8 @@ class Handler(BaseHTTPRequestHandler):
             return m.list_identities(region, int(size), (query.get("NextToken") or [None])[0])
         if operation == "PutEmailIdentityDkimSigningAttributes":
             return m.put_signing(region, identity, body)
+        if operation == "PutEmailIdentityDkimAttributes":
+            return m.put_dkim(region, identity, body)
         if operation == "DeleteEmailIdentity":
             return m.delete(region, identity)
         raise AssertionError(operation)

@@ -462,6 +462,45 @@ def main_checks(m: ModelProc, knot: Knot, keys: dict) -> None:
     knot.add_txt(f"big8._domainkey.{b}", k2.txt())
     check(m.check_now(b) == "SUCCESS", "PKCS#8 key's record -> SUCCESS")
 
+    section("Deterministic Easy DKIM replicas and SigningEnabled")
+    parent = "deed.dkim.test"
+    check(m.create(parent, "eu-west-1")[0] == 200, "create the parent in eu-west-1")
+    m.ctl("POST", "status", {"identity": parent, "region": "eu-west-1", "status": "SUCCESS"})
+    st, _, body = m.create(parent, "us-west-2",
+                           DkimSigningAttributes={"DomainSigningAttributesOrigin":
+                                                  "AWS_SES_EU_WEST_1"})
+    rd = body.get("DkimAttributes", {})
+    check(st == 200 and rd.get("SigningAttributesOrigin") == "AWS_SES_EU_WEST_1"
+          and rd.get("Status") == "SUCCESS"
+          and rd.get("Tokens") == m.dkim(parent, "eu-west-1")["Tokens"],
+          "a replica reports AWS_SES_<PARENT>, the parent's tokens and status", (st, body))
+    st, _, body = m.create("orphan.dkim.test", "us-west-2",
+                           DkimSigningAttributes={"DomainSigningAttributesOrigin":
+                                                  "AWS_SES_EU_WEST_1"})
+    check(st == 200 and body["DkimAttributes"]["Status"] == "FAILED",
+          "a replica without a parent identity fails verification", (st, body))
+    for origin in ("AWS_SES", "EXTERNAL", "AWS_SES_NOWHERE"):
+        check(is_error(m.create("x.dkim.test", "us-west-2",
+                                DkimSigningAttributes={"DomainSigningAttributesOrigin": origin}),
+                       400, "BadRequestException"),
+              f"create with DomainSigningAttributesOrigin {origin} -> 400")
+    path = f"/v2/email/identities/{parent}/dkim"
+    st, _, _ = m.call("PUT", path, {"SigningEnabled": False}, "us-west-2")
+    check(st == 200 and m.dkim(parent, "us-west-2")["SigningEnabled"] is False,
+          "PutEmailIdentityDkimAttributes SigningEnabled=false is reported")
+    m.put_external(parent, "own", k1.pkcs1, region="us-west-2")
+    d = m.dkim(parent, "us-west-2")
+    check(d["SigningAttributesOrigin"] == "EXTERNAL" and d["SigningEnabled"] is False,
+          "a put of signing attributes leaves SigningEnabled as it was", d)
+    check(m.dkim(parent, "eu-west-1")["SigningEnabled"] is True
+          and m.dkim(parent, "eu-west-1")["SigningAttributesOrigin"] == "AWS_SES",
+          "the parent region is untouched")
+    check(is_error(m.call("PUT", path, {"SigningEnabled": "no"}, "us-west-2"), 400,
+                   "BadRequestException"), "SigningEnabled must be a boolean")
+    for name, region in ((parent, "us-west-2"), (parent, "eu-west-1"),
+                         ("orphan.dkim.test", "us-west-2")):
+        m.delete(name, region)
+
     section("validation: 400 BadRequestException, state unchanged")
     before = m.get(a)[2]
     bad = {

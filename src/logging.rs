@@ -5,8 +5,14 @@
 //!
 //! Filtering uses tracing-subscriber's `Targets` rather than `EnvFilter`: the same level and
 //! target directives, without a regex engine in the binary.
+//!
+//! Whatever the level, TRACE lines of other crates are never written ([`never_logged`]):
+//! `lambda_runtime` logs the raw event body at TRACE (a Secrets Manager event carries the
+//! `RotationToken`), and the HTTP and SDK layers log wire data there (a `GetSecretValue`
+//! answer holds a private key). TRACE is this crate's own, which logs no secret at any level.
 
-use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing::{Level, Metadata};
+use tracing_subscriber::filter::{FilterFn, LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -21,12 +27,26 @@ pub fn init_lambda_logging() {
         .with_target(false)
         .without_time()
         .with_writer(std::io::stdout);
-    let registry = tracing_subscriber::registry().with(filter);
+    let registry = tracing_subscriber::registry()
+        .with(FilterFn::new(|meta| !never_logged(meta)))
+        .with(filter);
     if json {
         registry.with(format.json()).init();
     } else {
         registry.with(format).init();
     }
+}
+
+/// Whether an event is dropped whatever the settings: TRACE from any crate but this one.
+pub fn never_logged(meta: &Metadata<'_>) -> bool {
+    *meta.level() == Level::TRACE && !is_own_target(meta.target())
+}
+
+fn is_own_target(target: &str) -> bool {
+    let own = env!("CARGO_CRATE_NAME");
+    target
+        .strip_prefix(own)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
 }
 
 /// The filter for the Lambda's settings: `lambda_level` (`TRACE`…`FATAL`) wins; `rust_log`
@@ -47,7 +67,15 @@ pub fn log_filter(lambda_level: Option<&str>, rust_log: Option<&str>) -> Targets
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tracing::Level;
+
+    #[test]
+    fn trace_is_this_crates_own() {
+        assert!(is_own_target("ses_dkim_rotator"));
+        assert!(is_own_target("ses_dkim_rotator::engine::rotation"));
+        assert!(!is_own_target("ses_dkim_rotator_fork"));
+        assert!(!is_own_target("lambda_runtime::layers::api_response"));
+        assert!(!is_own_target("aws_smithy_runtime"));
+    }
 
     #[test]
     fn lambda_level_wins_and_fatal_means_error() {

@@ -34,6 +34,8 @@ pub enum NotificationKind {
     VerificationOverdue,
     /// SES verified the selector before, but its record stopped resolving.
     TemporaryFailure,
+    /// DKIM signing is off for the identity (`SigningEnabled=false`).
+    SigningDisabled,
 }
 
 /// One message.
@@ -72,6 +74,8 @@ enum Happened<'a> {
     Overdue { hours: f64 },
     /// A verified record stopped resolving.
     TemporaryFailure,
+    /// DKIM signing is off in `regions`.
+    SigningDisabled { regions: &'a [String] },
     /// Hint mode: the previous record may now be removed; `detail` names it.
     RecordRemovable { detail: String },
 }
@@ -127,6 +131,13 @@ fn compose(about: &About<'_>, happened: Happened<'_>) -> Notification {
                 "SES has said PENDING for selector {selector} of {identity} for {hours:.0} hours (it gives up after 72 and then says FAILED, and this function rolls back). Check that DNS serves its TXT record to the world, not only to the servers this function asks."
             ),
         ),
+        Happened::SigningDisabled { regions } => (
+            NotificationKind::SigningDisabled,
+            format!(
+                "DKIM signing is turned off for {identity} in {} (SigningEnabled=false): SES sends its mail unsigned. This function never turns signing on or off, and does not rotate the key while it is off. Turn it on with aws sesv2 put-email-identity-dkim-attributes --email-identity {identity} --signing-enabled (in each region named), or stop rotating this identity.",
+                regions.join(", ")
+            ),
+        ),
         Happened::TemporaryFailure => (
             NotificationKind::TemporaryFailure,
             format!(
@@ -163,6 +174,9 @@ fn build(
         }
         NotificationKind::TemporaryFailure => {
             format!("DKIM: the DKIM record of {identity} stopped resolving")
+        }
+        NotificationKind::SigningDisabled => {
+            format!("DKIM: signing is turned off for {identity}")
         }
     };
     let mut fields = vec![
@@ -237,6 +251,11 @@ pub fn for_identity(report: &IdentityReport) -> Option<Notification> {
         record: report.dns_record.as_ref(),
     };
     let detail = || report.detail.clone().unwrap_or_default();
+    if let Some(Alert::SigningDisabled { regions }) = &report.alert
+        && report.action != Action::Failed
+    {
+        return Some(compose(&about, Happened::SigningDisabled { regions }));
+    }
     let happened = match report.action {
         Action::Rotated | Action::Resumed => Happened::Switched,
         Action::WaitingForDns => Happened::RecordToAdd {
@@ -251,7 +270,7 @@ pub fn for_identity(report: &IdentityReport) -> Option<Notification> {
         Action::RolledBack => Happened::RolledBack { detail: detail() },
         Action::Pending => match &report.alert {
             Some(Alert::VerificationOverdue { hours }) => Happened::Overdue { hours: *hours },
-            None => return None,
+            _ => return None,
         },
         Action::TemporaryFailure => Happened::TemporaryFailure,
         Action::Retired if report.retired == Some(RetireOutcome::RemovalHinted) => {

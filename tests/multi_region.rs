@@ -10,8 +10,9 @@ use ses_dkim_rotator::engine::ports::{
     Deadline, DkimStatus, FailureKind, STAGE_CURRENT, STAGE_PENDING, SigningOrigin,
 };
 use ses_dkim_rotator::engine::rotation::{Outcome, RotationRequest, Step};
-use ses_dkim_rotator::engine::schedule::{Action, MaintainOptions};
+use ses_dkim_rotator::engine::schedule::{Action, Alert, MaintainOptions};
 use ses_dkim_rotator::engine::{Engine, RotationPolicy};
+use ses_dkim_rotator::notifications::{self, NotificationKind};
 use ses_dkim_rotator::testing::{
     FakeSes, ManualClock, MemoryPorts, MemorySecrets, MemoryZone, PublishMode, memory_ports,
 };
@@ -32,6 +33,11 @@ struct TwoRegions {
 
 impl TwoRegions {
     fn new() -> Self {
+        Self::adopting_easy_dkim(false)
+    }
+
+    /// [`Self::new`] with `DKIM_ADOPT_EASY_DKIM` set to `adopt`.
+    fn adopting_easy_dkim(adopt: bool) -> Self {
         let ports = memory_ports(PublishMode::Rfc2136, datetime!(2030-01-10 08:00 UTC));
         let (secrets, ses, zone, clock) = (
             ports.secrets.clone(),
@@ -47,6 +53,7 @@ impl TwoRegions {
         );
         let policy = RotationPolicy {
             allowed_identities: AllowedIdentities::parse("*").unwrap(),
+            adopt_easy_dkim: adopt,
             ..RotationPolicy::default()
         };
         Self {
@@ -64,6 +71,65 @@ impl TwoRegions {
             .run_step(&RotationRequest::new(step, &self.arn, token))
             .await
             .map(|r| r.outcome)
+    }
+
+    /// Secrets Manager's four steps for `arn`, stopping at the first error.
+    async fn rotate_secret(&self, arn: &str) -> Result<String, EngineError> {
+        let token = self.secrets.start_rotation(arn).unwrap();
+        for step in [
+            Step::CreateSecret,
+            Step::SetSecret,
+            Step::TestSecret,
+            Step::FinishSecret,
+        ] {
+            self.engine
+                .run_step(&RotationRequest::new(step, arn, &token))
+                .await?;
+        }
+        Ok(token)
+    }
+
+    /// What a refusal must leave as it was: the secrets, the zone, SES in both regions.
+    fn everything(&self) -> impl PartialEq + std::fmt::Debug + use<> {
+        (
+            self.secrets.snapshot(),
+            self.zone.names(),
+            self.ses.state_in(DOMAIN, EU),
+            self.ses.state_in(DOMAIN, US),
+        )
+    }
+
+    /// Both triggers refuse the switch with `error_type`, naming `words`, and change nothing:
+    /// a forced scheduled run, then Secrets Manager's `createSecret`.
+    async fn both_triggers_refuse(&self, error_type: &str, words: &[&str]) {
+        let check = |error_type_seen: Option<&str>, message: &str| {
+            assert_eq!(error_type_seen, Some(error_type), "{message}");
+            for word in words.iter().chain(&["Nothing was changed"]) {
+                assert!(message.contains(word), "{word:?} missing from: {message}");
+            }
+        };
+        self.secrets.set_rotation_enabled(&self.arn, false);
+        let before = self.everything();
+        let options = MaintainOptions {
+            force: true,
+            dry_run: false,
+            rotation_interval: time::Duration::days(90),
+            deadline: Deadline::NONE,
+            record_published: false,
+        };
+        let report = self.engine.maintain(&self.arn, &options).await;
+        assert_eq!(report.action, Action::Failed, "{report:?}");
+        check(
+            report.error_type,
+            report.error.as_deref().unwrap_or_default(),
+        );
+        assert_eq!(self.everything(), before);
+
+        let token = self.secrets.start_rotation(&self.arn).unwrap();
+        let before = self.everything();
+        let err = self.step(Step::CreateSecret, &token).await.unwrap_err();
+        check(Some(err.error_type()), &err.to_string());
+        assert_eq!(self.everything(), before);
     }
 
     async fn rotate(&self) -> String {
@@ -252,4 +318,119 @@ async fn an_identity_missing_in_one_region_is_named_and_nothing_changes() {
     assert_eq!(world.secrets.snapshot(), before);
     assert!(world.ses.puts().is_empty());
     assert!(world.zone.names().is_empty());
+}
+
+#[tokio::test]
+async fn a_deed_replica_is_not_switched_without_consent_whatever_its_status() {
+    let world = TwoRegions::new();
+    // The parent (EU) is Easy DKIM, not verified: on its own it would be adopted without asking.
+    world.ses.create_replica_in(DOMAIN, US, EU);
+    assert_eq!(
+        world.ses.state_in(DOMAIN, US).unwrap().origin,
+        Some(SigningOrigin::EasyDkimReplica("AWS_SES_EU_WEST_1".into()))
+    );
+    world
+        .both_triggers_refuse(
+            "EasyDkimReplicaInUse",
+            &[
+                "AWS_SES_EU_WEST_1",
+                EU,
+                US,
+                "DKIM_ADOPT_EASY_DKIM",
+                "unsigned",
+            ],
+        )
+        .await;
+    assert!(world.ses.puts().is_empty());
+}
+
+#[tokio::test]
+async fn a_deed_replica_is_adopted_with_consent_its_origin_recorded_and_its_parent_untouched() {
+    let world = TwoRegions::adopting_easy_dkim(true);
+    let replica = world.secrets.create_secret(
+        "dkim/replica",
+        &json!({"identity": "replica.example", "regions": [US]}).to_string(),
+    );
+    world.ses.create_identity_in("replica.example", EU);
+    world
+        .ses
+        .set_status_in("replica.example", EU, DkimStatus::Success);
+    world.ses.create_replica_in("replica.example", US, EU);
+    world.rotate_secret(&replica).await.unwrap();
+    assert_eq!(
+        world
+            .secrets
+            .tags(&replica)
+            .get("ses-dkim-rotator:adopted-from")
+            .map(String::as_str),
+        Some("AWS_SES_EU_WEST_1")
+    );
+    let us = world.ses.state_in("replica.example", US).unwrap();
+    assert_eq!(us.origin, Some(SigningOrigin::External));
+    let eu = world.ses.state_in("replica.example", EU).unwrap();
+    assert_eq!(
+        eu.origin,
+        Some(SigningOrigin::AwsSes),
+        "the parent is not the secret's"
+    );
+}
+
+#[tokio::test]
+async fn an_origin_this_build_does_not_know_is_refused_even_with_consent() {
+    let world = TwoRegions::adopting_easy_dkim(true);
+    world.ses.set_origin_in(DOMAIN, US, "AWS_SES_FUTURE");
+    assert_eq!(
+        world.ses.state_in(DOMAIN, US).unwrap().origin,
+        Some(SigningOrigin::Other("AWS_SES_FUTURE".into()))
+    );
+    world
+        .both_triggers_refuse("UnknownSigningOrigin", &["AWS_SES_FUTURE", US])
+        .await;
+    assert!(world.ses.puts().is_empty());
+}
+
+#[tokio::test]
+async fn signing_turned_off_is_reported_and_never_switched_on_or_off() {
+    let world = TwoRegions::adopting_easy_dkim(true);
+    world.with_a_confirmed_key().await;
+    let puts = world.ses.puts_by_region().len();
+    world.ses.set_signing_enabled_in(DOMAIN, US, false);
+
+    // Each run says so, and how to turn it on; nothing is rotated while it is off.
+    world
+        .both_triggers_refuse(
+            "SigningDisabled",
+            &[
+                US,
+                "SigningEnabled=false",
+                "put-email-identity-dkim-attributes",
+            ],
+        )
+        .await;
+    let options = MaintainOptions {
+        force: false,
+        dry_run: false,
+        rotation_interval: time::Duration::days(900),
+        deadline: Deadline::NONE,
+        record_published: false,
+    };
+    let report = world.engine.maintain(&world.arn, &options).await;
+    assert!(report.error.is_none(), "{report:?}");
+    assert_eq!(
+        report.alert,
+        Some(Alert::SigningDisabled {
+            regions: vec![US.to_owned()]
+        })
+    );
+    let notice = notifications::for_identity(&report).expect("a notification");
+    assert_eq!(notice.kind, NotificationKind::SigningDisabled);
+    assert!(notice.text.contains(US), "{}", notice.text);
+
+    assert_eq!(
+        world.ses.puts_by_region().len(),
+        puts,
+        "no put while signing is off"
+    );
+    assert!(!world.ses.state_in(DOMAIN, US).unwrap().signing_enabled);
+    assert!(world.ses.state_in(DOMAIN, EU).unwrap().signing_enabled);
 }

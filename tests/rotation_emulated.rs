@@ -574,3 +574,92 @@ async fn abort_unblocks_rotate_secret_where_cancel_rotate_secret_does_not() {
     assert_eq!(report.outcome, Outcome::KeyResumed);
     assert_eq!(report.selector.as_deref(), handed_out["selector"].as_str());
 }
+
+#[tokio::test]
+async fn a_deed_replica_and_signing_turned_off_are_refused_through_the_sdk_and_nothing_changes() {
+    use aws_sdk_sesv2::types::{DkimSigningAttributes, DkimSigningAttributesOrigin};
+    let bed = TestBed::connect().await;
+    let engine = bed.engine(allow_all()).await;
+
+    // A Deterministic Easy DKIM replica of a verified parent in eu-west-1, as SES makes one.
+    let domain = unique_domain("deed");
+    let parent_region = bed
+        .ses
+        .config()
+        .to_builder()
+        .region(aws_config::Region::new("eu-west-1"))
+        .build();
+    let parent = aws_sdk_sesv2::Client::from_conf(parent_region);
+    parent
+        .create_email_identity()
+        .email_identity(&domain)
+        .send()
+        .await
+        .expect("parent identity");
+    ses_model(
+        "POST",
+        "/_model/status",
+        &json!({"identity": domain, "region": "eu-west-1", "status": "SUCCESS"}),
+    )
+    .await;
+    bed.ses
+        .create_email_identity()
+        .email_identity(&domain)
+        .dkim_signing_attributes(
+            DkimSigningAttributes::builder()
+                .domain_signing_attributes_origin(DkimSigningAttributesOrigin::from(
+                    "AWS_SES_EU_WEST_1",
+                ))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("replica identity");
+    let replica = bed.ses_dkim(&domain).await;
+    assert_eq!(
+        replica.origin,
+        Some(SigningOrigin::EasyDkimReplica("AWS_SES_EU_WEST_1".into()))
+    );
+    let arn = bed
+        .create_secret(
+            &format!("dkim/{domain}"),
+            &json!({"identity": domain}).to_string(),
+        )
+        .await;
+    let token = bed.start_rotation(&arn).await;
+    let err = expect_error(
+        &engine,
+        Step::CreateSecret,
+        &arn,
+        &token,
+        "EasyDkimReplicaInUse",
+    )
+    .await;
+    assert!(err.to_string().contains("eu-west-1"), "{err}");
+    assert_secret_unchanged(&bed, &arn, &token).await;
+    assert_eq!(bed.ses_dkim(&domain).await, replica);
+
+    // DKIM signing turned off (PutEmailIdentityDkimAttributes): refused, and left off.
+    let seeded = bed.seed("signing-off", json!({})).await;
+    bed.ses
+        .put_email_identity_dkim_attributes()
+        .email_identity(&seeded.domain)
+        .signing_enabled(false)
+        .send()
+        .await
+        .expect("PutEmailIdentityDkimAttributes");
+    let token = bed.start_rotation(&seeded.arn).await;
+    let err = expect_error(
+        &engine,
+        Step::CreateSecret,
+        &seeded.arn,
+        &token,
+        "SigningDisabled",
+    )
+    .await;
+    assert!(err.to_string().contains("--signing-enabled"), "{err}");
+    assert_secret_unchanged(&bed, &seeded.arn, &token).await;
+    let state = bed.ses_dkim(&seeded.domain).await;
+    assert!(!state.signing_enabled, "{state:?}");
+    assert_ses_untouched(&bed, &seeded.domain).await;
+}

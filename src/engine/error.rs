@@ -214,6 +214,45 @@ pub enum EngineError {
         identity: String,
     },
 
+    /// A Deterministic Easy DKIM replica signs, and switching it was not allowed.
+    #[error(
+        "identity `{identity}` in region {region} signs with Deterministic Easy DKIM (origin {origin}): SES's keys replicated from the parent identity in {parent_region}. Switching it to BYODKIM ends the replication and may leave mail unsigned until SES verifies the new key (up to 72 hours); set DKIM_ADOPT_EASY_DKIM=true (template parameter AdoptEasyDkim) to allow it. Nothing was changed"
+    )]
+    EasyDkimReplicaInUse {
+        /// The identity.
+        identity: String,
+        /// The replica's region.
+        region: String,
+        /// The origin as SES reports it.
+        origin: String,
+        /// The parent identity's region.
+        parent_region: String,
+    },
+
+    /// SES reports a DKIM origin this build does not know: it never replaces what it cannot name.
+    #[error(
+        "identity `{identity}` in region {region}: SES reports DKIM signing origin `{origin}`, which this rotator does not know, so it does not switch it. Look at the identity (aws sesv2 get-email-identity --email-identity {identity}); to hand it to the rotator, set it to Easy DKIM or BYODKIM first, or upgrade the rotator. Nothing was changed"
+    )]
+    UnknownSigningOrigin {
+        /// The identity.
+        identity: String,
+        /// The region.
+        region: String,
+        /// The origin, verbatim.
+        origin: String,
+    },
+
+    /// DKIM signing is off for the identity: the rotator never turns it on or off.
+    #[error(
+        "identity `{identity}` in region {region}: DKIM signing is disabled (SigningEnabled=false), and the rotator never turns it on or off. Turn it on (aws sesv2 put-email-identity-dkim-attributes --email-identity {identity} --signing-enabled --region <region>) and run again, or stop rotating this identity. Nothing was changed"
+    )]
+    SigningDisabled {
+        /// The identity.
+        identity: String,
+        /// The region.
+        region: String,
+    },
+
     /// The pending selector was rejected by SES before: it is never put again.
     #[error(
         "secret {secret_id}: SES rejected selector {selector} before (tag ses-dkim-rotator:rejected); it is not put again. Take AWSPENDING off that version (dkim-rotator abort --secret-id {secret_id}) and rotate again for a fresh key"
@@ -273,6 +312,9 @@ impl EngineError {
             Self::SesRejectedKey { .. } => "SesRejectedKey",
             Self::RollbackRefused { .. } => "RollbackRefused",
             Self::EasyDkimInUse { .. } => "EasyDkimInUse",
+            Self::EasyDkimReplicaInUse { .. } => "EasyDkimReplicaInUse",
+            Self::UnknownSigningOrigin { .. } => "UnknownSigningOrigin",
+            Self::SigningDisabled { .. } => "SigningDisabled",
             Self::SelectorRejected { .. } => "SelectorRejected",
             Self::RetireRefused { .. } => "RetireRefused",
             Self::Key(_) => "KeyGenerationFailed",

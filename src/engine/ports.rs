@@ -253,7 +253,12 @@ pub enum SigningOrigin {
     AwsSes,
     /// Bring Your Own DKIM: the key this function puts.
     External,
-    /// An origin this build does not know (e.g. `AWS_SES_AF_SOUTH_1`, kept verbatim).
+    /// Deterministic Easy DKIM (DEED): SES's keys replicated from the parent identity in
+    /// another region; SES spells it `AWS_SES_<REGION>` (e.g. `AWS_SES_EU_WEST_1`).
+    #[serde(untagged)]
+    EasyDkimReplica(String),
+    /// An origin this build does not know, kept verbatim. Never switched (see
+    /// [`crate::engine::regions::SwitchObstacle`]).
     #[serde(untagged)]
     Other(String),
 }
@@ -264,6 +269,7 @@ impl SigningOrigin {
         match text {
             "AWS_SES" => Self::AwsSes,
             "EXTERNAL" => Self::External,
+            replica if replica_parent(replica).is_some() => Self::EasyDkimReplica(replica.into()),
             other => Self::Other(other.to_owned()),
         }
     }
@@ -273,9 +279,32 @@ impl SigningOrigin {
         match self {
             Self::AwsSes => "AWS_SES",
             Self::External => "EXTERNAL",
-            Self::Other(text) => text,
+            Self::EasyDkimReplica(text) | Self::Other(text) => text,
         }
     }
+
+    /// For a DEED replica, the parent identity's region (`AWS_SES_EU_WEST_1` → `eu-west-1`).
+    pub fn replica_parent_region(&self) -> Option<String> {
+        match self {
+            Self::EasyDkimReplica(text) => replica_parent(text),
+            _ => None,
+        }
+    }
+}
+
+/// `AWS_SES_<REGION>` → the region in AWS's spelling, when `<REGION>` looks like one
+/// (letters, then a number: `US_EAST_1`, `AP_SOUTHEAST_2`, `US_GOV_WEST_1`).
+fn replica_parent(origin: &str) -> Option<String> {
+    let region = origin.strip_prefix("AWS_SES_")?;
+    let parts: Vec<&str> = region.split('_').collect();
+    let (number, words) = parts.split_last()?;
+    let looks_like_region = words.len() >= 2
+        && words
+            .iter()
+            .all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_uppercase()))
+        && !number.is_empty()
+        && number.bytes().all(|b| b.is_ascii_digit());
+    looks_like_region.then(|| region.to_ascii_lowercase().replace('_', "-"))
 }
 
 impl fmt::Display for SigningOrigin {

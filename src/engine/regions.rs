@@ -46,12 +46,99 @@ impl SesView {
         }
     }
 
-    /// Whether some region signs with Easy DKIM that SES verified.
-    pub fn easy_dkim_signing(&self) -> bool {
-        self.by_region.iter().any(|r| {
-            r.state.origin == Some(SigningOrigin::AwsSes)
-                && r.state.has_status(&DkimStatus::Success)
+    /// The regions where DKIM signing is off (`SigningEnabled=false`).
+    pub fn signing_disabled_in(&self) -> Vec<String> {
+        self.by_region
+            .iter()
+            .filter(|r| !r.state.signing_enabled)
+            .map(|r| region_name(r.region.as_deref()))
+            .collect()
+    }
+
+    /// The Easy DKIM origin (`AWS_SES`, or a DEED replica's `AWS_SES_<REGION>`) of the first
+    /// region that has one: what a switch adopts the identity from (the `adopted-from` tag).
+    pub fn easy_dkim_origin(&self) -> Option<&SigningOrigin> {
+        self.by_region.iter().find_map(|r| match &r.state.origin {
+            Some(origin @ (SigningOrigin::AwsSes | SigningOrigin::EasyDkimReplica(_))) => {
+                Some(origin)
+            }
+            _ => None,
         })
+    }
+
+    /// What, in SES's present signing, stands in the way of switching to this rotator's key
+    /// — the first region's worst obstacle, refusals before consents:
+    /// - `SigningEnabled=false` and an origin this build does not know are refused (the
+    ///   rotator never turns signing on or off, nor replaces what it cannot name);
+    /// - Easy DKIM that SES verified, and a DEED replica in any state, need the operator's
+    ///   consent (`DKIM_ADOPT_EASY_DKIM`): while the new key is pending, mail may go unsigned.
+    pub fn obstacle_to_switch(&self) -> Option<SwitchObstacle> {
+        let mut consent = None;
+        for r in &self.by_region {
+            let region = region_name(r.region.as_deref());
+            let state = &r.state;
+            if !state.signing_enabled {
+                return Some(SwitchObstacle::SigningDisabled { region });
+            }
+            match &state.origin {
+                Some(SigningOrigin::Other(origin)) => {
+                    return Some(SwitchObstacle::UnknownOrigin {
+                        region,
+                        origin: origin.clone(),
+                    });
+                }
+                Some(SigningOrigin::AwsSes) if state.has_status(&DkimStatus::Success) => {
+                    consent.get_or_insert(SwitchObstacle::EasyDkim { region });
+                }
+                Some(replica @ SigningOrigin::EasyDkimReplica(_)) => {
+                    consent.get_or_insert(SwitchObstacle::EasyDkimReplica {
+                        region,
+                        origin: replica.as_str().to_owned(),
+                        parent_region: replica.replica_parent_region().unwrap_or_default(),
+                    });
+                }
+                _ => {}
+            }
+        }
+        consent
+    }
+}
+
+/// Why SES's present signing stops, or needs consent for, a switch to this rotator's key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SwitchObstacle {
+    /// DKIM signing is off for the identity in `region` (`SigningEnabled=false`): refused.
+    SigningDisabled {
+        /// The region.
+        region: String,
+    },
+    /// SES reports an origin this build does not know: refused.
+    UnknownOrigin {
+        /// The region.
+        region: String,
+        /// The origin, verbatim.
+        origin: String,
+    },
+    /// Easy DKIM (`AWS_SES`), verified, signs in `region`: needs consent.
+    EasyDkim {
+        /// The region.
+        region: String,
+    },
+    /// A Deterministic Easy DKIM replica signs in `region`: needs consent.
+    EasyDkimReplica {
+        /// The region.
+        region: String,
+        /// The origin as SES spells it (`AWS_SES_<PARENT>`).
+        origin: String,
+        /// The parent identity's region.
+        parent_region: String,
+    },
+}
+
+impl SwitchObstacle {
+    /// Whether the operator's consent (`DKIM_ADOPT_EASY_DKIM`) lets the switch go ahead.
+    pub fn consent_suffices(&self) -> bool {
+        matches!(self, Self::EasyDkim { .. } | Self::EasyDkimReplica { .. })
     }
 }
 
@@ -197,7 +284,101 @@ mod tests {
             state(DkimStatus::Success, SigningOrigin::AwsSes, "easy1"),
         ]);
         assert_eq!(mixed.combined.origin, Some(SigningOrigin::AwsSes));
-        assert!(mixed.easy_dkim_signing());
+        assert_eq!(
+            mixed.obstacle_to_switch(),
+            Some(SwitchObstacle::EasyDkim {
+                region: "r-1".into()
+            })
+        );
+        assert_eq!(mixed.easy_dkim_origin(), Some(&SigningOrigin::AwsSes));
         assert!(!mixed.combined.uses_external_selector("s"));
+    }
+
+    #[test]
+    fn a_deed_origin_is_a_replica_of_its_parent_region() {
+        let deed = SigningOrigin::parse("AWS_SES_EU_WEST_1");
+        assert_eq!(
+            deed,
+            SigningOrigin::EasyDkimReplica("AWS_SES_EU_WEST_1".into())
+        );
+        assert_eq!(deed.replica_parent_region().as_deref(), Some("eu-west-1"));
+        assert_eq!(deed.as_str(), "AWS_SES_EU_WEST_1");
+        let gov = SigningOrigin::parse("AWS_SES_US_GOV_WEST_1");
+        assert_eq!(
+            gov.replica_parent_region().as_deref(),
+            Some("us-gov-west-1")
+        );
+        for unknown in [
+            "AWS_SES_",
+            "AWS_SES_X",
+            "AWS_SES_eu_west_1",
+            "AWS_KMS",
+            "AWS_SES_EU_WEST",
+        ] {
+            assert_eq!(
+                SigningOrigin::parse(unknown),
+                SigningOrigin::Other(unknown.into()),
+                "{unknown}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_deed_replica_needs_consent_whatever_its_status() {
+        for status in [DkimStatus::Success, DkimStatus::Pending] {
+            let deed = view(&[state(
+                status,
+                SigningOrigin::parse("AWS_SES_US_WEST_2"),
+                "tok1",
+            )]);
+            let obstacle = deed.obstacle_to_switch().expect("an obstacle");
+            assert_eq!(
+                obstacle,
+                SwitchObstacle::EasyDkimReplica {
+                    region: "r-0".into(),
+                    origin: "AWS_SES_US_WEST_2".into(),
+                    parent_region: "us-west-2".into(),
+                }
+            );
+            assert!(obstacle.consent_suffices());
+        }
+    }
+
+    #[test]
+    fn unknown_origins_and_disabled_signing_are_refused_before_any_consent() {
+        let unknown = view(&[
+            state(DkimStatus::Success, SigningOrigin::AwsSes, "easy1"),
+            state(DkimStatus::Success, SigningOrigin::parse("AWS_KMS"), "k"),
+        ]);
+        let obstacle = unknown.obstacle_to_switch().expect("an obstacle");
+        assert_eq!(
+            obstacle,
+            SwitchObstacle::UnknownOrigin {
+                region: "r-1".into(),
+                origin: "AWS_KMS".into()
+            }
+        );
+        assert!(!obstacle.consent_suffices());
+
+        let mut off = state(DkimStatus::Success, SigningOrigin::External, "s");
+        off.signing_enabled = false;
+        let disabled = view(&[state(DkimStatus::Success, SigningOrigin::AwsSes, "e"), off]);
+        let obstacle = disabled.obstacle_to_switch().expect("an obstacle");
+        assert_eq!(
+            obstacle,
+            SwitchObstacle::SigningDisabled {
+                region: "r-1".into()
+            }
+        );
+        assert!(!obstacle.consent_suffices());
+    }
+
+    #[test]
+    fn byodkim_and_unverified_easy_dkim_stand_in_no_ones_way() {
+        let free = view(&[
+            state(DkimStatus::Success, SigningOrigin::External, "s"),
+            state(DkimStatus::Pending, SigningOrigin::AwsSes, "easy1"),
+        ]);
+        assert_eq!(free.obstacle_to_switch(), None);
     }
 }

@@ -83,11 +83,18 @@ impl<P: Ports> Engine<P> {
         };
         let no_previous_key = |what: &str| {
             let mut reason = format!("{what}: there is no earlier BYODKIM key to go back to");
-            if tags.adopted_from.as_deref() == Some(SigningOrigin::AwsSes.as_str()) {
-                reason.push_str(&format!(
+            match tags.adopted_from.as_deref().map(SigningOrigin::parse) {
+                Some(SigningOrigin::AwsSes) => reason.push_str(&format!(
                     ". This identity signed with Easy DKIM before: to go back to it, check that its three CNAME records still resolve, then run aws sesv2 put-email-identity-dkim-signing-attributes --email-identity {} --signing-attributes-origin AWS_SES",
                     current.identity
-                ));
+                )),
+                Some(replica @ SigningOrigin::EasyDkimReplica(_)) => reason.push_str(&format!(
+                    ". This identity replicated Easy DKIM from its parent identity in {} before (Deterministic Easy DKIM): to go back to it, check that the parent's three CNAME records still resolve, then run aws sesv2 put-email-identity-dkim-signing-attributes --email-identity {} --signing-attributes-origin {} in the replica's region",
+                    replica.replica_parent_region().unwrap_or_default(),
+                    current.identity,
+                    replica.as_str()
+                )),
+                _ => {}
             }
             reason.push_str("; or fix the current selector's TXT record and rotate again");
             refuse(reason)

@@ -92,6 +92,12 @@ pub enum Alert {
         /// Hours since the switch.
         hours: f64,
     },
+    /// DKIM signing is off for the identity (`SigningEnabled=false`) in these regions: mail
+    /// goes out unsigned, and the rotator never turns it on or off (nor rotates the key).
+    SigningDisabled {
+        /// The regions, as the secret names them.
+        regions: Vec<String>,
+    },
 }
 
 /// One secret's line in the summary. Never holds key material.
@@ -439,6 +445,10 @@ impl<P: Ports> Engine<P> {
                 .await;
             self.clear_pending_left_on_current(&secret_id, &description)
                 .await?;
+        }
+        let disabled = ses.signing_disabled_in();
+        if !disabled.is_empty() {
+            report.alert = Some(Alert::SigningDisabled { regions: disabled });
         }
         let planned = plan(&facts, options.plan_options(), now);
         report.action = Action::for_plan(&planned);

@@ -23,6 +23,9 @@ const SES: &str = "SESv2";
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct SesIdentity {
     origin: SigningOrigin,
+    /// `SigningEnabled` (`PutEmailIdentityDkimAttributes`); a put of signing attributes
+    /// leaves it as it is (AWS does not document that it changes it).
+    signing_enabled: bool,
     status: DkimStatus,
     tokens: Vec<String>,
     /// The external key put last (bare base64 PKCS#1).
@@ -114,12 +117,59 @@ impl FakeSes {
             (domain.to_owned(), region.to_owned()),
             SesIdentity {
                 origin: SigningOrigin::AwsSes,
+                signing_enabled: true,
                 status: DkimStatus::Pending,
                 tokens: (1..=3).map(|i| format!("easy{i}token")).collect(),
                 private_key: None,
                 put_at: None,
             },
         );
+    }
+
+    /// `CreateEmailIdentity` in `region` as a Deterministic Easy DKIM replica of the identity
+    /// in `parent_region` (`DomainSigningAttributesOrigin=AWS_SES_<PARENT>`): the parent's
+    /// tokens and status, the origin `AWS_SES_<PARENT>`. Panics when there is no parent.
+    pub fn create_replica_in(&self, domain: &str, region: &str, parent_region: &str) {
+        let mut state = lock(&self.state);
+        let parent = state
+            .identities
+            .get(&(domain.to_owned(), parent_region.to_owned()))
+            .expect("a DEED replica needs its parent identity")
+            .clone();
+        let origin = format!(
+            "AWS_SES_{}",
+            parent_region.to_ascii_uppercase().replace('-', "_")
+        );
+        state.identities.insert(
+            (domain.to_owned(), region.to_owned()),
+            SesIdentity {
+                origin: SigningOrigin::parse(&origin),
+                private_key: None,
+                put_at: None,
+                ..parent
+            },
+        );
+    }
+
+    /// Forces the origin SES reports for `domain` in `region` (e.g. one this build does not
+    /// know, as a newer SES might send).
+    pub fn set_origin_in(&self, domain: &str, region: &str, origin: &str) {
+        if let Some(identity) = lock(&self.state)
+            .identities
+            .get_mut(&(domain.to_owned(), region.to_owned()))
+        {
+            identity.origin = SigningOrigin::parse(origin);
+        }
+    }
+
+    /// `PutEmailIdentityDkimAttributes` (`SigningEnabled`) for `domain` in `region`.
+    pub fn set_signing_enabled_in(&self, domain: &str, region: &str, enabled: bool) {
+        if let Some(identity) = lock(&self.state)
+            .identities
+            .get_mut(&(domain.to_owned(), region.to_owned()))
+        {
+            identity.signing_enabled = enabled;
+        }
     }
 
     /// Forces the DKIM status of `domain` (home region).
@@ -247,7 +297,7 @@ impl FakeSes {
 
 fn state_of(identity: &SesIdentity) -> SesDkimState {
     SesDkimState {
-        signing_enabled: true,
+        signing_enabled: identity.signing_enabled,
         status: Some(identity.status.clone()),
         origin: Some(identity.origin.clone()),
         selectors: identity.tokens.clone(),
@@ -310,6 +360,7 @@ impl DkimSigningService for FakeSes {
         };
         *entry = SesIdentity {
             origin: SigningOrigin::External,
+            signing_enabled: entry.signing_enabled,
             status,
             tokens: vec![selector.to_owned()],
             private_key: Some(private_key.expose().to_owned()),

@@ -30,7 +30,7 @@ impl<P: Ports> Engine<P> {
         description: &SecretDescription,
     ) -> Result<StepReport, EngineError> {
         let (current, ses) = self.read_current_checked(&request.secret_id).await?;
-        self.check_easy_dkim_consent(&current, &ses)?;
+        self.check_signing_consent(&current, &ses)?;
         // A token the description does not list (a scheduled run's own) has no value to read.
         let stored = if description.versions.contains_key(&request.token) {
             self.read_pending(request).await?

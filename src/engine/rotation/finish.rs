@@ -9,7 +9,7 @@ use crate::engine::Engine;
 use crate::engine::error::EngineError;
 use crate::engine::ports::{
     DkimStatus, FailureKind, PortError, Ports, STAGE_CURRENT, STAGE_PENDING, SecretDescription,
-    SecretStore, SigningOrigin,
+    SecretStore,
 };
 use crate::engine::tags::{RotatorTags, TagUpdate};
 
@@ -35,12 +35,12 @@ impl<P: Ports> Engine<P> {
                     selector: selector.to_owned(),
                 });
             }
-            self.check_easy_dkim_consent(&current, &ses)?;
+            self.check_signing_consent(&current, &ses)?;
             // Never point SES at a selector DNS does not serve.
             dns_check = self.verify_published(request, &pending).await?;
-            // Easy DKIM in any region shows in the combined origin.
-            if ses.combined.origin == Some(SigningOrigin::AwsSes) {
-                let adopted = TagUpdate::adopted_from(SigningOrigin::AwsSes.as_str());
+            // Easy DKIM (or a DEED replica of it) in any region is what the identity leaves.
+            if let Some(origin) = ses.easy_dkim_origin() {
+                let adopted = TagUpdate::adopted_from(origin.as_str());
                 self.store()
                     .set_tags(&request.secret_id, &adopted.pairs())
                     .await?;

@@ -5,7 +5,7 @@
 use super::request::RotationRequest;
 use crate::engine::error::{ABANDON_ROTATION, EngineError};
 use crate::engine::ports::Ports;
-use crate::engine::regions::SesView;
+use crate::engine::regions::{SesView, SwitchObstacle};
 use crate::engine::secret_doc::{DkimSecret, PublishedKey};
 use crate::engine::{Engine, VersionLabel};
 
@@ -82,19 +82,43 @@ impl<P: Ports> Engine<P> {
         Ok((current, ses, pending))
     }
 
-    /// Refuses to switch an identity that signs with Easy DKIM unless the policy allows it:
-    /// while BYODKIM is pending after such a switch, SES may send mail unsigned.
-    pub(crate) fn check_easy_dkim_consent(
+    /// Refuses to switch an identity whose present signing stands in the way
+    /// ([`SesView::obstacle_to_switch`]): signing turned off or an origin this build does not
+    /// know always; Easy DKIM (or a DEED replica of it) unless the policy allows adopting it,
+    /// since while BYODKIM is pending after such a switch, SES may send mail unsigned.
+    pub(crate) fn check_signing_consent(
         &self,
         current: &DkimSecret,
         ses: &SesView,
     ) -> Result<(), EngineError> {
-        if ses.easy_dkim_signing() && !self.policy().adopt_easy_dkim {
-            return Err(EngineError::EasyDkimInUse {
-                identity: current.identity.to_string(),
-            });
+        let Some(obstacle) = ses.obstacle_to_switch() else {
+            return Ok(());
+        };
+        if obstacle.consent_suffices() && self.policy().adopt_easy_dkim {
+            return Ok(());
         }
-        Ok(())
+        let identity = current.identity.to_string();
+        Err(match obstacle {
+            SwitchObstacle::EasyDkim { .. } => EngineError::EasyDkimInUse { identity },
+            SwitchObstacle::EasyDkimReplica {
+                region,
+                origin,
+                parent_region,
+            } => EngineError::EasyDkimReplicaInUse {
+                identity,
+                region,
+                origin,
+                parent_region,
+            },
+            SwitchObstacle::UnknownOrigin { region, origin } => EngineError::UnknownSigningOrigin {
+                identity,
+                region,
+                origin,
+            },
+            SwitchObstacle::SigningDisabled { region } => {
+                EngineError::SigningDisabled { identity, region }
+            }
+        })
     }
 }
 
