@@ -35,7 +35,10 @@ zip_mb=$(sed -n 's/.*deployment zip \([0-9.]*\) MB.*/\1/p' <<<"${zip_line}")
 target "arm64 deployment zip" "${zip_mb:-999}" 3 MB
 
 say "release build (x86_64 bootstrap + baselines)"
-cargo build --release --locked --bin ses-dkim-rotator --example keygen_timing --example hello_lambda 2>&1 | tail -1
+cargo build --release --locked --bin ses-dkim-rotator --bin dkim-rotator --example keygen_timing --example hello_lambda 2>&1 | tail -1
+
+say "no secret in any log: the release binaries at TRACE (scripts/log_scan.py; make test scans the debug build)"
+"${SES_DKIM_TESTBED_VENV}/bin/python" scripts/log_scan.py target/release/ses-dkim-rotator target/release/dkim-rotator
 
 say "key generation: ours in-process vs openssl genrsa less its own process start"
 ours=$(target/release/examples/keygen_timing 101)

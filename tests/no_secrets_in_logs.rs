@@ -3,7 +3,9 @@
 //! every notification is built and sent) is captured at TRACE level from every thread (a
 //! global subscriber: the SDK's and the DNS library's own threads and blocking tasks included)
 //! and searched for secret material: any private key, the `RotationToken`, the TSIG key. This
-//! test is alone in its binary, so the global subscriber sees nothing else.
+//! test is alone in its binary, so the global subscriber sees nothing else. It calls the handler
+//! with its own subscriber, so the runtime's own logging and the binary's filter are out of its
+//! sight: `scripts/log_scan.py` (in `make test`) scans the real binary's output for those.
 
 pub mod common;
 
