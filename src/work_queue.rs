@@ -16,15 +16,18 @@ use serde::{Deserialize, Serialize};
 use crate::engine::ports::PortError;
 use crate::engine::quoting::quote_prefix;
 
-/// One identity's work, as a queue message body: `{"secret_id": "<arn>", "force": false}`.
+/// One identity's work, as a queue message body: `{"secret_id": "<arn>"}`.
+///
+/// A message never forces a rotation: anyone who may `sqs:SendMessage` to the queue could
+/// otherwise make every managed identity rotate again and again (each rotation restarts SES's
+/// verification). Forcing is an operator's act: `dkim-rotator rotate --force`, or invoking the
+/// function with `{"secret_ids": [...], "force": true}` (which runs in that invocation, never
+/// through the queue). A body with a `force` field is refused ([`FORCE_REFUSED`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkItem {
     /// The secret to maintain.
     pub secret_id: String,
-    /// Rotate even a key younger than the interval.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub force: bool,
     /// How many times a worker has already published this identity's record and handed it
     /// back to look for it in DNS later (it backs off, then leaves it to the planner).
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -44,9 +47,10 @@ impl WorkItem {
 
     /// Reads a message body; the error says what is wrong and what a body looks like.
     pub fn from_body(body: &str) -> Result<Self, String> {
+        refuse_force(body)?;
         let item: Self = serde_json::from_str(body).map_err(|e| {
             format!(
-                "the message body `{}` is not {{\"secret_id\": \"<arn>\", \"force\": false}} ({e})",
+                "the message body `{}` is not {{\"secret_id\": \"<arn>\"}} ({e})",
                 quote_prefix(body)
             )
         })?;
@@ -55,6 +59,19 @@ impl WorkItem {
         }
         Ok(item)
     }
+}
+
+/// Why a queue message with a `force` field does nothing.
+pub const FORCE_REFUSED: &str = "queue messages cannot force a rotation (field `force`), so nothing was done: only an operator forces one, with `dkim-rotator rotate --force --secret-id <id>` or by invoking the function with {\"secret_ids\": [\"<id>\"], \"force\": true}";
+
+/// A body that names `force` at all (true or false) is refused: no message forces.
+fn refuse_force(body: &str) -> Result<(), String> {
+    let names_force =
+        serde_json::from_str::<serde_json::Value>(body).is_ok_and(|v| v.get("force").is_some());
+    if names_force {
+        return Err(FORCE_REFUSED.into());
+    }
+    Ok(())
 }
 
 /// A planner run carried on in another invocation: the listing goes on from
@@ -68,9 +85,6 @@ pub struct PlanContinuation {
     /// Rotations the run has sent so far (they count against `DKIM_MAX_ROTATIONS_PER_RUN`).
     #[serde(default)]
     pub rotations_sent: u64,
-    /// The run was forced.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub force: bool,
 }
 
 /// What one queue message asks for.
@@ -91,6 +105,7 @@ impl QueueMessage {
         if !continues {
             return WorkItem::from_body(body).map(Self::Identity);
         }
+        refuse_force(body)?;
         let plan: PlanContinuation = serde_json::from_str(body).map_err(|e| {
             format!(
                 "the message body `{}` is not {{\"continue_planning_from\": \"<token>\", \"rotations_sent\": 0}} ({e})",
@@ -139,7 +154,6 @@ mod tests {
     fn bodies_round_trip_and_bad_ones_are_named() {
         let item = WorkItem {
             secret_id: "arn:x".into(),
-            force: false,
             dns_rechecks: 0,
         };
         assert_eq!(item.to_body(), r#"{"secret_id":"arn:x"}"#);
@@ -149,6 +163,8 @@ mod tests {
             (r#"{"secret_id": 5}"#, "is not"),
             (r#"{"secret_id": "a", "extra": 1}"#, "unknown field"),
             (r#"{"secret_id": " "}"#, "must be"),
+            (r#"{"secret_id": "a", "force": true}"#, "cannot force"),
+            (r#"{"secret_id": "a", "force": false}"#, "cannot force"),
         ] {
             let err = WorkItem::from_body(body).unwrap_err();
             assert!(err.contains(hint), "{body}: {err}");
@@ -160,7 +176,6 @@ mod tests {
         let rest = PlanContinuation {
             continue_planning_from: "tok==".into(),
             rotations_sent: 120,
-            force: false,
         };
         assert_eq!(
             QueueMessage::from_body(&rest.to_body()),
@@ -177,6 +192,10 @@ mod tests {
                 "unknown field",
             ),
             (r#"{"continue_planning_from": ""}"#, "NextToken"),
+            (
+                r#"{"continue_planning_from": "t", "force": true}"#,
+                "cannot force",
+            ),
         ] {
             let err = QueueMessage::from_body(body).unwrap_err();
             assert!(err.contains(hint), "{body}: {err}");

@@ -410,7 +410,6 @@ fn batch(items: &[(String, WorkItem)]) -> SqsEvent {
 fn item(arn: &str) -> WorkItem {
     WorkItem {
         secret_id: arn.to_owned(),
-        force: false,
         dns_rechecks: 0,
     }
 }

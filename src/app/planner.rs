@@ -67,12 +67,14 @@ pub struct QueuedPlan {
 /// the rest of the run on as a [`PlanContinuation`] message and stops.
 pub const PLANNER_PAGE_BUDGET: Duration = Duration::from_secs(10);
 
+/// Why the planner refuses a forced run (the handler never hands it one).
+const FORCED_RUN_NOT_QUEUED: &str = "a forced run is not planned to the queue (queue messages never force a rotation); invoke the function with {\"secret_ids\": [...], \"force\": true}, which rotates them in that invocation, or use dkim-rotator rotate --force";
+
 /// One planner invocation's decisions so far.
 struct Planning {
     plan: QueuedPlan,
     next_due: Option<OffsetDateTime>,
     rotations: u64,
-    force: bool,
     /// The `ListEmailIdentities` screen, loaded at the first health check that may use it.
     screen: Option<Screen>,
 }
@@ -106,7 +108,6 @@ impl Planning {
                 self.plan.secret_ids.push(secret_id.clone());
                 Some(WorkItem {
                     secret_id,
-                    force: self.force,
                     dns_rechecks: 0,
                 })
             }
@@ -134,7 +135,11 @@ impl<P: Ports, N: Notifier, Q: WorkQueue> Rotator<P, N, Q> {
         run: &ScheduledRun,
         deadline: Deadline,
     ) -> Result<QueuedPlan, AppError> {
-        let mut planning = self.planning(run.force, run.dry_run, 0);
+        if run.force {
+            // The handler runs a forced run in its invocation; a queue message never forces.
+            return Err(AppError::InvalidEvent(FORCED_RUN_NOT_QUEUED.into()));
+        }
+        let mut planning = self.planning(run.dry_run, 0);
         let named = run
             .secret_ids
             .clone()
@@ -180,7 +185,7 @@ impl<P: Ports, N: Notifier, Q: WorkQueue> Rotator<P, N, Q> {
         from: &PlanContinuation,
         deadline: Deadline,
     ) -> Result<QueuedPlan, AppError> {
-        let mut planning = self.planning(from.force, false, from.rotations_sent);
+        let mut planning = self.planning(false, from.rotations_sent);
         if let Some((key, value)) = &self.fleet.secret_tag {
             let page = Some(from.continue_planning_from.as_str());
             self.plan_pages(&mut planning, key, value, page, &HashSet::new(), deadline)
@@ -189,8 +194,8 @@ impl<P: Ports, N: Notifier, Q: WorkQueue> Rotator<P, N, Q> {
         Ok(self.planned(planning))
     }
 
-    /// An empty plan of a run (`force`, `dry_run`) that has sent `rotations` already.
-    fn planning(&self, force: bool, dry_run: bool, rotations: u64) -> Planning {
+    /// An empty plan of a run (`dry_run`) that has sent `rotations` already.
+    fn planning(&self, dry_run: bool, rotations: u64) -> Planning {
         Planning {
             plan: QueuedPlan {
                 queued: 0,
@@ -205,7 +210,6 @@ impl<P: Ports, N: Notifier, Q: WorkQueue> Rotator<P, N, Q> {
             },
             next_due: None,
             rotations,
-            force,
             screen: None,
         }
     }
@@ -266,7 +270,7 @@ impl<P: Ports, N: Notifier, Q: WorkQueue> Rotator<P, N, Q> {
         deadline: Deadline,
     ) -> Result<(), AppError> {
         let options = PlanOptions {
-            force: planning.force,
+            force: false,
             rotation_interval: self.fleet.rotation_interval,
         };
         let grace = self.engine.policy().retirement().grace;
@@ -305,7 +309,6 @@ impl<P: Ports, N: Notifier, Q: WorkQueue> Rotator<P, N, Q> {
                 let rest = PlanContinuation {
                     continue_planning_from: next,
                     rotations_sent: planning.rotations,
-                    force: planning.force,
                 };
                 self.queue.send_continuation(&rest).await?;
             }

@@ -96,7 +96,8 @@ impl<P: Ports, N: Notifier, Q: WorkQueue> Rotator<P, N, Q> {
                 continue;
             }
             let options = MaintainOptions {
-                force: item.force,
+                // A message never forces (see `WorkItem`): forcing is an operator's act.
+                force: false,
                 dry_run: false,
                 rotation_interval: self.fleet.rotation_interval,
                 // One look at DNS, no INSYNC poll: a record not served yet comes back later.

@@ -139,7 +139,9 @@ impl<P: Ports, N: Notifier, Q: WorkQueue> Rotator<P, N, Q> {
         let deadline = deadline_of(&event.context);
         match parse_invocation(&event.payload)? {
             Invocation::Rotation(request) => self.rotation(request, deadline).await,
-            Invocation::Scheduled(run) if self.fleet.work_queue_url.is_some() => {
+            // A forced run is an operator's direct invocation: it runs here, never through
+            // the queue, whose messages cannot force (see `WorkItem`).
+            Invocation::Scheduled(run) if self.fleet.work_queue_url.is_some() && !run.force => {
                 let planned = self.plan_to_queue(&run, deadline).await?;
                 Ok(serde_json::to_value(planned).expect("a plan always serialises"))
             }

@@ -284,3 +284,56 @@ async fn concurrent_invocations_store_publish_and_switch_exactly_one_key() {
     assert_eq!(world.ses_selector().as_deref(), Some(selector.as_str()));
     world.assert_invariant();
 }
+
+#[tokio::test]
+async fn a_queue_message_cannot_force_a_rotation_and_an_operator_invocation_can() {
+    let (mut rotator, _, world) = rotator(World::new(PublishMode::Route53));
+    rotator.fleet.work_queue_url = Some("https://sqs.example/dkim-work".into());
+    let good = format!(r#"{{"secret_id":"{}"}}"#, world.arn);
+    rotator
+        .handle(event(sqs_event(&[("m-first", good.as_str())])))
+        .await
+        .unwrap();
+    assert_eq!(world.ses.puts().len(), 1, "the first key");
+
+    // Anyone who may send to the queue asks for a rotation of a young key, again and again.
+    let before = (
+        world.secrets.snapshot(),
+        world.zone.names(),
+        world.ses.puts(),
+    );
+    for force in ["true", "false"] {
+        let forced = format!(r#"{{"secret_id":"{}","force":{force}}}"#, world.arn);
+        let out = rotator
+            .handle(event(sqs_event(&[("m-forced", forced.as_str())])))
+            .await
+            .unwrap();
+        assert_eq!(
+            out["batchItemFailures"],
+            json!([{"itemIdentifier": "m-forced"}]),
+            "{out}"
+        );
+    }
+    assert_eq!(
+        (
+            world.secrets.snapshot(),
+            world.zone.names(),
+            world.ses.puts()
+        ),
+        before,
+        "a message that names `force` changes nothing"
+    );
+
+    // An operator's direct invocation forces, in that invocation: nothing goes to the queue.
+    let out = rotator
+        .handle(event(json!({"secret_ids": [world.arn], "force": true})))
+        .await
+        .unwrap();
+    assert_eq!(out["counts"]["rotated"], 1, "{out}");
+    assert!(
+        rotator.queue.sent().is_empty(),
+        "a forced run is not queued"
+    );
+    assert_eq!(world.ses.puts().len(), 2);
+    world.assert_invariant();
+}
