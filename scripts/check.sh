@@ -18,6 +18,8 @@ scripts/supply_chain.sh
 step "cfn-lint template.yaml; sam validate --lint"
 cfn-lint template.yaml
 SAM_CLI_TELEMETRY=0 sam validate --lint --template template.yaml --region us-east-1
+step "template grants: what the code does and no more (scripts/check_template.py)"
+"${SES_DKIM_TESTBED_VENV}/bin/python" scripts/check_template.py | tail -n 1
 step "SES model self-test (the stand-in the emulator suites use, against knot)"
 "${SES_DKIM_TESTBED_VENV}/bin/python" scripts/ses_model_selftest.py | tail -n 1
 step "AWS front self-test (Route 53 and Secrets Manager quotas in front of moto)"
