@@ -30,6 +30,12 @@ pub const TAG_ADOPTED_FROM: &str = "ses-dkim-rotator:adopted-from";
 /// key lives in the function's own region only); empty: never screen this secret.
 pub const TAG_SCREEN_AS: &str = "ses-dkim-rotator:screen-as";
 
+/// The version id of the rotation attempt that last stored a key (written before the key is):
+/// the only unfinished attempt a later rotation may resume. A version someone else wrote, with
+/// no such tag naming it, is never resumed: writing a secret's value must not be the power to
+/// publish and switch a key of one's choice (the function's role may write only these tags).
+pub const TAG_ATTEMPT: &str = "ses-dkim-rotator:attempt";
+
 /// AWS's limit on a tag value.
 const MAX_TAG_VALUE: usize = 256;
 
@@ -55,6 +61,8 @@ pub struct RotatorTags {
     pub adopted_from: Option<String>,
     /// [`TAG_SCREEN_AS`] (empty: not to be screened).
     pub screen_as: Option<String>,
+    /// [`TAG_ATTEMPT`].
+    pub attempt: Option<String>,
 }
 
 impl RotatorTags {
@@ -72,6 +80,7 @@ impl RotatorTags {
             rejected: text(TAG_REJECTED),
             adopted_from: text(TAG_ADOPTED_FROM),
             screen_as: text(TAG_SCREEN_AS),
+            attempt: text(TAG_ATTEMPT),
         }
     }
 
@@ -160,6 +169,11 @@ impl TagUpdate {
             value.push_str(old);
         }
         Self(vec![(TAG_REJECTED, value)])
+    }
+
+    /// The rotation attempt `version` is about to store a key (see [`TAG_ATTEMPT`]).
+    pub fn attempt(version: &str) -> Self {
+        Self(vec![(TAG_ATTEMPT, version.to_owned())])
     }
 
     /// The signing origin the identity had when the rotator first switched it.

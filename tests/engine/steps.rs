@@ -432,6 +432,11 @@ async fn a_pending_version_for_another_identity_is_refused_before_any_switch() {
     world
         .secrets
         .overwrite(&world.arn, STAGE_PENDING, &pending.to_string());
+    // setSecret publishes nothing for it, and finishSecret switches nothing.
+    let err = world.step(Step::SetSecret, &token).await.unwrap_err();
+    assert_eq!(err.error_type(), "IdentityMismatch");
+    assert!(err.to_string().contains("evil.example"), "{err}");
+    assert!(world.zone.names().is_empty(), "{:?}", world.zone.names());
     let err = world.step(Step::FinishSecret, &token).await.unwrap_err();
     assert_eq!(err.error_type(), "IdentityMismatch");
     assert!(world.ses.puts().is_empty());

@@ -18,7 +18,7 @@ use crate::engine::regions::SesView;
 use crate::engine::retirement::{self, RetireOutcome};
 use crate::engine::secret_doc::{DkimSecret, PublishedKey};
 use crate::engine::selector::Selector;
-use crate::engine::tags::RotatorTags;
+use crate::engine::tags::{RotatorTags, TagUpdate};
 use crate::engine::time_format::rfc3339;
 use crate::engine::{Engine, VersionLabel};
 
@@ -53,6 +53,14 @@ impl<P: Ports> Engine<P> {
         };
         let next = current.rotated(published.clone());
 
+        // The mark that this version is the rotator's own attempt, before the key exists: a
+        // later rotation resumes only the version it names (see `TAG_ATTEMPT`).
+        self.store()
+            .set_tags(
+                &request.secret_id,
+                &TagUpdate::attempt(&request.token).pairs(),
+            )
+            .await?;
         let put = self
             .store()
             .put_pending(
@@ -162,10 +170,11 @@ impl<P: Ports> Engine<P> {
         })
     }
 
-    /// A key an earlier, unfinished attempt handed out, if usable: the newest version, newer
-    /// than the current key, that is neither current nor previous and holds a key for the
-    /// same identity and size. The record a person may already have added for it must stay
-    /// the one used.
+    /// A key an earlier, unfinished attempt handed out, if usable: the version the
+    /// `attempt` tag names (the rotator's own, see `TAG_ATTEMPT`), when it is newer than the
+    /// current key, neither current nor previous, and holds a key for the same identity and
+    /// size. The record a person may already have added for it must stay the one used. Any
+    /// other version, whoever wrote it, is passed by.
     async fn leftover_key(
         &self,
         request: &RotationRequest,
@@ -195,7 +204,8 @@ impl<P: Ports> Engine<P> {
         let tags = RotatorTags::of(&description.tags);
         for info in candidates {
             let version = &info.version_id;
-            if *version == request.token || labelled_out(version) {
+            let ours = tags.attempt.as_deref() == Some(version.as_str());
+            if !ours || *version == request.token || labelled_out(version) {
                 continue;
             }
             // An unreadable or foreign version is not a resumable attempt: pass it by.

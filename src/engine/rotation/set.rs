@@ -1,7 +1,10 @@
 //! `setSecret`: publishes the pending key's TXT record through the DNS publisher, which says
-//! whether it wrote the record or left it to a person (hint mode). Safe to retry: the same
-//! record is written again.
+//! whether it wrote the record or left it to a person (hint mode), after the guards: the
+//! pending key's identity is allowed and is `AWSCURRENT`'s, and the key and selector are new
+//! (a pending version written by hand for another identity publishes nothing). Safe to retry:
+//! the same record is written again.
 
+use super::reads::{check_pending_is_new, check_same_identity};
 use super::report::{Outcome, StepReport};
 use super::request::RotationRequest;
 use crate::engine::Engine;
@@ -20,6 +23,9 @@ impl<P: Ports> Engine<P> {
             .allowed_identities
             .check(&pending.doc.identity)
             .map_err(EngineError::IdentityNotAllowed)?;
+        let current = self.read_current(&request.secret_id).await?;
+        check_same_identity(request, &current, &pending)?;
+        check_pending_is_new(request, &current, &pending)?;
         let record = DnsRecord::for_key(&pending.doc.identity, &pending.key);
         let published = self
             .ports()
