@@ -20,8 +20,10 @@ only with a selector DNS serves, and the previous record stays while SES has not
 current one.
 
 Scenarios: Secrets Manager's four steps in each DNS mode (rfc2136, route53, hint — a person adds
-the record after setSecret), and the scheduled lifecycle in rfc2136 mode (rotate a due key;
-SES verifies; confirm; retire the previous record after a zero grace period; idle).
+the record after setSecret); the scheduled lifecycle (rotate a due key; SES verifies; confirm;
+retire the previous record after a zero grace period; idle) in rfc2136 mode and in route53 mode
+(a Route 53 retirement); the watcher's rollback (SES says FAILED for a second key: the first
+is put back); and the queue (planner, workers, three identities).
 
   crash_harness.py BINARY [--scenario NAME ...] [--points 1,5,9]
 Exit 0 when every crash point of every scenario ends like the reference; 1 otherwise.
@@ -486,9 +488,43 @@ def step_event(identity, step, token):
     return {"Step": step, "SecretId": identity.arn, "ClientRequestToken": token}
 
 
+class Propagation:
+    """Route 53 serving its changes while the function runs (a scheduled run publishes and then
+    looks in DNS within one invocation): the zone mirrored into knot every 0.2 s."""
+
+    def __init__(self, identity):
+        self.identity, self.stop = identity, threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        while not self.stop.wait(0.2):
+            try:
+                self.identity.serve_route53()
+            except Exception:  # a record changing under the mirror: the next turn catches up
+                pass
+
+    def __enter__(self):
+        if self.identity.mode == "route53":
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join()
+
+
 def run_until_done(binary, env, identity, event, kill_after, counted):
     """Invokes `event`; when the process is killed, invokes it again (as the caller retries)
     with no crash armed. `counted` collects the calls of the crash-armed attempt series."""
+    if "Step" not in event:
+        with Propagation(identity):
+            return invoke_until_done(binary, env, identity, event, kill_after, counted)
+    return invoke_until_done(binary, env, identity, event, kill_after, counted)
+
+
+def invoke_until_done(binary, env, identity, event, kill_after, counted):
+    """One event invoked until it ends without a crash (see `run_until_done`)."""
     kind, body, calls = invoke(binary, env, event, kill_after)
     counted.extend(calls)
     identity.check_invariants(f"after {event.get('Step', 'scheduled run')} (crash point {kill_after})")
@@ -559,6 +595,26 @@ def scheduled_scenario(binary, env, identity, crash_at):
     return counted, actions
 
 
+def rollback_scenario(binary, env, identity, crash_at):
+    """The watcher's rollback: SES rejects (FAILED) a second key, and a scheduled run puts the
+    first back — DNS check, SES put-back, tags, AWSCURRENT moved back — crashed after each call;
+    then a run that finds SES verifying the first key again."""
+    event = {"secret_ids": [identity.arn]}
+    run_until_done(binary, env, identity, event, None, [])
+    ses_model("POST", "/_model/check", {"identity": identity.domain})
+    run_until_done(binary, env, identity, event, None, [])
+    run_until_done(binary, env, identity, dict(event, force=True), None, [])
+    ses_model("POST", "/_model/status", {"identity": identity.domain, "status": "FAILED"})
+    counted, remaining, actions = [], crash_at, []
+    for _ in range(2):
+        before = len(counted)
+        body, crashed = run_until_done(binary, env, identity, event, remaining, counted)
+        actions.append(body["identities"][0]["action"])
+        if remaining is not None:
+            remaining = None if crashed else remaining - (len(counted) - before)
+    return counted, actions
+
+
 def queue_scenario(binary, env, crash_at):
     """Queue mode: the planner sends one message per identity; a worker takes the three as one
     SQS batch and is killed after call `crash_at`; the messages it did not delete come back (the
@@ -604,21 +660,33 @@ def queue_scenario(binary, env, crash_at):
     return [i.state() for i in identities], counted
 
 
+SCENARIOS = ("rfc2136", "route53", "hint", "scheduled", "scheduled-route53", "rollback", "queue")
+# The DNS mode of the scenarios not named after one.
+SCENARIO_MODES = {"scheduled": "rfc2136", "queue": "rfc2136", "scheduled-route53": "route53",
+                  "rollback": "rfc2136"}
+# What the uninterrupted run's crash-armed scheduled runs report, in order.
+EXPECTED_ACTIONS = {
+    "scheduled": ["rotated", "confirmed", "retired", "skipped"],
+    "scheduled-route53": ["rotated", "confirmed", "retired", "skipped"],
+    "rollback": ["rolled_back", "pending"],
+}
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("binary")
     parser.add_argument("--scenario", action="append",
-                        choices=["rfc2136", "route53", "hint", "scheduled", "queue"])
+                        choices=SCENARIOS)
     parser.add_argument("--points", help="comma list of crash points (default: every call)")
     args = parser.parse_args()
-    scenarios = args.scenario or ["rfc2136", "route53", "hint", "scheduled", "queue"]
+    scenarios = args.scenario or list(SCENARIOS)
 
     sm.create_secret(Name=TSIG_SECRET_ID, SecretString=json.dumps({
         "name": ENV["DKIM_TEST_TSIG_NAME"], "algorithm": TSIG_ALGORITHM, "secret": ENV["DKIM_TEST_TSIG_SECRET"]}))
     proxies = (http_proxy(MOTO), http_proxy(SES_URL), dns_proxy())
     failures = 0
     for scenario in scenarios:
-        mode = "rfc2136" if scenario in ("scheduled", "queue") else scenario
+        mode = SCENARIO_MODES.get(scenario, scenario)
         env = function_env(mode, proxies)
         started = time.monotonic()
 
@@ -627,15 +695,17 @@ def main():
                 states, calls = queue_scenario(args.binary, env, crash_at)
                 return states, calls, None
             identity = Identity(mode)
-            if scenario == "scheduled":
+            if scenario in ("scheduled", "scheduled-route53"):
                 calls, actions = scheduled_scenario(args.binary, env, identity, crash_at)
+            elif scenario == "rollback":
+                calls, actions = rollback_scenario(args.binary, env, identity, crash_at)
             else:
                 calls, actions = rotation_scenario(args.binary, env, identity, crash_at), None
             return identity.state(), calls, actions
 
         reference, calls, actions = run(None)
         if actions is not None:
-            assert actions == ["rotated", "confirmed", "retired", "skipped"], actions
+            assert actions == EXPECTED_ACTIONS[scenario], (scenario, actions)
         every = range(1, len(calls) + 1)
         if scenario == "queue":
             every = range(2, len(calls) + 1, 3)  # mid-batch points across the three identities

@@ -46,12 +46,17 @@ const STEP_CALLS: [(&str, &[&str]); 4] = [
             "GetEmailIdentity",
             "GetSecretValue",
             "ListSecretVersionIds",
+            // The attempt is marked the rotator's own before its key is stored: the only
+            // unfinished version a later rotation may resume.
+            "TagResource",
             "PutSecretValue",
         ],
     ),
     (
         "setSecret",
-        &["DescribeSecret", "GetSecretValue", "DnsUpdate"],
+        // The pending key, then AWSCURRENT: the same identity, a new key (nothing published
+        // for a version someone wrote for another identity).
+        &["DescribeSecret", "GetSecretValue", "GetSecretValue", "DnsUpdate"],
     ),
     (
         "testSecret",
@@ -354,8 +359,9 @@ const SCHEDULED_RUN_CALLS: [(&str, &[&str]); 4] = [
             "GetSecretValue",
             "GetEmailIdentity",
             "TagResource",
-            // createSecret: unfinished attempts to resume, then the new key.
+            // createSecret: unfinished attempts to resume, the attempt's mark, the new key.
             "ListSecretVersionIds",
+            "TagResource",
             "PutSecretValue",
             // setSecret
             "DnsUpdate",
