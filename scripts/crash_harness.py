@@ -20,7 +20,7 @@ only with a selector DNS serves, and the previous record stays while SES has not
 current one.
 
 Scenarios: Secrets Manager's four steps in each DNS mode (rfc2136, route53, hint — a person adds
-the record after setSecret); the scheduled lifecycle (rotate a due key; SES verifies; confirm;
+the record after setSecret), and for an identity in two SES regions (one key, both switched); the scheduled lifecycle (rotate a due key; SES verifies; confirm;
 retire the previous record after a zero grace period; idle) in rfc2136 mode and in route53 mode
 (a Route 53 retirement); the watcher's rollback (SES says FAILED for a second key: the first
 is put back); and the queue (planner, workers, three identities).
@@ -323,12 +323,25 @@ def secret_doc(arn, stage):
         return None
 
 
-def ses_dkim(domain):
-    return ses.get_email_identity(EmailIdentity=domain)["DkimAttributes"]
+SES_IN = {}
 
 
-def ses_selector(domain):
-    dkim = ses_dkim(domain)
+def ses_in(region):
+    """The harness's (unmetered) SES client for `region` (None: the function's own)."""
+    if region is None:
+        return ses
+    if region not in SES_IN:
+        SES_IN[region] = boto3.client("sesv2", region_name=region, aws_access_key_id="BEDTOOLS",
+                                      aws_secret_access_key="testing")
+    return SES_IN[region]
+
+
+def ses_dkim(domain, region=None):
+    return ses_in(region).get_email_identity(EmailIdentity=domain)["DkimAttributes"]
+
+
+def ses_selector(domain, region=None):
+    dkim = ses_dkim(domain, region)
     if dkim.get("SigningAttributesOrigin") == "EXTERNAL" and dkim.get("Tokens"):
         return dkim["Tokens"][0]
     return None
@@ -356,11 +369,16 @@ def key_published(domain, doc):
 class Identity:
     """A fresh SES identity and its secret."""
 
-    def __init__(self, mode):
+    def __init__(self, mode, regions=None):
         self.mode = mode
         self.domain = f"c{uuid.uuid4().hex[:10]}.{ZONE}"
-        ses.create_email_identity(EmailIdentity=self.domain)
+        # The SES regions the secret names (None: the function's own, one region).
+        self.regions = regions or [None]
+        for region in self.regions:
+            ses_in(region).create_email_identity(EmailIdentity=self.domain)
         body = {"identity": self.domain}
+        if regions:
+            body["regions"] = regions
         if mode == "route53":
             zone = r53.create_hosted_zone(Name=self.domain, CallerReference=str(uuid.uuid4()))
             self.zone_id = zone["HostedZone"]["Id"].split("/")[-1]
@@ -426,7 +444,6 @@ class Identity:
             else:
                 value = " ".join(role(v) for v in value.split()) if value else ""
             tags[key] = value
-        dkim = ses_dkim(self.domain)
         records = {}
         for selector, name in roles.items():
             values = dns_txt(record_name(selector, self.domain))
@@ -438,19 +455,29 @@ class Identity:
             "current": {k: role(current.get(k)) for k in ("selector", "previous_selector")},
             "key_bits": current.get("key_bits"),
             "tags": tags,
-            "ses": {"origin": dkim.get("SigningAttributesOrigin"), "selector": role(ses_selector(self.domain)),
-                    "status": dkim.get("Status")},
+            "ses": [{"origin": dkim.get("SigningAttributesOrigin"),
+                     "selector": role(ses_selector(self.domain, region)),
+                     "status": dkim.get("Status")}
+                    for region in self.regions for dkim in [ses_dkim(self.domain, region)]],
             "dns": records,
         }
 
+    def ses_check(self):
+        """SES looks at DNS now, in every region of the identity."""
+        for region in self.regions:
+            ses_model("POST", "/_model/check", {"identity": self.domain, "region": region or "us-east-1"})
+
     def check_invariants(self, where):
-        selector = ses_selector(self.domain)
-        if selector:
-            name = record_name(selector, self.domain)
-            assert dns_txt(name), f"{where}: SES signs with {selector} but DNS does not serve {name}"
+        for region in self.regions:
+            selector = ses_selector(self.domain, region)
+            if selector:
+                name = record_name(selector, self.domain)
+                assert dns_txt(name), \
+                    f"{where}: SES ({region or 'home'}) signs with {selector} but DNS does not serve {name}"
         current = secret_doc(self.arn, "AWSCURRENT") or {}
         previous = current.get("previous_selector")
-        if previous and ses_dkim(self.domain).get("Status") != "SUCCESS":
+        verified = all(ses_dkim(self.domain, r).get("Status") == "SUCCESS" for r in self.regions)
+        if previous and not verified:
             assert dns_txt(record_name(previous, self.domain)), \
                 f"{where}: the previous record {previous} is gone before SES verified the current one"
 
@@ -546,8 +573,8 @@ def first_key(binary, env, identity):
         run_until_done(binary, env, identity, step_event(identity, step, token), None, [])
         if step == "setSecret":
             identity.act_as_person()
-    ses_model("POST", "/_model/check", {"identity": identity.domain})
-    assert ses_dkim(identity.domain)["Status"] == "SUCCESS"
+    identity.ses_check()
+    assert all(ses_dkim(identity.domain, r)["Status"] == "SUCCESS" for r in identity.regions)
 
 
 def rotation_scenario(binary, env, identity, crash_at):
@@ -571,7 +598,7 @@ def scheduled_scenario(binary, env, identity, crash_at):
     # rotates): rotated, verified by SES, confirmed.
     event = {"secret_ids": [identity.arn]}
     run_until_done(binary, env, identity, event, None, [])
-    ses_model("POST", "/_model/check", {"identity": identity.domain})
+    identity.ses_check()
     run_until_done(binary, env, identity, event, None, [])
     # The key was made 100 days ago (the same key, re-stored with an older creation time).
     doc = secret_doc(identity.arn, "AWSCURRENT")
@@ -591,7 +618,7 @@ def scheduled_scenario(binary, env, identity, crash_at):
         if remaining is not None:
             remaining = None if crashed else remaining - (len(counted) - before)
         if run == 0:
-            ses_model("POST", "/_model/check", {"identity": identity.domain})
+            identity.ses_check()
     return counted, actions
 
 
@@ -601,7 +628,7 @@ def rollback_scenario(binary, env, identity, crash_at):
     then a run that finds SES verifying the first key again."""
     event = {"secret_ids": [identity.arn]}
     run_until_done(binary, env, identity, event, None, [])
-    ses_model("POST", "/_model/check", {"identity": identity.domain})
+    identity.ses_check()
     run_until_done(binary, env, identity, event, None, [])
     run_until_done(binary, env, identity, dict(event, force=True), None, [])
     ses_model("POST", "/_model/status", {"identity": identity.domain, "status": "FAILED"})
@@ -660,10 +687,13 @@ def queue_scenario(binary, env, crash_at):
     return [i.state() for i in identities], counted
 
 
-SCENARIOS = ("rfc2136", "route53", "hint", "scheduled", "scheduled-route53", "rollback", "queue")
+SCENARIOS = ("rfc2136", "route53", "hint", "two-regions", "scheduled", "scheduled-route53",
+             "rollback", "queue")
 # The DNS mode of the scenarios not named after one.
 SCENARIO_MODES = {"scheduled": "rfc2136", "queue": "rfc2136", "scheduled-route53": "route53",
-                  "rollback": "rfc2136"}
+                  "rollback": "rfc2136", "two-regions": "rfc2136"}
+# The SES regions of a scenario's identity (default: the function's own).
+SCENARIO_REGIONS = {"two-regions": ["us-east-1", "eu-west-1"]}
 # What the uninterrupted run's crash-armed scheduled runs report, in order.
 EXPECTED_ACTIONS = {
     "scheduled": ["rotated", "confirmed", "retired", "skipped"],
@@ -694,7 +724,7 @@ def main():
             if scenario == "queue":
                 states, calls = queue_scenario(args.binary, env, crash_at)
                 return states, calls, None
-            identity = Identity(mode)
+            identity = Identity(mode, SCENARIO_REGIONS.get(scenario))
             if scenario in ("scheduled", "scheduled-route53"):
                 calls, actions = scheduled_scenario(args.binary, env, identity, crash_at)
             elif scenario == "rollback":

@@ -56,7 +56,12 @@ const STEP_CALLS: [(&str, &[&str]); 4] = [
         "setSecret",
         // The pending key, then AWSCURRENT: the same identity, a new key (nothing published
         // for a version someone wrote for another identity).
-        &["DescribeSecret", "GetSecretValue", "GetSecretValue", "DnsUpdate"],
+        &[
+            "DescribeSecret",
+            "GetSecretValue",
+            "GetSecretValue",
+            "DnsUpdate",
+        ],
     ),
     (
         "testSecret",

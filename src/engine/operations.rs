@@ -84,7 +84,7 @@ impl<P: Ports> Engine<P> {
         let description = self.store().describe(secret_id).await?;
         let (current, ses) = self.read_current_checked(secret_id).await?;
         let selector = self
-            .roll_back_to_previous(secret_id, &description, &current, &ses)
+            .roll_back_to_previous(secret_id, &description, &current, &ses, None)
             .await?;
         tracing::info!(secret_id, selector, "rolled back to the previous key");
         self.inspect(secret_id).await

@@ -6,6 +6,7 @@
 //!
 //! | facts | plan |
 //! |---|---|
+//! | the current selector is tagged rejected (a rollback stopped half-way) | [`Plan::RollBack`] again, to finish it |
 //! | Secrets Manager rotation is off, and an unfinished rotation (`AWSPENDING`) exists | [`Plan::Resume`] it |
 //! | Secrets Manager rotation is off, and the key is due (older than its due date, never rotated, or `force`) | [`Plan::Rotate`] |
 //! | SES's status for the current selector is `PENDING` | [`Plan::Pending`] (an alert when it lasts) |
@@ -48,6 +49,9 @@ pub struct Facts {
     pub key_created: Option<OffsetDateTime>,
     /// The current selector.
     pub current_selector: Option<String>,
+    /// Whether the current selector is tagged rejected by SES: a rollback that stopped
+    /// half-way (it tags the rejection before anything moves).
+    pub current_rejected: bool,
     /// SES's DKIM status.
     pub ses_status: Option<DkimStatus>,
     /// Whether SES signs with the current selector (origin `EXTERNAL`, selector in `Tokens`).
@@ -141,6 +145,15 @@ pub enum Plan {
 
 /// The scheduled run's rules (see the module's table). Pure.
 pub fn plan(facts: &Facts, options: PlanOptions, now: OffsetDateTime) -> Plan {
+    if let Some(selector) = facts
+        .current_selector
+        .as_ref()
+        .filter(|_| facts.current_rejected)
+    {
+        return Plan::RollBack {
+            rejected: selector.clone(),
+        };
+    }
     if !facts.secrets_manager_rotates {
         if let Some(token) = &facts.unfinished_rotation {
             return Plan::Resume {
@@ -237,6 +250,7 @@ mod tests {
             has_key: true,
             key_created: Some(NOW - time::Duration::days(10)),
             current_selector: Some("cur".into()),
+            current_rejected: false,
             ses_status: Some(DkimStatus::Success),
             ses_on_current: true,
             switched_at: Some(NOW - time::Duration::days(10)),
@@ -260,7 +274,22 @@ mod tests {
                 }),
             ),
             (
-                "unfinished rotation: resume, before anything else",
+                "the current selector tagged rejected: finish the rollback, whatever SES says now",
+                Facts {
+                    current_rejected: true,
+                    ses_on_current: false,
+                    ses_status: Some(DkimStatus::Pending),
+                    unfinished_rotation: Some("tok".into()),
+                    key_created: Some(NOW - time::Duration::days(90)),
+                    ..settled()
+                },
+                options(),
+                Plan::RollBack {
+                    rejected: "cur".into(),
+                },
+            ),
+            (
+                "unfinished rotation: resume, before anything but a rollback",
                 Facts {
                     unfinished_rotation: Some("tok".into()),
                     ses_status: Some(DkimStatus::Failed),

@@ -23,7 +23,7 @@ use super::ports::{
     SigningOrigin,
 };
 use super::regions::SesView;
-use super::secret_doc::{DkimSecret, DnsRecord};
+use super::secret_doc::{DkimSecret, DnsRecord, PublishedKey};
 use super::tags::{RotatorTags, TagUpdate};
 use super::{Engine, VersionLabel};
 
@@ -36,6 +36,19 @@ impl<P: Ports> Engine<P> {
         doc: &DkimSecret,
         ses: &SesView,
     ) -> Result<String, EngineError> {
+        let key = self.check_rollback_record(secret_id, doc).await?;
+        self.sign_in_every_region(doc, ses, key.selector.as_str(), key.key.private_key())
+            .await?;
+        tracing::info!(secret_id, selector = %key.selector, "SES signs with the previous key again");
+        Ok(key.selector.to_string())
+    }
+
+    /// The key of `doc`, when DNS serves its record (what a rollback to it needs first).
+    async fn check_rollback_record<'a>(
+        &self,
+        secret_id: &str,
+        doc: &'a DkimSecret,
+    ) -> Result<&'a PublishedKey, EngineError> {
         let key = doc
             .key
             .as_ref()
@@ -61,10 +74,7 @@ impl<P: Ports> Engine<P> {
                 ),
             });
         }
-        self.sign_in_every_region(doc, ses, key.selector.as_str(), key.key.private_key())
-            .await?;
-        tracing::info!(secret_id, selector = %key.selector, "SES signs with the previous key again");
-        Ok(key.selector.to_string())
+        Ok(key)
     }
 
     /// `AWSPREVIOUS` back into SES and into `AWSCURRENT` (after [`Self::roll_back_ses`]'s DNS
@@ -75,6 +85,7 @@ impl<P: Ports> Engine<P> {
         description: &SecretDescription,
         current: &DkimSecret,
         ses: &SesView,
+        rejected: Option<&str>,
     ) -> Result<String, EngineError> {
         let tags = RotatorTags::of(&description.tags);
         let refuse = |reason: String| EngineError::RollbackRefused {
@@ -124,7 +135,17 @@ impl<P: Ports> Engine<P> {
                 key.selector
             )));
         }
-        let selector = self.roll_back_ses(secret_id, &previous, ses).await?;
+        let key = self.check_rollback_record(secret_id, &previous).await?;
+        // SES's rejection is recorded before anything moves: a crash from here on leaves
+        // AWSCURRENT on a rejected selector, which the next run rolls back again (finishing
+        // this one) whatever SES says of it by then.
+        if let Some(rejected) = rejected {
+            self.mark_rejected(secret_id, &tags, rejected).await?;
+        }
+        self.sign_in_every_region(&previous, ses, key.selector.as_str(), key.key.private_key())
+            .await?;
+        tracing::info!(secret_id, selector = %key.selector, "SES signs with the previous key again");
+        let selector = key.selector.to_string();
         // Tagged before AWSCURRENT moves (as a switch is): a crash in between leaves tags a
         // retry writes again.
         let rolled_back = TagUpdate::rollback(
@@ -145,9 +166,10 @@ impl<P: Ports> Engine<P> {
         Ok(selector)
     }
 
-    /// The watcher's rollback after SES said `FAILED` for `rejected`: the previous key back
-    /// in SES and `AWSCURRENT` (its record checked in DNS first), then `rejected` tagged so it
-    /// is never put again. When the previous record is gone it refuses, changing nothing.
+    /// The watcher's rollback after SES said `FAILED` for `rejected`: once DNS is checked to
+    /// serve the previous record, `rejected` is tagged (never put again, and the mark a
+    /// crashed rollback is finished by), then the previous key goes back into SES and
+    /// `AWSCURRENT`. When the previous record is gone it refuses, changing nothing.
     pub(crate) async fn roll_back_rejected(
         &self,
         secret_id: &str,
@@ -156,12 +178,8 @@ impl<P: Ports> Engine<P> {
         ses: &SesView,
         rejected: &str,
     ) -> Result<String, EngineError> {
-        let selector = self
-            .roll_back_to_previous(secret_id, description, current, ses)
-            .await?;
-        self.mark_rejected(secret_id, &RotatorTags::of(&description.tags), rejected)
-            .await?;
-        Ok(selector)
+        self.roll_back_to_previous(secret_id, description, current, ses, Some(rejected))
+            .await
     }
 
     /// SES said `FAILED` for the new key right after the switch: put the previous key back

@@ -294,6 +294,10 @@ fn facts_of(
             .as_ref()
             .and_then(|k| k.created_at.as_deref().and_then(parse_rfc3339)),
         current_selector: current.key.as_ref().map(|k| k.selector.to_string()),
+        current_rejected: current
+            .key
+            .as_ref()
+            .is_some_and(|k| tags.is_rejected(k.selector.as_str())),
         ses_status: ses_state.status.clone(),
         ses_on_current: current
             .key

@@ -374,6 +374,7 @@ mod tests {
                 has_key: true,
                 key_created: Some(made),
                 current_selector: Some("new".into()),
+                current_rejected: false,
                 ses_status: Some(DkimStatus::Success),
                 ses_on_current: true,
                 switched_at: Some(made),
