@@ -31,10 +31,9 @@ trap 'rm -f "${SES_DKIM_INVARIANT_LOG}"' EXIT
 cargo test --locked --all-targets --features emulators
 echo "invariant checks made (SES's selector has a published, matching TXT record; no previous record retired before SES verified the current one): $(wc -l < "${SES_DKIM_INVARIANT_LOG}")"
 step "real crashes: the function process SIGKILLed after each external call, then retried (scripts/crash_harness.py)"
-cargo build --locked --bin ses-dkim-rotator --features emulators
+cargo build --locked --bin ses-dkim-rotator --bin dkim-rotator --features emulators
 "${SES_DKIM_TESTBED_VENV}/bin/python" scripts/crash_harness.py target/debug/ses-dkim-rotator
 step "no secret in any log: the function through a Runtime API at AWS_LAMBDA_LOG_LEVEL=TRACE, and the CLI (scripts/log_scan.py)"
-cargo build --locked --bin dkim-rotator --features emulators
 "${SES_DKIM_TESTBED_VENV}/bin/python" scripts/log_scan.py target/debug/ses-dkim-rotator target/debug/dkim-rotator
 step "fuzz smoke: each cargo-fuzz target for ${FUZZ_SMOKE_SECONDS:-15} s (make fuzz runs longer)"
 scripts/fuzz.sh "${FUZZ_SMOKE_SECONDS:-15}"

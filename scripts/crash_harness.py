@@ -20,12 +20,15 @@ only with a selector DNS serves, and the previous record stays while SES has not
 current one.
 
 Scenarios: Secrets Manager's four steps in each DNS mode (rfc2136, route53, hint — a person adds
-the record after setSecret), and for an identity in two SES regions (one key, both switched); the scheduled lifecycle (rotate a due key; SES verifies; confirm;
+the record after setSecret), and for an identity in two SES regions (one key, both switched);
+`dkim-rotator abort` of an unfinished rotation (the CLI killed after each call and run again,
+then the next rotation must resume the aborted key); the scheduled lifecycle (rotate a due key; SES verifies; confirm;
 retire the previous record after a zero grace period; idle) in rfc2136 mode and in route53 mode
 (a Route 53 retirement); the watcher's rollback (SES says FAILED for a second key: the first
 is put back); and the queue (planner, workers, three identities).
 
   crash_harness.py BINARY [--scenario NAME ...] [--points 1,5,9]
+(the `dkim-rotator` CLI is taken from BINARY's directory)
 Exit 0 when every crash point of every scenario ends like the reference; 1 otherwise.
 """
 import argparse
@@ -592,6 +595,42 @@ def rotation_scenario(binary, env, identity, crash_at):
     return counted
 
 
+def run_cli_until_done(cli, env, args, kill_after, counted):
+    """The ops CLI as an operator runs it: when the process is killed, run again, unarmed."""
+    while True:
+        process = subprocess.Popen([cli, *args], env=env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE)
+        PROXY.arm(process.pid, kill_after)
+        _, stderr = process.communicate(timeout=120)
+        counted.extend(PROXY.calls)
+        if not PROXY.killed:
+            if process.returncode != 0:
+                raise AssertionError(f"{args}: exit {process.returncode}: {stderr.decode()[-2000:]}")
+            return
+        kill_after = None
+
+
+def abort_scenario(binary, env, identity, crash_at):
+    """`dkim-rotator abort` of an unfinished rotation (its key stored), crashed after each of
+    its calls and run again; then Secrets Manager rotates again and resumes the same key."""
+    first_key(binary, env, identity)
+    token = identity.start_rotation()
+    run_until_done(binary, env, identity, step_event(identity, "createSecret", token), None, [])
+    handed_out = sm.get_secret_value(SecretId=identity.arn, VersionId=token)["SecretString"]
+    cli = os.path.join(os.path.dirname(binary), "dkim-rotator")
+    counted = []
+    run_cli_until_done(cli, env, ["abort", "--secret-id", identity.arn], crash_at, counted)
+    identity.check_invariants(f"after abort (crash point {crash_at})")
+    again = identity.start_rotation()
+    for step in STEPS:
+        run_until_done(binary, env, identity, step_event(identity, step, again), None, [])
+        if step == "createSecret":
+            resumed = secret_doc(identity.arn, "AWSPENDING")
+            assert resumed["selector"] == json.loads(handed_out)["selector"], \
+                f"crash point {crash_at}: the aborted key was not resumed"
+    return counted
+
+
 def scheduled_scenario(binary, env, identity, crash_at):
     """The scheduled lifecycle: rotate a due key; SES verifies; confirm; retire; idle."""
     # The first key by the schedule too (Secrets Manager rotation stays off, so the schedule
@@ -687,11 +726,11 @@ def queue_scenario(binary, env, crash_at):
     return [i.state() for i in identities], counted
 
 
-SCENARIOS = ("rfc2136", "route53", "hint", "two-regions", "scheduled", "scheduled-route53",
-             "rollback", "queue")
+SCENARIOS = ("rfc2136", "route53", "hint", "two-regions", "abort", "scheduled",
+             "scheduled-route53", "rollback", "queue")
 # The DNS mode of the scenarios not named after one.
 SCENARIO_MODES = {"scheduled": "rfc2136", "queue": "rfc2136", "scheduled-route53": "route53",
-                  "rollback": "rfc2136", "two-regions": "rfc2136"}
+                  "rollback": "rfc2136", "two-regions": "rfc2136", "abort": "rfc2136"}
 # The SES regions of a scenario's identity (default: the function's own).
 SCENARIO_REGIONS = {"two-regions": ["us-east-1", "eu-west-1"]}
 # What the uninterrupted run's crash-armed scheduled runs report, in order.
@@ -729,6 +768,8 @@ def main():
                 calls, actions = scheduled_scenario(args.binary, env, identity, crash_at)
             elif scenario == "rollback":
                 calls, actions = rollback_scenario(args.binary, env, identity, crash_at)
+            elif scenario == "abort":
+                calls, actions = abort_scenario(args.binary, env, identity, crash_at), None
             else:
                 calls, actions = rotation_scenario(args.binary, env, identity, crash_at), None
             return identity.state(), calls, actions
