@@ -45,9 +45,9 @@ const STEP_CALLS: [(&str, &[&str]); 4] = [
             "GetSecretValue",
             "GetEmailIdentity",
             "GetSecretValue",
-            "ListSecretVersionIds",
-            // The attempt is marked the rotator's own before its key is stored: the only
-            // unfinished version a later rotation may resume.
+            // No unfinished attempt of the rotator's is tagged, so no versions are listed;
+            // this attempt is marked the rotator's own before its key is stored (the only
+            // unfinished version a later rotation may resume).
             "TagResource",
             "PutSecretValue",
         ],
@@ -364,8 +364,7 @@ const SCHEDULED_RUN_CALLS: [(&str, &[&str]); 4] = [
             "GetSecretValue",
             "GetEmailIdentity",
             "TagResource",
-            // createSecret: unfinished attempts to resume, the attempt's mark, the new key.
-            "ListSecretVersionIds",
+            // createSecret: the attempt's mark (no earlier attempt to resume), the new key.
             "TagResource",
             "PutSecretValue",
             // setSecret

@@ -380,12 +380,7 @@ async fn route53_on_the_emulator_publishes_one_record_in_the_longest_matching_zo
     }
     let domain = format!("mail.{sub}");
     bed.create_identity(&domain).await;
-    let arn = bed
-        .create_secret(
-            &format!("dkim/{domain}"),
-            &json!({"identity": domain}).to_string(),
-        )
-        .await;
+    let arn = bed.secret_for(&domain).await;
     let seeded = Seeded {
         domain: domain.clone(),
         arn,
@@ -479,12 +474,7 @@ async fn route53_zone_choice_errors_say_what_to_do() {
     let engine = bed.engine_with("route53", allow_all()).await;
     let domain = format!("mail.{twin}");
     bed.create_identity(&domain).await;
-    let arn = bed
-        .create_secret(
-            &format!("dkim/{domain}"),
-            &json!({"identity": domain}).to_string(),
-        )
-        .await;
+    let arn = bed.secret_for(&domain).await;
     let token = bed.start_rotation(&arn).await;
     engine
         .run_step(&request(Step::CreateSecret, &arn, &token))

@@ -22,6 +22,17 @@ const DOMAIN: &str = "example.com";
 const EU: &str = "eu-west-1";
 const US: &str = "us-east-2";
 
+/// A scheduled run's options: `force`, the rotation interval in days, no deadline.
+fn run_options(force: bool, interval_days: i64) -> MaintainOptions {
+    MaintainOptions {
+        force,
+        dry_run: false,
+        rotation_interval: time::Duration::days(interval_days),
+        deadline: Deadline::NONE,
+        record_published: false,
+    }
+}
+
 struct TwoRegions {
     engine: Engine<MemoryPorts>,
     secrets: MemorySecrets,
@@ -110,13 +121,7 @@ impl TwoRegions {
         };
         self.secrets.set_rotation_enabled(&self.arn, false);
         let before = self.everything();
-        let options = MaintainOptions {
-            force: true,
-            dry_run: false,
-            rotation_interval: time::Duration::days(90),
-            deadline: Deadline::NONE,
-            record_published: false,
-        };
+        let options = run_options(true, 90);
         let report = self.engine.maintain(&self.arn, &options).await;
         assert_eq!(report.action, Action::Failed, "{report:?}");
         check(
@@ -175,13 +180,7 @@ impl TwoRegions {
     }
 
     async fn maintain(&self) -> Action {
-        let options = MaintainOptions {
-            force: false,
-            dry_run: false,
-            rotation_interval: time::Duration::days(90),
-            deadline: Deadline::NONE,
-            record_published: false,
-        };
+        let options = run_options(false, 90);
         let report = self.engine.maintain(&self.arn, &options).await;
         assert!(report.error.is_none(), "{report:?}");
         report.action
@@ -407,13 +406,7 @@ async fn signing_turned_off_is_reported_and_never_switched_on_or_off() {
             ],
         )
         .await;
-    let options = MaintainOptions {
-        force: false,
-        dry_run: false,
-        rotation_interval: time::Duration::days(900),
-        deadline: Deadline::NONE,
-        record_published: false,
-    };
+    let options = run_options(false, 900);
     let report = world.engine.maintain(&world.arn, &options).await;
     assert!(report.error.is_none(), "{report:?}");
     assert_eq!(

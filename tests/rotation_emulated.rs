@@ -307,12 +307,7 @@ async fn rotation_disabled_is_refused() {
 async fn identity_missing_from_ses_changes_nothing() {
     let bed = TestBed::connect().await;
     let domain = unique_domain("absent");
-    let arn = bed
-        .create_secret(
-            &format!("dkim/{domain}"),
-            &json!({"identity": domain}).to_string(),
-        )
-        .await;
+    let arn = bed.secret_for(&domain).await;
     let engine = bed.engine(allow_all()).await;
     let token = bed.start_rotation(&arn).await;
     let err = expect_error(
@@ -620,12 +615,7 @@ async fn a_deed_replica_and_signing_turned_off_are_refused_through_the_sdk_and_n
         replica.origin,
         Some(SigningOrigin::EasyDkimReplica("AWS_SES_EU_WEST_1".into()))
     );
-    let arn = bed
-        .create_secret(
-            &format!("dkim/{domain}"),
-            &json!({"identity": domain}).to_string(),
-        )
-        .await;
+    let arn = bed.secret_for(&domain).await;
     let token = bed.start_rotation(&arn).await;
     let err = expect_error(
         &engine,

@@ -37,6 +37,17 @@ impl<P: Ports> Engine<P> {
         ses: &SesView,
     ) -> Result<String, EngineError> {
         let key = self.check_rollback_record(secret_id, doc).await?;
+        self.sign_again(secret_id, doc, ses, key).await
+    }
+
+    /// `key` (of `doc`, its record checked) back into SES in every region; its selector.
+    async fn sign_again(
+        &self,
+        secret_id: &str,
+        doc: &DkimSecret,
+        ses: &SesView,
+        key: &PublishedKey,
+    ) -> Result<String, EngineError> {
         self.sign_in_every_region(doc, ses, key.selector.as_str(), key.key.private_key())
             .await?;
         tracing::info!(secret_id, selector = %key.selector, "SES signs with the previous key again");
@@ -142,10 +153,7 @@ impl<P: Ports> Engine<P> {
         if let Some(rejected) = rejected {
             self.mark_rejected(secret_id, &tags, rejected).await?;
         }
-        self.sign_in_every_region(&previous, ses, key.selector.as_str(), key.key.private_key())
-            .await?;
-        tracing::info!(secret_id, selector = %key.selector, "SES signs with the previous key again");
-        let selector = key.selector.to_string();
+        let selector = self.sign_again(secret_id, &previous, ses, key).await?;
         // Tagged before AWSCURRENT moves (as a switch is): a crash in between leaves tags a
         // retry writes again.
         let rolled_back = TagUpdate::rollback(

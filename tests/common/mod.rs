@@ -513,6 +513,16 @@ impl TestBed {
         .await;
     }
 
+    /// The secret `dkim/<domain>` = `{"identity": domain}` (its SES identity made elsewhere);
+    /// returns its ARN.
+    pub async fn secret_for(&self, domain: &str) -> String {
+        self.create_secret(
+            &format!("dkim/{domain}"),
+            &serde_json::json!({ "identity": domain }).to_string(),
+        )
+        .await
+    }
+
     /// A fresh identity in SES plus its secret `{"identity": domain, ...extra}`.
     pub async fn seed(&self, tag: &str, extra: Value) -> Seeded {
         let domain = unique_domain(tag);

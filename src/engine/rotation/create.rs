@@ -181,6 +181,7 @@ impl<P: Ports> Engine<P> {
         description: &SecretDescription,
         current: &DkimSecret,
     ) -> Result<Option<(String, PublishedKey)>, EngineError> {
+        let tags = RotatorTags::of(&description.tags);
         let labelled_out = |id: &str| {
             description.versions.get(id).is_some_and(|stages| {
                 stages
@@ -188,45 +189,49 @@ impl<P: Ports> Engine<P> {
                     .any(|s| s == STAGE_CURRENT || s == STAGE_PREVIOUS)
             })
         };
+        // Only the rotator's own last attempt can be resumed, and only while it is unfinished:
+        // with none (the common case) the versions are not even listed.
+        let Some(attempt) = tags
+            .attempt
+            .as_deref()
+            .filter(|v| *v != request.token && !labelled_out(v))
+        else {
+            return Ok(None);
+        };
         let versions = self.store().list_versions(&request.secret_id).await?;
-        let current_id = description.version_with_stage(STAGE_CURRENT);
-        let current_created = versions
-            .iter()
-            .find(|v| Some(v.version_id.as_str()) == current_id)
-            .and_then(|v| v.created);
-        // Only versions made after the current one can be an unfinished attempt.
-        let candidates = versions
-            .iter()
-            .filter(|v| match (v.created, current_created) {
-                (Some(created), Some(current)) => created >= current,
-                _ => true,
-            });
-        let tags = RotatorTags::of(&description.tags);
-        for info in candidates {
-            let version = &info.version_id;
-            let ours = tags.attempt.as_deref() == Some(version.as_str());
-            if !ours || *version == request.token || labelled_out(version) {
-                continue;
-            }
-            // An unreadable or foreign version is not a resumable attempt: pass it by.
-            let Ok(Some(doc)) = self
-                .read_doc(&request.secret_id, VersionLabel::id(version))
-                .await
-            else {
-                continue;
-            };
-            let Some(key) = doc.key.clone() else {
-                continue;
-            };
-            let pending = PendingKey { doc, key };
-            let usable = pending.doc.identity == current.identity
-                && pending.key.key.bits() == self.policy().key_bits
-                && !tags.is_rejected(pending.key.selector.as_str())
-                && check_pending_is_new(request, current, &pending).is_ok();
-            if usable {
-                return Ok(Some((version.clone(), pending.key)));
-            }
+        let created = |id: Option<&str>| {
+            versions
+                .iter()
+                .find(|v| Some(v.version_id.as_str()) == id)
+                .map(|v| v.created)
+        };
+        // Only a version made after the current one can be an unfinished attempt.
+        let newer = match (
+            created(Some(attempt)),
+            created(description.version_with_stage(STAGE_CURRENT)),
+        ) {
+            (None, _) => false,
+            (Some(Some(made)), Some(Some(current))) => made >= current,
+            (Some(_), _) => true,
+        };
+        if !newer {
+            return Ok(None);
         }
-        Ok(None)
+        // An unreadable version is not a resumable attempt: pass it by.
+        let Ok(Some(doc)) = self
+            .read_doc(&request.secret_id, VersionLabel::id(attempt))
+            .await
+        else {
+            return Ok(None);
+        };
+        let Some(key) = doc.key.clone() else {
+            return Ok(None);
+        };
+        let pending = PendingKey { doc, key };
+        let usable = pending.doc.identity == current.identity
+            && pending.key.key.bits() == self.policy().key_bits
+            && !tags.is_rejected(pending.key.selector.as_str())
+            && check_pending_is_new(request, current, &pending).is_ok();
+        Ok(usable.then(|| (attempt.to_owned(), pending.key)))
     }
 }
